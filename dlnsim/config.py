@@ -1,0 +1,305 @@
+"""Static configuration: frozen, hashable dataclasses that validate themselves.
+
+Everything here fixes shapes or control flow and is therefore a *static* argument of
+``jax.jit``. Numbers that are swept per run (step size, weight decay, init scale,
+training noise) live in :class:`dlnsim.HParams` and are traced, so one compiled
+program serves a whole grid (STYLE.md, Architecture 2).
+
+Every config checks itself on construction and raises ``ValueError`` naming the
+field, the bad value and what is allowed (STYLE.md, Architecture 8).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+OPERATORS = ("gaussian", "orthonormal", "dct")
+INITS = ("lecun", "he", "xavier", "orthogonal")
+OPTIMIZERS = ("gd", "momentum", "adam", "adamw")
+DTYPES = ("float32", "float64")
+LOSS_NORMS = ("mean", "sum")
+DATA_PATHS = ("reduced", "raw")
+ACTIVATIONS = ("linear", "relu")
+PRECISIONS = ("highest", "default")
+
+
+def _fail(cls: str, field: str, value: Any, allowed: str) -> None:
+    raise ValueError(f"{cls}.{field} = {value!r} is invalid: {allowed}")
+
+
+def _check_int(cls: str, field: str, value: Any, lo: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(cls, field, value, f"must be an integer >= {lo}")
+    if value < lo:
+        _fail(cls, field, value, f"must be an integer >= {lo}")
+
+
+def _check_choice(cls: str, field: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        _fail(cls, field, value, f"must be one of {', '.join(map(repr, choices))}")
+
+
+def _check_float(cls: str, field: str, value: Any, *, lo: float, strict: bool) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok:
+        ok = value > lo if strict else value >= lo
+        ok = ok and value == value and value != float("inf")
+    if not ok:
+        _fail(cls, field, value, f"must be a finite number {'>' if strict else '>='} {lo}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProblemConfig:
+    """The inverse problem of SCIENCE.md section 1 (all sizes are static).
+
+    Attributes:
+      d: ambient signal dimension.
+      m: number of measurements, ``s < m < d``.
+      s: latent subspace dimension.
+      n_train: number of training pairs N (``>= s``).
+      n_test: number of fresh test signals.
+      operator: measurement operator ``A``: ``"gaussian"`` (i.i.d. N(0, 1/m)),
+        ``"orthonormal"`` (orthogonal rows scaled so ``A A^T = (d/m) I``) or ``"dct"``
+        (m random rows of the orthonormal DCT-II, same scaling). The scaling makes
+        ``E||A x||^2 = ||x||^2`` for every operator, so step sizes transfer.
+      whiten: rescale the training codes so that ``Z Z^T = N I_s`` exactly, which makes
+        the closed-form limit of SCIENCE.md section 3 exact.
+      test_sigmas: measurement-noise levels of the noise-robustness curve (D4).
+    """
+
+    d: int = 100
+    m: int = 50
+    s: int = 5
+    n_train: int = 200
+    n_test: int = 500
+    operator: str = "gaussian"
+    whiten: bool = False
+    test_sigmas: tuple[float, ...] = (0.0, 0.1, 0.5)
+
+    def __post_init__(self) -> None:
+        c = "ProblemConfig"
+        for f in ("d", "m", "s", "n_train", "n_test"):
+            _check_int(c, f, getattr(self, f), 1)
+        if not self.s < self.m:
+            _fail(c, "s", self.s, f"must satisfy s < m (m = {self.m})")
+        if not self.m < self.d:
+            _fail(c, "m", self.m, f"must satisfy s < m < d (s = {self.s}, d = {self.d})")
+        if self.n_train < self.s:
+            _fail(c, "n_train", self.n_train, f"must be >= s = {self.s}")
+        _check_choice(c, "operator", self.operator, OPERATORS)
+        if not isinstance(self.whiten, bool):
+            _fail(c, "whiten", self.whiten, "must be true or false")
+        sig = self.test_sigmas
+        if isinstance(sig, list):
+            object.__setattr__(self, "test_sigmas", sig := tuple(sig))
+        if not isinstance(sig, tuple) or len(sig) == 0:
+            _fail(c, "test_sigmas", sig, "must be a non-empty list of numbers >= 0")
+        for v in sig:
+            _check_float(c, "test_sigmas", v, lo=0.0, strict=False)
+        object.__setattr__(self, "test_sigmas", tuple(float(v) for v in sig))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The deep network of SCIENCE.md section 2 (static: it fixes shapes).
+
+    Attributes:
+      depth: number of weight matrices L (``L = 1`` is ridge regression).
+      width: hidden width w.
+      init: ``"lecun"`` N(0, 1/fan_in), ``"he"`` N(0, 2/fan_in), ``"xavier"``
+        N(0, 2/(fan_in + fan_out)) or ``"orthogonal"``; each is multiplied by the traced
+        ``HParams.init_scale``.
+      activation: ``"linear"`` (the deep linear network) or ``"relu"`` between layers
+        (a comparison model; it trains on the raw data).
+    """
+
+    depth: int = 3
+    width: int = 100
+    init: str = "lecun"
+    activation: str = "linear"
+
+    def __post_init__(self) -> None:
+        c = "ModelConfig"
+        _check_int(c, "depth", self.depth, 1)
+        _check_int(c, "width", self.width, 1)
+        _check_choice(c, "init", self.init, INITS)
+        _check_choice(c, "activation", self.activation, ACTIVATIONS)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How training runs (static: it fixes the compiled program).
+
+    Attributes:
+      steps: number of optimiser steps (a multiple of ``log_every``).
+      log_every: metrics are recorded at step 0 and every ``log_every`` steps.
+      optimizer: ``"gd"`` (full-batch gradient descent, SCIENCE.md section 2),
+        ``"momentum"``, ``"adam"`` (weight decay added to the gradient) or ``"adamw"``
+        (decoupled weight decay), the last three through optax.
+      loss: ``"mean"`` (the 1/N loss) or ``"sum"``.
+      dtype: ``"float32"`` or ``"float64"`` (float64 needs ``jax_enable_x64``).
+      precision: matmul precision, ``"highest"`` (default, true float32 on GPUs) or
+        ``"default"`` (opt-in fast mode, TF32 on recent GPUs).
+      data: ``"reduced"`` trains on the exact rank-r factors of the data (SCIENCE.md
+        "Exact data reduction"), ``"raw"`` on all N samples.
+      divergence_cap: a run is flagged diverged when its data loss is not finite or
+        exceeds ``divergence_cap`` times its initial data loss (then it is frozen).
+      n_singular: how many top singular values of the end-to-end map to record.
+    """
+
+    steps: int = 2000
+    log_every: int = 50
+    optimizer: str = "gd"
+    loss: str = "mean"
+    dtype: str = "float32"
+    precision: str = "highest"
+    data: str = "reduced"
+    divergence_cap: float = 1e8
+    n_singular: int = 8
+
+    def __post_init__(self) -> None:
+        c = "TrainConfig"
+        _check_int(c, "log_every", self.log_every, 1)
+        _check_int(c, "steps", self.steps, self.log_every)
+        if self.steps % self.log_every:
+            _fail(c, "steps", self.steps, f"must be a multiple of log_every = {self.log_every}")
+        _check_choice(c, "optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice(c, "loss", self.loss, LOSS_NORMS)
+        _check_choice(c, "dtype", self.dtype, DTYPES)
+        _check_choice(c, "precision", self.precision, PRECISIONS)
+        _check_choice(c, "data", self.data, DATA_PATHS)
+        _check_float(c, "divergence_cap", self.divergence_cap, lo=1.0, strict=True)
+        _check_int(c, "n_singular", self.n_singular, 1)
+
+    @property
+    def n_logs(self) -> int:
+        """Number of logged points, step 0 included."""
+        return self.steps // self.log_every + 1
+
+
+# Grid axes. Static axes change shapes or control flow: each value is its own compiled
+# group. Traced axes are vmapped inside one compiled program.
+STATIC_AXES = {
+    "depth": "model",
+    "width": "model",
+    "d": "problem",
+    "m": "problem",
+    "s": "problem",
+    "n_train": "problem",
+}
+TRACED_AXES = ("seed", "problem_seed", "lr", "weight_decay", "init_scale", "train_noise", "momentum")
+GRID_AXES = tuple(STATIC_AXES) + TRACED_AXES
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """A grid of runs: the base configs plus the values each swept axis takes.
+
+    Axes not in ``grid`` keep the base value (``hparams`` for the traced numbers,
+    ``seed = 0``, ``problem_seed = 0``). Static axes (depth, width, d, m, s, n_train)
+    make one compiled group per value combination; the rest are vmapped.
+
+    Attributes:
+      problem, model, train: base configs.
+      hparams: base per-run numbers, a mapping with keys of :class:`dlnsim.HParams`.
+      grid: axis name -> non-empty sequence of values. Axes: ``GRID_AXES``.
+      teacher_per_seed: draw a fresh teacher (U, A, data) for every seed instead of
+        sharing the one of ``problem_seed`` across seeds.
+      chunk_size: runs per compiled batch (``None``: all runs of a group at once).
+    """
+
+    problem: ProblemConfig = ProblemConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    hparams: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    grid: Mapping[str, Sequence[Any]] = dataclasses.field(default_factory=dict)
+    teacher_per_seed: bool = False
+    chunk_size: int | None = None
+
+    def __post_init__(self) -> None:
+        from dlnsim.hparams import HParams  # local: hparams imports nothing from here
+
+        c = "SweepConfig"
+        for f, t in (("problem", ProblemConfig), ("model", ModelConfig), ("train", TrainConfig)):
+            if not isinstance(getattr(self, f), t):
+                _fail(c, f, getattr(self, f), f"must be a {t.__name__}")
+        hp = dict(self.hparams)
+        for k in hp:
+            if k not in HParams._fields:
+                _fail(c, "hparams", k, f"keys must be among {', '.join(HParams._fields)}")
+        HParams(**hp)  # validates the values
+        object.__setattr__(self, "hparams", _FrozenDict(hp))
+        grid = {}
+        for axis, values in dict(self.grid).items():
+            if axis not in GRID_AXES:
+                _fail(c, "grid", axis, f"axes must be among {', '.join(GRID_AXES)}")
+            if isinstance(values, str | bytes) or not isinstance(values, Sequence | range):
+                _fail(c, f"grid.{axis}", values, "must be a non-empty list of values")
+            values = tuple(values.tolist() if hasattr(values, "tolist") else values)
+            if not values:
+                _fail(c, f"grid.{axis}", values, "must be a non-empty list of values")
+            if len(set(values)) != len(values):
+                _fail(c, f"grid.{axis}", values, "must not repeat a value")
+            for v in values:
+                _check_axis_value(axis, v)
+            grid[axis] = values
+        object.__setattr__(self, "grid", _FrozenDict(grid))
+        if not isinstance(self.teacher_per_seed, bool):
+            _fail(c, "teacher_per_seed", self.teacher_per_seed, "must be true or false")
+        if self.chunk_size is not None:
+            _check_int(c, "chunk_size", self.chunk_size, 1)
+        # Every static combination must itself be a valid config.
+        for combo in static_combinations(self):
+            problem_and_model(self, combo)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(v) for v in self.grid.values())
+
+    @property
+    def n_runs(self) -> int:
+        n = 1
+        for k in self.shape:
+            n *= k
+        return n
+
+
+def _check_axis_value(axis: str, v: Any) -> None:
+    c = f"SweepConfig.grid.{axis}"
+    if axis in STATIC_AXES or axis in ("seed", "problem_seed"):
+        if isinstance(v, bool) or not isinstance(v, int) or v < (1 if axis in STATIC_AXES else 0):
+            lo = 1 if axis in STATIC_AXES else 0
+            raise ValueError(f"{c} value {v!r} is invalid: must be an integer >= {lo}")
+    else:
+        from dlnsim.hparams import HParams
+
+        HParams(**{axis: v})
+
+
+class _FrozenDict(dict):
+    """A dict that is hashable (by value) and immutable, for frozen configs."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+    def _immutable(self, *a: Any, **k: Any) -> None:
+        raise TypeError("configuration mappings are immutable")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _immutable
+
+
+def static_combinations(cfg: SweepConfig) -> list[dict[str, int]]:
+    """All value combinations of the static grid axes, in grid order."""
+    import itertools
+
+    axes = [a for a in cfg.grid if a in STATIC_AXES]
+    return [dict(zip(axes, vals)) for vals in itertools.product(*(cfg.grid[a] for a in axes))]
+
+
+def problem_and_model(cfg: SweepConfig, combo: Mapping[str, int]) -> tuple[ProblemConfig, ModelConfig]:
+    """The problem and model configs of one static group (validated)."""
+    p = {k: v for k, v in combo.items() if STATIC_AXES[k] == "problem"}
+    m = {k: v for k, v in combo.items() if STATIC_AXES[k] == "model"}
+    return dataclasses.replace(cfg.problem, **p), dataclasses.replace(cfg.model, **m)

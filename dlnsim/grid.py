@@ -1,0 +1,302 @@
+"""Sweeps: the one place where runs are batched with ``vmap``.
+
+A grid is planned into *groups* (one value combination of the static axes: depth,
+width, problem sizes; one compiled program each) and each group into *chunks* of runs
+that are trained together by ``vmap(simulate)``. A run's keys come from its own seed
+values only, so its result does not depend on which runs share its chunk.
+
+``plan`` -> ``run_chunk`` (pure compute, returns NumPy) -> ``assemble`` (xarray) is the
+whole pipeline; :func:`sweep` chains them, and the storage layer persists chunks in
+between to resume a killed sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from dlnsim.config import (
+    STATIC_AXES,
+    ModelConfig,
+    ProblemConfig,
+    SweepConfig,
+    TrainConfig,
+    problem_and_model,
+    static_combinations,
+)
+from dlnsim.hparams import HParams
+from dlnsim.metrics import Metrics
+from dlnsim.problem import make_problem, problem_key, raw_data, reduce_data
+from dlnsim.train import init_key, simulate, uses_raw_data
+
+
+class Chunk(NamedTuple):
+    """A batch of runs of one static group, trained by one call of the compiled program."""
+
+    index: int  # position in the plan
+    group: int  # static group index
+    runs: tuple[int, ...]  # flat (C-order) indices into the grid
+
+
+class ChunkResult(NamedTuple):
+    """NumPy outputs of one chunk, one leading entry per run of the chunk."""
+
+    metrics: dict[str, np.ndarray]  # name -> (n, n_logs, ...)
+    diverged: np.ndarray  # (n,) bool
+    diverged_at: np.ndarray  # (n,) int32
+    seconds: float  # wall time of the chunk, compile included
+
+
+def _run_values(cfg: SweepConfig, flat: int) -> dict[str, Any]:
+    idx = np.unravel_index(flat, cfg.shape) if cfg.grid else ()
+    return {axis: values[i] for (axis, values), i in zip(cfg.grid.items(), idx)}
+
+
+def _group_of(cfg: SweepConfig, values: dict[str, Any]) -> dict[str, int]:
+    return {a: values[a] for a in cfg.grid if a in STATIC_AXES}
+
+
+def plan(cfg: SweepConfig, chunk_size: int | None = None) -> list[Chunk]:
+    """Splits the grid into chunks: runs grouped by static config, then cut to size.
+
+    Args:
+      cfg: the sweep.
+      chunk_size: runs per chunk (default ``cfg.chunk_size``; ``None``: whole groups).
+    """
+    size = chunk_size or cfg.chunk_size
+    combos = static_combinations(cfg)
+    members: list[list[int]] = [[] for _ in combos]
+    for flat in range(cfg.n_runs):
+        members[combos.index(_group_of(cfg, _run_values(cfg, flat)))].append(flat)
+    chunks = []
+    for g, runs in enumerate(members):
+        step = size or len(runs)
+        for start in range(0, len(runs), step):
+            chunks.append(Chunk(len(chunks), g, tuple(runs[start : start + step])))
+    return chunks
+
+
+def group_configs(cfg: SweepConfig, group: int) -> tuple[ProblemConfig, ModelConfig]:
+    """Problem and model config of a static group."""
+    return problem_and_model(cfg, static_combinations(cfg)[group])
+
+
+def _noisy(cfg: SweepConfig) -> bool:
+    """Static: does any run carry training noise (then the data have full rank)?"""
+    return any(v != 0 for v in cfg.grid.get("train_noise", (cfg.hparams.get("train_noise", 0.0),)))
+
+
+@functools.partial(jax.jit, static_argnames=("problem_cfg", "dtype", "raw", "noisy"))
+def _make_problems(keys, noises, *, problem_cfg, dtype, raw, noisy):
+    """Draws each distinct problem of a chunk once and prepares its training data.
+
+    Depth and width do not enter, so groups that differ only in them share this
+    compiled program.
+    """
+
+    def one(key, noise):
+        problem = make_problem(problem_cfg, key=key, train_noise=noise if noisy else 0.0, dtype=dtype)
+        return problem, raw_data(problem) if raw else reduce_data(problem)
+
+    return jax.vmap(one)(keys, noises)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "train"))
+def _train_batch(problems, datas, which, seeds, hp, *, model, train):
+    """vmap of one run over the batch: the only vmap over runs in dlnsim.
+
+    Run i trains on problem ``which[i]``; unused problem arrays (the raw training set
+    on the reduced path) are never gathered.
+    """
+
+    def one(which, seed, hp):
+        pick = lambda a: a[which]  # noqa: E731
+        problem, data = jax.tree.map(pick, problems), jax.tree.map(pick, datas)
+        run = simulate(problem, hp, init_key(seed), model=model, train=train, data=data)
+        return run.metrics, run.diverged, run.diverged_at
+
+    return jax.vmap(one)(which, seeds, hp)
+
+
+def _teachers(cfg: SweepConfig, rows: list[dict[str, Any]]) -> list[tuple[int, int | None, float]]:
+    """A run's teacher: (problem_seed[, seed], train_noise)."""
+    base = HParams(**cfg.hparams)
+    return [
+        (r.get("problem_seed", 0), r.get("seed", 0) if cfg.teacher_per_seed else None, float(r.get("train_noise", base.train_noise)))
+        for r in rows
+    ]
+
+
+class BatchShape(NamedTuple):
+    """Padded sizes shared by every chunk of a sweep, so each group compiles once."""
+
+    runs: int  # runs per call
+    teachers: int  # distinct problems per call
+
+
+def batch_shape(cfg: SweepConfig, chunks: list[Chunk]) -> BatchShape:
+    """The largest chunk and the largest number of distinct teachers in one chunk."""
+    teachers = max(len(set(_teachers(cfg, [_run_values(cfg, r) for r in c.runs]))) for c in chunks)
+    return BatchShape(max(len(c.runs) for c in chunks), teachers)
+
+
+def _batch_inputs(cfg: SweepConfig, runs: tuple[int, ...], pad: BatchShape):
+    rows = [_run_values(cfg, r) for r in runs]
+    rows += [rows[-1]] * (pad.runs - len(rows))  # padding repeats a run; trimmed after
+    dt = np.dtype(cfg.train.dtype)
+    base = HParams(**cfg.hparams)
+    hp = HParams(*(np.array([r.get(f, getattr(base, f)) for r in rows], dt) for f in HParams._fields))
+    seeds = np.array([r.get("seed", 0) for r in rows], np.int32)
+    # Each distinct teacher is drawn once (padding repeats the last one).
+    teachers = _teachers(cfg, rows)
+    distinct = list(dict.fromkeys(teachers))
+    distinct += [distinct[-1]] * (pad.teachers - len(distinct))
+    which = np.array([distinct.index(t) for t in teachers], np.int32)
+    keys = jnp.stack([problem_key(ps, sd) for ps, sd, _ in distinct])
+    noises = np.array([n for _, _, n in distinct], dt)
+    return keys, noises, which, seeds, hp
+
+
+def run_chunk(cfg: SweepConfig, chunk: Chunk, pad: BatchShape | None = None) -> ChunkResult:
+    """Trains the runs of one chunk (one compiled call) and returns NumPy results.
+
+    Args:
+      cfg: the sweep.
+      chunk: from :func:`plan`.
+      pad: pad the batch to these sizes (see :func:`batch_shape`), so a short last
+        chunk reuses the compiled program of the full ones.
+    """
+    start = time.perf_counter()
+    problem_cfg, model = group_configs(cfg, chunk.group)
+    n = len(chunk.runs)
+    keys, noises, which, seeds, hp = _batch_inputs(cfg, chunk.runs, pad or batch_shape(cfg, [chunk]))
+    problems, datas = _make_problems(
+        keys, noises, problem_cfg=problem_cfg, dtype=cfg.train.dtype, raw=uses_raw_data(model, cfg.train), noisy=_noisy(cfg)
+    )
+    metrics, diverged, diverged_at = _train_batch(problems, datas, which, seeds, hp, model=model, train=cfg.train)
+    out = {k: np.asarray(v)[:n] for k, v in metrics._asdict().items()}
+    # Pad the spectrum to n_singular so groups with small m or d stack.
+    sv = out["sv"]
+    if sv.shape[-1] < cfg.train.n_singular:
+        pad = np.full(sv.shape[:-1] + (cfg.train.n_singular - sv.shape[-1],), np.nan, sv.dtype)
+        out["sv"] = np.concatenate([sv, pad], axis=-1)
+    return ChunkResult(out, np.asarray(diverged)[:n], np.asarray(diverged_at)[:n], time.perf_counter() - start)
+
+
+def _metric_dims(name: str) -> tuple[str, ...]:
+    return {"noise_err": ("sigma",), "sv": ("k",)}.get(name, ())
+
+
+def assemble(cfg: SweepConfig, chunks: Iterable[Chunk], results: Iterable[ChunkResult], attrs: dict[str, Any] | None = None) -> xr.Dataset:
+    """Places chunk results on the grid: an ``xarray.Dataset`` with one dim per axis + step.
+
+    Data variables: every :class:`Metrics` field (dims: grid axes, ``step`` and
+    ``sigma`` / ``k`` for the vector metrics), ``diverged`` and ``diverged_at``.
+    """
+    shape = cfg.shape
+    axes = list(cfg.grid)
+    data: dict[str, np.ndarray] = {}
+    diverged = np.zeros(shape, bool)
+    diverged_at = np.full(shape, -1, np.int32)
+    for chunk, res in zip(chunks, results):
+        idx = np.unravel_index(np.asarray(chunk.runs), shape) if axes else (np.zeros(len(chunk.runs), int),)
+        for name, values in res.metrics.items():
+            if name not in data:
+                data[name] = np.full(shape + values.shape[1:], np.nan, values.dtype)
+            data[name][idx if axes else 0] = values if axes else values[0]
+        diverged[idx if axes else ()] = res.diverged if axes else res.diverged[0]
+        diverged_at[idx if axes else ()] = res.diverged_at if axes else res.diverged_at[0]
+    steps = np.arange(cfg.train.n_logs) * cfg.train.log_every
+    variables = {name: (axes + ["step", *_metric_dims(name)], data[name]) for name in Metrics._fields}
+    variables["diverged"] = (axes, diverged)
+    variables["diverged_at"] = (axes, diverged_at)
+    coords = {a: list(v) for a, v in cfg.grid.items()}
+    coords.update(step=steps, sigma=list(cfg.problem.test_sigmas), k=np.arange(cfg.train.n_singular))
+    ds = xr.Dataset(variables, coords=coords, attrs=dict(attrs or {}))
+    ds["diverged_at"].attrs["description"] = "step at which the run diverged and was frozen, -1 if never"
+    return ds
+
+
+def sweep(
+    cfg: SweepConfig,
+    *,
+    on_chunk: Callable[[Chunk, ChunkResult], None] | None = None,
+) -> xr.Dataset:
+    """Runs every run of the grid and returns the metrics as an ``xarray.Dataset``.
+
+    Args:
+      cfg: the sweep.
+      on_chunk: called after each chunk (progress reporting, persistence).
+
+    Returns:
+      The dataset of :func:`assemble`, with the config in its attributes.
+
+    Example:
+      >>> cfg = dlnsim.SweepConfig(
+      ...     problem=dlnsim.ProblemConfig(d=20, m=10, s=2, n_train=30),
+      ...     model=dlnsim.ModelConfig(depth=2, width=16),
+      ...     train=dlnsim.TrainConfig(steps=100, log_every=50),
+      ...     grid={"seed": [0, 1], "weight_decay": [0.0, 1e-2]})
+      >>> dlnsim.sweep(cfg).on_err.dims
+      ('seed', 'weight_decay', 'step')
+    """
+    chunks = plan(cfg)
+    pad = batch_shape(cfg, chunks)
+    results = []
+    for chunk in chunks:
+        res = run_chunk(cfg, chunk, pad)
+        results.append(res)
+        if on_chunk is not None:
+            on_chunk(chunk, res)
+    return assemble(cfg, chunks, results, attrs=run_attrs(cfg))
+
+
+def run_attrs(cfg: SweepConfig) -> dict[str, Any]:
+    """Provenance attributes: config (JSON), versions, device, precision."""
+    import json
+
+    from dlnsim import __version__
+
+    dev = jax.devices()[0]
+    return {
+        "config_json": json.dumps(config_to_dict(cfg), sort_keys=True),
+        "dlnsim_version": __version__,
+        "jax_version": jax.__version__,
+        "device_kind": f"{dev.platform}: {dev.device_kind}",
+        "dtype": cfg.train.dtype,
+        "precision": cfg.train.precision,
+    }
+
+
+def config_to_dict(cfg: SweepConfig) -> dict[str, Any]:
+    """Plain-data form of a sweep config (sections problem, model, train, hparams, grid)."""
+    return {
+        "problem": dataclasses.asdict(cfg.problem),
+        "model": dataclasses.asdict(cfg.model),
+        "train": dataclasses.asdict(cfg.train),
+        "hparams": dict(cfg.hparams),
+        "grid": {k: list(v) for k, v in cfg.grid.items()},
+        "sweep": {"teacher_per_seed": cfg.teacher_per_seed, "chunk_size": cfg.chunk_size},
+    }
+
+
+def config_from_dict(d: dict[str, Any]) -> SweepConfig:
+    """Inverse of :func:`config_to_dict`."""
+    sweep_opts = dict(d.get("sweep", {}))
+    return SweepConfig(
+        problem=ProblemConfig(**d.get("problem", {})),
+        model=ModelConfig(**d.get("model", {})),
+        train=TrainConfig(**d.get("train", {})),
+        hparams=d.get("hparams", {}),
+        grid=d.get("grid", {}),
+        **sweep_opts,
+    )
+

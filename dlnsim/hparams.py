@@ -1,0 +1,56 @@
+"""Per-run numbers that are swept: traced arrays, never compile-time constants."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+# field -> (lower bound, strict): lr > 0, everything else >= 0.
+_BOUNDS = {
+    "lr": (0.0, True),
+    "weight_decay": (0.0, False),
+    "init_scale": (0.0, False),
+    "train_noise": (0.0, False),
+    "momentum": (0.0, False),
+}
+
+
+class _HParamsBase(NamedTuple):
+    lr: Any = 0.02  # step size eta; scalar, float
+    weight_decay: Any = 0.0  # lambda; scalar, float
+    init_scale: Any = 1.0  # multiplies the init scheme's std; scalar, float
+    train_noise: Any = 0.0  # std of the training measurement noise; scalar, float
+    momentum: Any = 0.9  # momentum ("momentum") or b1 ("adam", "adamw"); scalar, float
+
+
+class HParams(_HParamsBase):
+    """Traced per-run hyperparameters (a pytree: vmap over any of its fields).
+
+    Concrete values (Python or NumPy numbers) are validated on construction; traced
+    values pass through untouched, since nothing is validated in traced code.
+
+    Example:
+      >>> HParams(lr=0.05, weight_decay=1e-2).lr
+      0.05
+      >>> HParams(lr=-1.0)
+      Traceback (most recent call last):
+      ...
+      ValueError: HParams.lr = -1.0 is invalid: must be a finite number > 0
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> HParams:
+        self = super().__new__(cls, *args, **kwargs)
+        for name, value in zip(self._fields, self):
+            if isinstance(value, int | float | np.number | np.ndarray) and not isinstance(value, bool):
+                lo, strict = _BOUNDS[name]
+                v = np.asarray(value, dtype=float)
+                ok = np.all(np.isfinite(v)) and np.all(v > lo if strict else v >= lo)
+                if not ok:
+                    op = ">" if strict else ">="
+                    raise ValueError(f"HParams.{name} = {value!r} is invalid: must be a finite number {op} {lo:g}")
+            elif isinstance(value, bool | str | None):
+                raise ValueError(f"HParams.{name} = {value!r} is invalid: must be a number")
+        return self

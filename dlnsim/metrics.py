@@ -1,0 +1,177 @@
+"""Per-run metrics at a logging step (SCIENCE.md section 4), computed inside the scan.
+
+Only scalars and short vectors are returned, so memory does not grow with the weights.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from dlnsim import theory
+from dlnsim.model import Params, end_to_end, forward, precision
+from dlnsim.problem import Data, Problem
+
+Array = jax.Array
+
+
+class Metrics(NamedTuple):
+    """Metrics of one network at one logging step (all float, of the run's dtype).
+
+    ``E`` is the end-to-end map, ``B = A U``, ``P`` projects onto range(B). Metrics that
+    need ``E`` are NaN for a ReLU network; ``limit_dist`` is NaN where ``E*`` is unknown.
+    """
+
+    loss_data: Array  # () (||E Y - X||^2) / (2N)  (2 without N for the sum loss)
+    loss_reg: Array  # () (lambda / 2) sum_l ||W_l||_F^2
+    on_err: Array  # () ||E B - U||_F / sqrt(s)
+    off_fro: Array  # () ||E P_perp||_F
+    off_spec: Array  # () ||E P_perp||_2
+    w1_off_fro: Array  # () ||W_1 P_perp||_F
+    e2e_fro: Array  # () ||E||_F
+    test_err: Array  # () ||f(Y_test) - X_test||_F / ||X_test||_F, clean test data
+    noise_err: Array  # (n_sigma,) relative test error at each test sigma (D4)
+    align_left_sin: Array  # () sin of largest principal angle, top-s left sing. space of E vs span(U)
+    align_left_cos2: Array  # () mean cos^2 of those angles
+    align_right_sin: Array  # () same for the top-s right singular space of E vs range(B)
+    align_right_cos2: Array  # ()
+    sv: Array  # (n_singular,) top singular values of E
+    eff_rank: Array  # () exp(entropy of the normalised singular values of E)
+    balance: Array  # () max_l ||W_{l+1}^T W_{l+1} - W_l W_l^T||_F / (||W_{l+1}||_F^2 + ||W_l||_F^2)
+    limit_dist: Array  # () ||E - E*||_F / ||E*||_F
+
+
+def _sq(x: Array) -> Array:
+    return jnp.sum(x * x)
+
+
+def _alignment(basis: Array, ref: Array) -> tuple[Array, Array]:
+    """(sin of the largest principal angle, mean cos^2) between two orthonormal bases."""
+    cos = jnp.linalg.svd(ref.T @ basis, compute_uv=False)
+    return jnp.sqrt(jnp.maximum(1.0 - jnp.min(cos) ** 2, 0.0)), jnp.mean(cos**2)
+
+
+def balancedness(params: Params, prec: str = "highest") -> Array:
+    """``max_l ||W_{l+1}^T W_{l+1} - W_l W_l^T||_F / (||W_{l+1}||_F^2 + ||W_l||_F^2)`` (D3).
+
+    The ratio lies in [0, 1]; 0 for ``L = 1``.
+    """
+    p = precision(prec)
+    worst = jnp.zeros((), params[0].dtype)
+    for w_lo, w_hi in zip(params[:-1], params[1:]):
+        gap = jnp.matmul(w_hi.T, w_hi, precision=p) - jnp.matmul(w_lo, w_lo.T, precision=p)
+        worst = jnp.maximum(worst, jnp.sqrt(_sq(gap)) / (_sq(w_hi) + _sq(w_lo)))
+    return worst
+
+
+def compute_metrics(
+    params: Params,
+    problem: Problem,
+    data: Data,
+    weight_decay: Array,
+    e_star: Array | None,
+    sigmas: tuple[float, ...],
+    *,
+    n: int,
+    n_singular: int,
+    activation: str = "linear",
+    prec: str = "highest",
+) -> Metrics:
+    """All metrics of one network.
+
+    Args:
+      params: ``(W_1, ..., W_L)``.
+      problem: the problem (teacher and test set).
+      data: the training data the loss sees (reduced or raw: same loss).
+      weight_decay: lambda.
+      e_star: (d, m) closed-form limit, or None where unknown.
+      sigmas: test noise levels.
+      n: loss normaliser (N for the mean loss, 1 for the sum).
+      n_singular: number of top singular values to report.
+      activation: "linear" or "relu".
+      prec: matmul precision name.
+    """
+    p = precision(prec)
+    mm = lambda a, b: jnp.matmul(a, b, precision=p)  # noqa: E731
+    dt = params[0].dtype
+    nan = jnp.full((), jnp.nan, dt)
+    s = problem.u.shape[1]
+    loss_data = 0.5 * (_sq(forward(params, data.y, activation, prec) - data.x) + data.c0) / n
+    loss_reg = 0.5 * weight_decay * sum(_sq(w) for w in params)
+    w1_off = params[0] - mm(mm(params[0], problem.qb), problem.qb.T)
+    signal_sq = _sq(problem.x_test)
+    sig = jnp.asarray(sigmas, dt)
+    k = min(n_singular, *problem.a.shape)
+
+    if activation != "linear":
+        out = forward(params, problem.y_test, activation, prec)
+        noisy = jax.vmap(lambda sg: _sq(forward(params, problem.y_test + sg * problem.e_test, activation, prec) - problem.x_test))(sig)
+        return Metrics(
+            loss_data=loss_data,
+            loss_reg=loss_reg,
+            on_err=nan,
+            off_fro=nan,
+            off_spec=nan,
+            w1_off_fro=jnp.sqrt(_sq(w1_off)),
+            e2e_fro=nan,
+            test_err=jnp.sqrt(_sq(out - problem.x_test) / signal_sq),
+            noise_err=jnp.sqrt(noisy / signal_sq),
+            align_left_sin=nan,
+            align_left_cos2=nan,
+            align_right_sin=nan,
+            align_right_cos2=nan,
+            sv=jnp.full((k,), jnp.nan, dt),
+            eff_rank=nan,
+            balance=nan,
+            limit_dist=nan,
+        )
+
+    e2e = end_to_end(params, prec)
+    off = e2e - mm(mm(e2e, problem.qb), problem.qb.T)
+    clean_sq = _sq(mm(e2e, problem.y_test) - problem.x_test)
+    e2e_sq = _sq(e2e)
+    left, sv, right_t = jnp.linalg.svd(e2e, full_matrices=False)
+    left_sin, left_cos2 = _alignment(left[:, :s], problem.u)
+    right_sin, right_cos2 = _alignment(right_t[:s].T, problem.qb)
+    prob = sv / jnp.sum(sv)
+    entropy = -jnp.sum(jnp.where(prob > 0, prob * jnp.log(jnp.where(prob > 0, prob, 1.0)), 0.0))
+    if e_star is None:
+        limit_dist = nan
+    else:
+        limit_dist = jnp.sqrt(_sq(e2e - e_star) / _sq(e_star))
+    return Metrics(
+        loss_data=loss_data,
+        loss_reg=loss_reg,
+        on_err=jnp.sqrt(_sq(mm(e2e, problem.b) - problem.u) / s),
+        off_fro=jnp.sqrt(_sq(off)),
+        off_spec=jnp.linalg.norm(off, ord=2),
+        w1_off_fro=jnp.sqrt(_sq(w1_off)),
+        e2e_fro=jnp.sqrt(e2e_sq),
+        test_err=jnp.sqrt(clean_sq / signal_sq),
+        noise_err=theory.noise_error(clean_sq, problem.x_test.shape[1] * e2e_sq, signal_sq, sig),
+        align_left_sin=left_sin,
+        align_left_cos2=left_cos2,
+        align_right_sin=right_sin,
+        align_right_cos2=right_cos2,
+        sv=sv[:k],
+        eff_rank=jnp.exp(entropy),
+        balance=balancedness(params, prec),
+        limit_dist=limit_dist,
+    )
+
+
+def noise_error_mc(params: Params, problem: Problem, sigmas: tuple[float, ...], activation: str = "linear") -> Array:
+    """Monte Carlo relative test error at each sigma, on the problem's fixed noise draw.
+
+    The independent check of the D4 closed form used in ``Metrics.noise_err``.
+    """
+    sig = jnp.asarray(sigmas, params[0].dtype)
+    signal_sq = _sq(problem.x_test)
+
+    def one(sg: Array) -> Array:
+        out = forward(params, problem.y_test + sg * problem.e_test, activation)
+        return jnp.sqrt(_sq(out - problem.x_test) / signal_sq)
+
+    return jax.vmap(one)(sig)

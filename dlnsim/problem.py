@@ -1,0 +1,185 @@
+"""The subspace inverse problem (SCIENCE.md section 1) and its exact data reduction.
+
+Everything here is a pure function of a key and static sizes, so problems can be drawn
+inside ``jit``/``vmap`` (one teacher per run when the sweep asks for it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+
+from dlnsim.config import ProblemConfig
+
+Array = jax.Array
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["a", "u", "b", "qb", "x", "y", "x_test", "y_test", "e_test", "train_noise"],
+    meta_fields=["cfg", "noise_free"],
+)
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One inverse problem: teacher, training set and test set (shapes for N, T).
+
+    A pytree whose arrays are leaves and whose config is static metadata, so it can be
+    made inside ``jit``/``vmap`` and passed to :func:`dlnsim.train` on its own.
+    """
+
+    cfg: ProblemConfig  # static: the sizes and options it was made with
+    noise_free: bool  # static: the training measurements carry no noise (rank Y = s)
+    a: Array  # (m, d) measurement operator A
+    u: Array  # (d, s) orthonormal basis of the latent subspace
+    b: Array  # (m, s) B = A U
+    qb: Array  # (m, s) orthonormal basis of range(B); P = qb qb^T
+    x: Array  # (d, N) training signals X = U Z
+    y: Array  # (m, N) training measurements Y = A X + noise
+    x_test: Array  # (d, T) fresh test signals
+    y_test: Array  # (m, T) their clean measurements A x_test
+    e_test: Array  # (m, T) unit-variance Gaussian noise draw for Monte Carlo checks
+    train_noise: Array  # () std of the training measurement noise
+
+
+class Data(NamedTuple):
+    """What the loss sees: ``F_data = (||E y - x||_F^2 + c0) / (2 n)``.
+
+    The raw path has ``y = Y``, ``x = X``, ``c0 = 0``. The reduced path has the r-column
+    factors of SCIENCE.md "Exact data reduction", which give the same loss and gradients.
+    """
+
+    y: Array  # (m, r) inputs
+    x: Array  # (d, r) targets
+    c0: Array  # () constant part of the squared residual ||X (I - V_r V_r^T)||_F^2
+
+
+def _operator(key: Array, cfg: ProblemConfig, dtype: jnp.dtype) -> Array:
+    d, m = cfg.d, cfg.m
+    if cfg.operator == "gaussian":
+        return jr.normal(key, (m, d), dtype) / math.sqrt(m)
+    if cfg.operator == "orthonormal":
+        q, _ = jnp.linalg.qr(jr.normal(key, (d, m), dtype))
+        return math.sqrt(d / m) * q.T
+    # Subsampled orthonormal DCT-II: the usual compressed-sensing operator.
+    n = jnp.arange(d, dtype=dtype)
+    k = jnp.arange(d, dtype=dtype)[:, None]
+    c = jnp.cos(jnp.pi * (n + 0.5) * k / d) * math.sqrt(2.0 / d)
+    c = c.at[0].multiply(1.0 / math.sqrt(2.0))
+    rows = jr.choice(key, d, (m,), replace=False)
+    return math.sqrt(d / m) * c[jnp.sort(rows)]
+
+
+def _whiten(z: Array) -> Array:
+    """Rescale codes so that ``Z Z^T = N I`` exactly (symmetric inverse square root)."""
+    n = z.shape[1]
+    evals, evecs = jnp.linalg.eigh(z @ z.T)
+    return math.sqrt(n) * (evecs * jax.lax.rsqrt(evals)) @ evecs.T @ z
+
+
+def problem_key(problem_seed: int | Array, seed: int | Array | None = None) -> Array:
+    """The teacher's key: from ``problem_seed`` alone, or per run seed when given.
+
+    Drawn from a different root than initialisation keys (:func:`dlnsim.train.init_key`),
+    so equal seed numbers never share random streams.
+    """
+    key = jr.fold_in(jr.key(1), problem_seed)
+    return key if seed is None else jr.fold_in(key, seed)
+
+
+def make_problem(
+    cfg: ProblemConfig,
+    seed: int | Array = 0,
+    *,
+    train_noise: float | Array = 0.0,
+    dtype: str = "float32",
+    key: Array | None = None,
+) -> Problem:
+    """Draws a latent subspace, an operator, training and test sets.
+
+    ``X = U Z`` with ``Z ~ N(0, I_s)`` (optionally whitened), ``Y = A X + train_noise * N(0, I)``.
+
+    Args:
+      cfg: sizes and options.
+      seed: the problem seed (ignored when ``key`` is given).
+      train_noise: std of the training measurement noise (may be traced).
+      dtype: ``"float32"`` or ``"float64"``.
+      key: a typed PRNG key, used instead of ``seed`` (the sweep derives it).
+
+    Returns:
+      A :class:`Problem`.
+
+    Example:
+      >>> p = make_problem(ProblemConfig(d=20, m=10, s=2, n_train=30), seed=0)
+      >>> p.a.shape, p.u.shape, p.x.shape, p.y.shape
+      ((10, 20), (20, 2), (20, 30), (10, 30))
+    """
+    dt = jnp.dtype(dtype)
+    if key is None:
+        key = problem_key(seed)
+    k_u, k_a, k_z, k_noise, k_test, k_etest = jr.split(key, 6)
+    u, _ = jnp.linalg.qr(jr.normal(k_u, (cfg.d, cfg.s), dt))
+    a = _operator(k_a, cfg, dt)
+    z = jr.normal(k_z, (cfg.s, cfg.n_train), dt)
+    if cfg.whiten:
+        z = _whiten(z)
+    x = u @ z
+    # Noise-free is static only when known at trace time (a Python 0): it selects rank s.
+    noise_free = isinstance(train_noise, int | float) and train_noise == 0
+    noise = jnp.asarray(train_noise, dt)
+    y = a @ x + noise * jr.normal(k_noise, (cfg.m, cfg.n_train), dt)
+    x_test = u @ jr.normal(k_test, (cfg.s, cfg.n_test), dt)
+    b = a @ u
+    qb, _ = jnp.linalg.qr(b)
+    return Problem(
+        cfg=cfg,
+        noise_free=noise_free,
+        a=a,
+        u=u,
+        b=b,
+        qb=qb,
+        x=x,
+        y=y,
+        x_test=x_test,
+        y_test=a @ x_test,
+        e_test=jr.normal(k_etest, (cfg.m, cfg.n_test), dt),
+        train_noise=noise,
+    )
+
+
+def data_rank(problem: Problem) -> int:
+    """Static column count of the reduced data: ``rank Y`` (s when noise-free)."""
+    cfg = problem.cfg
+    return cfg.s if problem.noise_free else min(cfg.m, cfg.n_train)
+
+
+def raw_data(problem: Problem) -> Data:
+    """The N training samples as they are."""
+    return Data(y=problem.y, x=problem.x, c0=jnp.zeros((), problem.y.dtype))
+
+
+def reduce_data(problem: Problem) -> Data:
+    """Exact r-column reduction of the training set (SCIENCE.md "Exact data reduction").
+
+    With a thin SVD ``Y = Q_r S_r V_r^T``:
+    ``||E Y - X||^2 = ||E Q_r S_r - X V_r||^2 + ||X (I - V_r V_r^T)||^2``, so training on
+    ``(Q_r S_r, X V_r)`` gives the same gradients as training on all N samples.
+
+    Args:
+      problem: the problem whose training set to reduce; its static rank
+        (:func:`data_rank`) is s for noise-free data, else ``min(m, N)``.
+
+    Returns:
+      :class:`Data` with r columns.
+    """
+    rank = data_rank(problem)
+    q, sv, vt = jnp.linalg.svd(problem.y, full_matrices=False)
+    q, sv, v = q[:, :rank], sv[:rank], vt[:rank].T
+    xv = problem.x @ v
+    rest = problem.x - xv @ v.T
+    return Data(y=q * sv, x=xv, c0=jnp.sum(rest * rest))

@@ -1,0 +1,214 @@
+"""Training one network on one problem: a pure step, scanned inside one jit.
+
+``simulate`` knows nothing about seeds or grids; the sweep lifts it with ``vmap``.
+Outer ``lax.scan`` over logging points, inner ``lax.scan`` over the steps between them,
+metrics reduced inside the scan (STYLE.md, Architecture 4).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import optax
+
+from dlnsim import theory
+from dlnsim.config import ModelConfig, TrainConfig
+from dlnsim.hparams import HParams
+from dlnsim.metrics import Metrics, compute_metrics
+from dlnsim.model import Params, forward, init_params
+from dlnsim.problem import Data, Problem, raw_data, reduce_data
+
+Array = jax.Array
+
+
+class TrainState(NamedTuple):
+    """Everything that changes from one step to the next."""
+
+    step: Array  # () int32, steps taken
+    params: Params  # (W_1 (w, m), ..., W_L (d, w)), run dtype
+    opt_state: Any  # optax state; () for plain gradient descent
+    diverged: Array  # () bool, the run was frozen
+    diverged_at: Array  # () int32, step at which it diverged, -1 if never
+    loss0: Array  # () initial data loss, the scale of the divergence cap
+
+
+class Run(NamedTuple):
+    """The result of training one network."""
+
+    params: Params  # final weights W_1..W_L
+    metrics: Metrics  # each field (n_logs, ...) over logged steps 0, k, 2k, ...
+    diverged: Array  # () bool
+    diverged_at: Array  # () int32, -1 if never
+
+
+def init_key(seed: int | Array) -> Array:
+    """Initialisation key of the run with this seed: ``fold_in(root, seed)``."""
+    return jr.fold_in(jr.key(0), seed)
+
+
+def _optimizer(train: TrainConfig, hp: HParams) -> optax.GradientTransformation:
+    if train.optimizer == "momentum":
+        return optax.sgd(hp.lr, momentum=hp.momentum)
+    if train.optimizer == "adam":
+        return optax.adam(hp.lr, b1=hp.momentum)
+    return optax.adamw(hp.lr, b1=hp.momentum, weight_decay=hp.weight_decay)
+
+
+def uses_raw_data(model: ModelConfig, train: TrainConfig) -> bool:
+    """Raw samples where asked for (``TrainConfig.data = "raw"``) or where the exact
+    reduction does not apply (a ReLU network); the reduced factors otherwise."""
+    return train.data == "raw" or model.activation != "linear"
+
+
+def training_data(problem: Problem, model: ModelConfig, train: TrainConfig) -> Data:
+    """What the loss trains on (see :func:`uses_raw_data`)."""
+    return raw_data(problem) if uses_raw_data(model, train) else reduce_data(problem)
+
+
+def _normaliser(train: TrainConfig, data: Data, problem: Problem) -> int:
+    return problem.x.shape[1] if train.loss == "mean" else 1
+
+
+def _data_loss(params: Params, data: Data, n: int, activation: str, prec: str) -> Array:
+    r = forward(params, data.y, activation, prec) - data.x
+    return 0.5 * (jnp.sum(r * r) + data.c0) / n
+
+
+def make_step(model: ModelConfig, train: TrainConfig, n: int):
+    """One pure training step ``step(state, data, hp) -> state``.
+
+    Gradient descent follows SCIENCE.md section 2 exactly:
+    ``W_l <- (1 - eta lambda) W_l - eta grad_l F_data``. A run whose data loss is not
+    finite or exceeds ``divergence_cap`` times its initial loss is frozen and flagged
+    (a result, never an exception).
+    """
+    value_and_grad = jax.value_and_grad(_data_loss)
+
+    def step(state: TrainState, data: Data, hp: HParams) -> TrainState:
+        loss, grads = value_and_grad(state.params, data, n, model.activation, train.precision)
+        bad = ~jnp.isfinite(loss) | (loss > train.divergence_cap * state.loss0)
+        frozen = state.diverged | bad
+        if train.optimizer == "gd":
+            decay = 1.0 - hp.lr * hp.weight_decay
+            new_params = tuple(decay * w - hp.lr * g for w, g in zip(state.params, grads))
+            new_opt = state.opt_state
+        else:
+            if train.optimizer != "adamw":  # coupled weight decay: gradient of the L2 term
+                grads = tuple(g + hp.weight_decay * w for w, g in zip(state.params, grads))
+            updates, new_opt = _optimizer(train, hp).update(grads, state.opt_state, state.params)
+            new_params = optax.apply_updates(state.params, updates)
+        # The select fuses into the update kernel: freezing costs no extra pass over weights.
+        keep = lambda new, old: jnp.where(frozen, old, new)  # noqa: E731
+        return TrainState(
+            step=state.step + 1,
+            params=jax.tree.map(keep, new_params, state.params),
+            opt_state=jax.tree.map(keep, new_opt, state.opt_state),
+            diverged=frozen,
+            diverged_at=jnp.where(bad & ~state.diverged, state.step, state.diverged_at),
+            loss0=state.loss0,
+        )
+
+    return step
+
+
+def simulate(
+    problem: Problem,
+    hp: HParams,
+    key: Array,
+    *,
+    model: ModelConfig,
+    train: TrainConfig,
+    data: Data | None = None,
+) -> Run:
+    """Trains one network from initialisation and records metrics (pure, jit/vmap-able).
+
+    Args:
+      problem: the problem (arrays in the run's dtype).
+      hp: traced per-run numbers.
+      key: initialisation key of this run.
+      model, train: static configs (the problem carries its own).
+      data: the training data if already prepared by :func:`training_data` (the sweep
+        prepares each distinct problem once); computed here otherwise.
+
+    Returns:
+      A :class:`Run`.
+    """
+    dt = jnp.dtype(train.dtype)
+    hp = HParams(*(jnp.asarray(v, dt) for v in hp))
+    m, d = problem.a.shape
+    if data is None:
+        data = training_data(problem, model, train)
+    n = _normaliser(train, data, problem)
+    params = init_params(key, model, m, d, hp.init_scale, train.dtype)
+    opt_state = () if train.optimizer == "gd" else _optimizer(train, hp).init(params)
+    loss0 = _data_loss(params, data, n, model.activation, train.precision)
+    state = TrainState(jnp.zeros((), jnp.int32), params, opt_state, jnp.zeros((), bool), jnp.full((), -1, jnp.int32), loss0)
+
+    problem_cfg = problem.cfg
+    e_star = None
+    if problem_cfg.whiten and problem.noise_free and model.activation == "linear":
+        kappa = 1.0 if train.loss == "mean" else float(problem_cfg.n_train)
+        e_star = theory.limit_map(problem.b, problem.u, hp.weight_decay, model.depth, kappa)
+    measure = functools.partial(
+        compute_metrics,
+        problem=problem,
+        data=data,
+        weight_decay=hp.weight_decay,
+        e_star=e_star,
+        sigmas=problem_cfg.test_sigmas,
+        n=n,
+        n_singular=train.n_singular,
+        activation=model.activation,
+        prec=train.precision,
+    )
+    step = make_step(model, train, n)
+
+    def between_logs(state: TrainState, _: None) -> tuple[TrainState, Metrics]:
+        state, _ = jax.lax.scan(lambda s, _: (step(s, data, hp), None), state, None, length=train.log_every)
+        return state, measure(state.params)
+
+    first = measure(params)
+    state, rest = jax.lax.scan(between_logs, state, None, length=train.steps // train.log_every)
+    metrics = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+    return Run(state.params, metrics, state.diverged, state.diverged_at)
+
+
+_simulate_jit = jax.jit(simulate, static_argnames=("model", "train"))
+
+
+def train(
+    problem: Problem,
+    model: ModelConfig,
+    train_cfg: TrainConfig,
+    hp: HParams,
+    seed: int | Array = 0,
+) -> Run:
+    """Trains one network (compiled once per static config; hp values never recompile).
+
+    Args:
+      problem: from :func:`dlnsim.make_problem`.
+      model: network config.
+      train_cfg: training config.
+      hp: step size, weight decay, init scale (training noise is the problem's).
+      seed: initialisation seed (or a typed PRNG key).
+
+    Returns:
+      A :class:`Run` with final weights and metrics over the logged steps.
+
+    Example:
+      >>> pc = ProblemConfig(d=20, m=10, s=2, n_train=30)
+      >>> run = train(make_problem(pc), ModelConfig(depth=2, width=16),
+      ...             TrainConfig(steps=100, log_every=50), HParams(lr=0.05))
+      >>> run.metrics.on_err.shape
+      (3,)
+    """
+    dt = jnp.dtype(train_cfg.dtype)
+    problem = jax.tree.map(lambda a: jnp.asarray(a, dt), problem)
+    hp = HParams(*(jnp.asarray(v, dt) for v in hp))
+    is_key = isinstance(seed, jax.Array) and jnp.issubdtype(seed.dtype, jax.dtypes.prng_key)
+    key = seed if is_key else init_key(seed)
+    return _simulate_jit(problem, hp, key, model=model, train=train_cfg)
