@@ -4,6 +4,8 @@ The public API: configs, one-network training, sweeps, theory and metrics.
 """
 
 from dlnsim import theory
+from dlnsim import reduce  # callable module: dlnsim.reduce(ds); dlnsim.reduce.summary_table
+from dlnsim.reduce import summary_table
 from dlnsim.config import GRID_AXES, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics
@@ -31,8 +33,10 @@ __all__ = [
     "init_params",
     "make_problem",
     "raw_data",
+    "reduce",
     "reduce_data",
     "simulate",
+    "summary_table",
     "sweep",
     "theory",
     "train",

@@ -1,0 +1,408 @@
+"""Reductions of a sweep's results: per-run summaries, then statistics over seeds.
+
+:func:`per_run` turns the metric histories of :func:`dlnsim.sweep` into numbers per run
+(phase durations, fitted decay rates, final values) next to their theoretical
+predictions (SCIENCE.md section 3); :func:`reduce` then summarises them over the
+``seed`` axis with diverged runs masked and counted; :func:`summary_table` prints the
+result. The module itself is callable, so ``dlnsim.reduce(ds)`` is :func:`reduce`
+while ``dlnsim.reduce.summary_table`` stays reachable.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+import types
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from dlnsim import theory
+from dlnsim.config import STATIC_AXES, ProblemConfig, SweepConfig, problem_and_model
+from dlnsim.hparams import HParams
+from dlnsim.metrics import Metrics
+from dlnsim.problem import make_problem, problem_key
+
+EPS3_REL = 1e-2  # default Phase III threshold, relative to the run's initial off_fro
+_FLOOR_EPS = 1e3  # rate fits ignore values below 1e3 * machine eps of their initial value
+STATS = ("mean", "std", "median", "q25", "q75", "ci95_lo", "ci95_hi", "count")
+_D1_OPTIMIZERS = ("gd", "adamw")  # decoupled decay: D1 holds exactly (SCIENCE.md)
+# Prediction columns: deterministic given the run, so never masked for divergence.
+_UNMASKED = ("pred_rate", "pred_steps_phase3", "pred_on_err_limit", "collapse_ratio", "eps3")
+
+# Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30 (scipy.stats.t.ppf).
+_T975 = (12.706204736, 4.30265273, 3.182446305, 2.776445105, 2.570581836, 2.446911851, 2.364624252,
+         2.306004135, 2.262157163, 2.228138852, 2.20098516, 2.17881283, 2.160368656, 2.144786688,
+         2.131449546, 2.119905299, 2.109815578, 2.10092204, 2.093024054, 2.085963447, 2.079613845,
+         2.073873068, 2.06865761, 2.063898562, 2.059538553, 2.055529439, 2.051830516, 2.048407142,
+         2.045229642, 2.042272456)  # fmt: skip
+
+
+def t975(df: Any) -> np.ndarray:
+    """Student-t 97.5% quantile (elementwise; NaN for df < 1).
+
+    Table for df <= 30, Cornish-Fisher expansion beyond (error < 1e-6 there).
+
+    Example:
+      >>> round(float(t975(4)), 3), round(float(t975(1000)), 3)
+      (2.776, 1.962)
+    """
+    df = np.asarray(df, float)
+    z = 1.959963984540054
+    v = np.maximum(df, 1.0)
+    cf = z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+    cf += (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
+    table = np.asarray(_T975)[np.clip(v.astype(int), 1, 30) - 1]
+    return np.where(df < 1, np.nan, np.where(df <= 30, table, cf))
+
+
+def grid_dims(ds: xr.Dataset) -> tuple[str, ...]:
+    """The run axes of a results dataset (the dims of ``diverged``)."""
+    return tuple(ds["diverged"].dims)
+
+
+def config_of(ds: xr.Dataset) -> SweepConfig | None:
+    """The sweep config stored in ``ds.attrs["config_json"]``, or None if absent."""
+    from dlnsim.grid import config_from_dict  # local: grid is the heavy sweep module
+
+    text = ds.attrs.get("config_json")
+    return None if text is None else config_from_dict(json.loads(text))
+
+
+def hparam(ds: xr.Dataset, name: str, cfg: SweepConfig | None = None) -> xr.DataArray:
+    """A per-run number: the coordinate when swept, else the config's base value."""
+    dims = grid_dims(ds)
+    if name in dims:
+        return ds[name].astype(float)
+    if cfg is None:
+        cfg = config_of(ds)
+    base = getattr(HParams(**(cfg.hparams if cfg else {})), name)
+    return xr.DataArray(float(base))
+
+
+def _full(ds: xr.Dataset, da: xr.DataArray | float) -> np.ndarray:
+    """Broadcast to the run grid, as a NumPy array in grid order."""
+    da = xr.DataArray(da) if not isinstance(da, xr.DataArray) else da
+    return xr.broadcast(da, ds["diverged"])[0].transpose(*grid_dims(ds)).values.astype(float)
+
+
+def _history(ds: xr.Dataset, name: str) -> np.ndarray:
+    return ds[name].transpose(*grid_dims(ds), "step").values.astype(float)
+
+
+def first_step(values: np.ndarray, steps: np.ndarray, threshold: np.ndarray | float) -> np.ndarray:
+    """First logged step with ``values <= threshold`` (last axis = steps); NaN if never."""
+    hit = values <= np.asarray(threshold, float)[..., None]
+    return np.where(hit.any(-1), np.asarray(steps, float)[np.argmax(hit, -1)], np.nan)
+
+
+def fit_rate(values: np.ndarray, steps: np.ndarray, window: Any = None, floor: float = 0.0) -> np.ndarray:
+    """Least-squares slope of ``log(values)`` per step over a window (last axis = steps).
+
+    Points at or below ``floor * values[..., 0]`` (the rounding floor of a decayed
+    quantity: float32 cannot resolve ``W_1 P_perp`` below ~1e-7 of ``W_1``) and
+    non-finite points are left out; NaN with fewer than two points left.
+
+    Args:
+      values: (..., n_steps) positive decaying quantity.
+      steps: (n_steps,) step numbers.
+      window: None (the last half of the logged steps above the floor), an int k (the
+        last k logged points) or a pair ``(first_step, last_step)`` (inclusive, in steps).
+      floor: relative floor (0: keep every positive point).
+
+    Returns:
+      (...) the rate ``r`` in ``values ~ C exp(r t)``; D1 predicts ``ln(1 - eta lambda)``.
+
+    Example:
+      >>> t = np.arange(0, 1001, 100)
+      >>> round(float(fit_rate(3.0 * np.exp(-2e-3 * t), t)), 9)
+      -0.002
+    """
+    values = np.asarray(values, float)
+    steps = np.asarray(steps, float)
+    i = np.arange(len(steps))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.log(values)
+        ok = np.isfinite(y) & (values > floor * values[..., :1])
+        if window is None:
+            last = len(steps) - 1 - np.argmax(ok[..., ::-1], -1)  # last point above the floor
+            inside = (i >= (last[..., None] + 1) // 2) & (i <= last[..., None])
+        elif isinstance(window, int | np.integer):
+            inside = i >= len(steps) - int(window)
+        else:
+            inside = (steps >= window[0]) & (steps <= window[1])
+        ok = ok & inside
+        w = ok.astype(float)
+        cnt = w.sum(-1)
+        tbar = (w * steps).sum(-1) / cnt
+        ybar = np.where(ok, y, 0.0).sum(-1) / cnt
+        dt = (steps - tbar[..., None]) * w
+        num = (dt * np.where(ok, y - ybar[..., None], 0.0)).sum(-1)
+        slope = num / (dt * dt).sum(-1)
+    return np.where(cnt >= 2, slope, np.nan)
+
+
+@functools.partial(jax.jit, static_argnames=("problem_cfg", "dtype"))
+def _b_singular_values(key: jax.Array, problem_cfg: ProblemConfig, dtype: str) -> jax.Array:
+    """Singular values of ``B = A U`` of the teacher the sweep drew with this key."""
+    return jnp.linalg.svd(make_problem(problem_cfg, key=key, dtype=dtype).b, compute_uv=False)
+
+
+# One compiled program per depth instead of an op-by-op bisection loop.
+_limit_gain = jax.jit(theory.limit_gain, static_argnames="depth")
+
+
+def _teacher_predictions(ds: xr.Dataset, cfg: SweepConfig | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per run: predicted limit on-subspace error (whitened codes) and ``c / c*``.
+
+    Redraws each distinct teacher from the config (the sweep's keys) for the singular
+    values ``sigma_i`` of ``B = A U``. With ``c_i = lambda / (kappa sigma_i^(2/L))`` the
+    limit gains are ``h_i = limit_gain(c_i, L)`` and ``E* B - U = U V diag(h - 1) V^T``, so
+    ``on_err* = sqrt(mean_i (1 - h_i)^2)`` (exact for whitened, noise-free codes; NaN
+    otherwise). ``c / c*`` uses the median ``sigma_i`` and the threshold ``c*(L)`` of
+    SCIENCE.md (``kappa = 1`` is exact only for whitened codes). Both NaN where the
+    teacher cannot be redrawn (no config, training noise, ReLU, float64 without x64).
+    """
+    shape = ds["diverged"].shape
+    on_star, ratio = np.full(shape, np.nan), np.full(shape, np.nan)
+    if cfg is None or cfg.model.activation != "linear":
+        return on_star, ratio
+    if cfg.train.dtype == "float64" and not jax.config.jax_enable_x64:
+        return on_star, ratio  # float32 draws would be a different teacher
+    dims = grid_dims(ds)
+    wd = _full(ds, hparam(ds, "weight_decay", cfg))
+    noise = _full(ds, hparam(ds, "train_noise", cfg))
+    cache: dict[Any, np.ndarray] = {}
+    by_depth: dict[int, list[tuple[tuple[int, ...], np.ndarray, bool]]] = {}
+    for idx in np.ndindex(shape):
+        if noise[idx] != 0:
+            continue
+        run = {a: ds[a].values[i].item() for a, i in zip(dims, idx)}
+        combo = {a: int(run[a]) for a in dims if a in STATIC_AXES}
+        problem_cfg, model = problem_and_model(cfg, combo)
+        seed = int(run.get("seed", 0)) if cfg.teacher_per_seed else None
+        key = (problem_cfg, int(run.get("problem_seed", 0)), seed)
+        if key not in cache:
+            cache[key] = np.asarray(_b_singular_values(problem_key(key[1], seed), problem_cfg, cfg.train.dtype), float)
+        sv = cache[key]
+        kappa = 1.0 if cfg.train.loss == "mean" else float(problem_cfg.n_train)
+        c = wd[idx] / (kappa * sv ** (2.0 / model.depth))
+        by_depth.setdefault(model.depth, []).append((idx, c, problem_cfg.whiten))
+        c_med = wd[idx] / (kappa * np.median(sv) ** (2.0 / model.depth))
+        c_star = theory.collapse_threshold(model.depth)
+        ratio[idx] = c_med / c_star if math.isfinite(c_star) else np.nan  # L = 1 never collapses
+    for depth, rows in by_depth.items():
+        gains = np.asarray(_limit_gain(np.stack([c for _, c, _ in rows]), depth))
+        for (idx, _, whiten), h in zip(rows, gains):
+            if whiten:
+                on_star[idx] = math.sqrt(float(np.mean((1.0 - h) ** 2)))
+    return on_star, ratio
+
+
+def per_run(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, window: Any = None) -> xr.Dataset:
+    """Numbers per run, with theory predictions alongside (dims: the run grid).
+
+    Variables (present when their metrics are in ``ds``):
+
+    - ``steps_phase1``: first logged step with ``on_err <= eps1`` (NaN if never).
+    - ``steps_phase3``: first logged step with ``off_fro <= eps3``; ``eps3`` (stored per
+      run) defaults to ``1e-2 * off_fro`` at step 0, i.e. a 100-fold decay.
+    - ``rate_w1_off`` / ``rate_off``: fitted slope per step of ``log w1_off_fro`` /
+      ``log off_fro`` over the window (see :func:`fit_rate`).
+    - ``pred_rate``: ``ln(1 - eta lambda)`` (D1; NaN for optimizers where D1 does not
+      hold: momentum, adam); ``rate_ratio_w1_off`` / ``rate_ratio_off``: fitted / predicted
+      (1 under D1; NaN without weight decay).
+    - ``pred_steps_phase3``: :func:`dlnsim.theory.phase3_steps` from the initial
+      off_fro to ``eps3`` at the D1 rate (``W_1 P_perp`` decays exactly so; ``E P_perp``
+      inherits the rate only asymptotically).
+    - ``pred_on_err_limit``, ``collapse_ratio``: see :func:`_teacher_predictions`.
+    - ``final_<metric>``: the last logged value of every :class:`dlnsim.Metrics` field.
+    - ``diverged``, ``diverged_at``: copied.
+
+    Args:
+      ds: results of :func:`dlnsim.sweep`.
+      eps1: Phase I threshold on ``on_err``.
+      eps3: absolute Phase III threshold on ``off_fro`` (default: relative, see above).
+      window: rate-fit window (see :func:`fit_rate`).
+    """
+    cfg = config_of(ds)
+    dims = grid_dims(ds)
+    steps = ds["step"].values
+    out: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
+    if "on_err" in ds:
+        out["steps_phase1"] = (dims, first_step(_history(ds, "on_err"), steps, eps1))
+    lr, wd = _full(ds, hparam(ds, "lr", cfg)), _full(ds, hparam(ds, "weight_decay", cfg))
+    with np.errstate(invalid="ignore"):
+        pred = np.log1p(-lr * wd)
+    if cfg is not None and cfg.train.optimizer not in _D1_OPTIMIZERS:
+        pred = np.full_like(pred, np.nan)
+    out["pred_rate"] = (dims, pred)
+    if "off_fro" in ds:
+        off = _history(ds, "off_fro")
+        thr = EPS3_REL * off[..., 0] if eps3 is None else np.full(off.shape[:-1], float(eps3))
+        out["eps3"] = (dims, thr)
+        out["steps_phase3"] = (dims, first_step(off, steps, thr))
+        p3 = np.asarray(theory.phase3_steps(off[..., 0], lr, wd, thr), float)
+        out["pred_steps_phase3"] = (dims, np.where(np.isnan(pred), np.nan, p3))
+    for name, short in (("w1_off_fro", "w1_off"), ("off_fro", "off")):
+        if name in ds:
+            floor = _FLOOR_EPS * np.finfo(ds[name].dtype).eps
+            rate = fit_rate(_history(ds, name), steps, window, floor)
+            out[f"rate_{short}"] = (dims, rate)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[f"rate_ratio_{short}"] = (dims, np.where(pred < 0, rate / pred, np.nan))
+    on_star, ratio = _teacher_predictions(ds, cfg)
+    out["pred_on_err_limit"] = (dims, on_star)
+    out["collapse_ratio"] = (dims, ratio)
+    res = xr.Dataset(out, coords={d: ds[d] for d in dims})
+    for name in Metrics._fields:
+        if name in ds:
+            res[f"final_{name}"] = ds[name].isel(step=-1, drop=True)
+    res["diverged"] = ds["diverged"]
+    if "diverged_at" in ds:
+        res["diverged_at"] = ds["diverged_at"]
+    res.attrs = {k: v for k, v in ds.attrs.items()}
+    res.attrs.update(
+        eps1=eps1,
+        eps3="relative: 1e-2 * initial off_fro" if eps3 is None else float(eps3),
+        window="last half of the logged steps above the rounding floor" if window is None else str(window),
+    )
+    return res
+
+
+def _seed_stats(da: xr.DataArray, valid: xr.DataArray | None) -> xr.DataArray:
+    if valid is not None:
+        da = da.where(valid)
+    da = da.astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells give NaN, as intended
+        count = da.count("seed")
+        mean, std = da.mean("seed"), da.std("seed", ddof=1)
+        half = xr.apply_ufunc(t975, count - 1) * std / np.sqrt(count)
+        parts = {
+            "mean": mean,
+            "std": std,
+            "median": da.median("seed"),
+            "q25": da.quantile(0.25, "seed").drop_vars("quantile"),
+            "q75": da.quantile(0.75, "seed").drop_vars("quantile"),
+            "ci95_lo": mean - half,
+            "ci95_hi": mean + half,
+            "count": count.astype(float),
+        }
+    return xr.concat(list(parts.values()), dim=xr.DataArray(list(parts), dims="stat", name="stat"))
+
+
+def reduce(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, window: Any = None) -> xr.Dataset:
+    """Per-run reductions (:func:`per_run`), then statistics over the ``seed`` axis.
+
+    Every variable of :func:`per_run` gets a ``stat`` dim in place of ``seed``: mean,
+    std, median, q25, q75, a t-based 95% confidence interval of the mean
+    (``ci95_lo``/``ci95_hi``, NaN with fewer than two values) and ``count`` (values
+    used). Diverged runs are masked (except for the ``pred_*`` theory columns) and counted in
+    ``n_diverged`` of ``n_runs``; runs that never reach a threshold give NaN steps and
+    drop out of the ``count`` of that variable. Without a ``seed`` axis each run is its
+    own one-seed group.
+
+    Args:
+      ds: results of :func:`dlnsim.sweep`.
+      eps1, eps3, window: see :func:`per_run`.
+
+    Returns:
+      Dataset over the non-seed run axes (+ ``stat``, ``sigma``, ``k``).
+
+    Example:
+      >>> import numpy as np, xarray as xr
+      >>> t = np.arange(0, 101, 10)
+      >>> ds = xr.Dataset({"w1_off_fro": (("seed", "step"), np.exp(-0.01 * t) * [[1.0], [2.0]]),
+      ...                  "diverged": ("seed", [False, False])}, coords={"seed": [0, 1], "step": t})
+      >>> round(float(reduce(ds).rate_w1_off.sel(stat="median")), 6)
+      -0.01
+    """
+    runs = per_run(ds, eps1=eps1, eps3=eps3, window=window)
+    if "seed" not in runs.dims:
+        runs = runs.expand_dims("seed")
+    valid = ~runs["diverged"]
+    out = {}
+    for name, da in runs.data_vars.items():
+        if name in ("diverged", "diverged_at"):
+            continue
+        out[name] = _seed_stats(da, None if name in _UNMASKED else valid)
+    res = xr.Dataset(out)
+    res["n_runs"] = xr.full_like(runs["diverged"].isel(seed=0, drop=True), runs.sizes["seed"], dtype=int)
+    res["n_diverged"] = runs["diverged"].sum("seed").astype(int)
+    res.attrs = dict(runs.attrs)
+    return res
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float | np.floating):
+        return "-" if not np.isfinite(v) else f"{v:.3g}"
+    return str(v)
+
+
+def summary_table(ds_or_reduced: xr.Dataset, **options: Any) -> str:
+    """A fixed-width table: one row per non-seed grid cell, medians over seeds.
+
+    Simulated columns: final ``on_err`` and ``off_fro``, steps to Phase I and III, the
+    fitted ``W_1 P_perp`` decay rate over the D1 prediction, diverged/total runs. Theory
+    columns (shown where defined): ``on_err*`` (whitened-code limit), predicted Phase III
+    steps, ``c/c*`` (weight decay relative to the collapse threshold of the depth, with
+    the median singular value of ``B``; > 1 predicts collapse to E = 0).
+
+    Args:
+      ds_or_reduced: results of :func:`dlnsim.sweep` or of :func:`reduce`.
+      **options: passed to :func:`reduce` when given raw results.
+    """
+    red = ds_or_reduced if "stat" in ds_or_reduced.dims else reduce(ds_or_reduced, **options)
+    med = lambda name: red[name].sel(stat="median") if name in red else None  # noqa: E731
+    columns = [
+        ("on_err", med("final_on_err")),
+        ("off_fro", med("final_off_fro")),
+        ("steps I", med("steps_phase1")),
+        ("steps III", med("steps_phase3")),
+        ("pred III", med("pred_steps_phase3")),
+        ("rate/D1", med("rate_ratio_w1_off")),
+        ("pred on_err*", med("pred_on_err_limit")),
+        ("c/c*", med("collapse_ratio")),
+    ]
+    columns = [(h, da) for h, da in columns if da is not None and (h in ("on_err", "off_fro") or bool(da.notnull().any()))]
+    dims = list(red["n_runs"].dims)
+    header = dims + [h for h, _ in columns] + ["diverged"]
+    rows = []
+    for idx in np.ndindex(red["n_runs"].shape):
+        sel = dict(zip(dims, idx))
+        row = [_fmt(red[d].values[i].item()) for d, i in zip(dims, idx)]
+        row += [_fmt(float(da.isel(sel).values)) for _, da in columns]
+        row.append(f"{int(red['n_diverged'].isel(sel))}/{int(red['n_runs'].isel(sel))}")
+        rows.append(row)
+    widths = [max(len(r[j]) for r in rows + [header]) for j in range(len(header))]
+    line = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))  # noqa: E731
+    notes = [
+        "medians over seeds, diverged runs excluded (diverged = count / runs)",
+        f"steps I: first step with on_err <= {red.attrs.get('eps1')}; "
+        f"steps III: first step with off_fro <= {red.attrs.get('eps3')}",
+        f"rate/D1: fitted log-slope of ||W_1 P_perp|| ({red.attrs.get('window')}) / ln(1 - lr*wd)",
+        "theory (SCIENCE.md section 3): pred III = D1 decay time, pred on_err* = whitened-code limit, "
+        "c/c* = wd / (kappa sigma_med(B)^(2/L)) / c*(L), > 1: collapse to E = 0",
+    ]
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows), *notes])
+
+
+class _CallableModule(types.ModuleType):
+    """``dlnsim.reduce`` is both this module and, when called, :func:`reduce`.
+
+    The API promises ``dlnsim.reduce(ds)`` and ``dlnsim.reduce.summary_table(ds)``; a
+    function export would shadow the module, so the module is made callable instead.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> xr.Dataset:
+        return reduce(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
