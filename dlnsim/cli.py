@@ -1,0 +1,348 @@
+"""The ``dlnsim`` command line: the only place that parses arguments, prints and sets ``jax.config``.
+
+Subcommands::
+
+    dlnsim sweep [CONFIG] [-o RESULTS] [--set section.key=value ...] [--force] [--quiet]
+    dlnsim summary RESULTS
+    dlnsim plot RESULTS [--kind heatmap|curves|offsubspace|noise] [--x AXIS --y AXIS --metric NAME]
+    dlnsim info
+
+Exit codes: 0 success; 1 failure during compute or plotting; 2 bad arguments, bad
+config, or an output that holds a different sweep (nothing computed or written);
+130 interrupted (finished chunks are kept, rerun to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = "results/sweep.nc"
+CACHE_ENV = "DLNSIM_COMPILE_CACHE"
+# The phase-diagram picture written by `dlnsim sweep`: the off-subspace norm ||E P_perp||_F
+# is what weight decay removes (D1) and what amplifies test noise (D4).
+SWEEP_METRIC = "off_fro"
+PLOT_KINDS = ("heatmap", "curves", "offsubspace", "noise")
+# `dlnsim plot --kind` -> function of dlnsim.plotting (all take (ds, ..., path)).
+_PLOT_FUNCS = {"heatmap": "phase_diagram", "curves": "learning_curves", "offsubspace": "offsubspace_decay", "noise": "noise_curves"}
+
+
+class _Fail(Exception):
+    """A one-line error for the user, with the exit code to use."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def _err(msg: str) -> None:
+    print(f"dlnsim: error: {msg}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- jax setup
+
+
+def _setup_jax(args: argparse.Namespace, *, x64: bool = False) -> str | None:
+    """Applies the CLI's jax.config settings; returns the compilation cache dir (or None)."""
+    import jax
+
+    cache = getattr(args, "compile_cache", None) or os.environ.get(CACHE_ENV) or None
+    if cache:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+        # Cache every program: a sweep's groups each compile in seconds, below JAX's 1 s default.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    if x64:
+        jax.config.update("jax_enable_x64", True)
+    return cache
+
+
+# ---------------------------------------------------------------- progress
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class _Reporter:
+    """Progress over chunks: a tqdm bar on a terminal, one log line per chunk otherwise.
+
+    The rate is network-steps (runs x optimiser steps) per second of computing, compile
+    included; the ETA extrapolates it to the runs still to compute (loaded chunks cost
+    nothing).
+    """
+
+    def __init__(self, cfg: Any, n_chunks: int, stream: Any = None):
+        from dlnsim.config import static_combinations
+
+        self.stream = stream or sys.stderr
+        self.groups = static_combinations(cfg)
+        self.n_chunks = n_chunks
+        self.start = time.perf_counter()
+        self.computed = 0  # runs computed in this process
+        self.loaded = 0  # chunks loaded from an earlier run
+        self.bar = None
+        if self.stream.isatty():
+            from tqdm import tqdm
+
+            fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} runs [{elapsed}{postfix}]"
+            self.bar = tqdm(total=cfg.n_runs, unit="run", file=self.stream, bar_format=fmt, dynamic_ncols=True)
+
+    def __call__(self, ev: Any) -> None:
+        elapsed = time.perf_counter() - self.start
+        n = len(ev.chunk.runs)
+        if ev.skipped:
+            self.loaded += 1
+        else:
+            self.computed += n
+        rate = self.computed * ev.steps / elapsed if self.computed else float("nan")
+        left = (ev.n_runs - ev.runs_done) * ev.steps
+        eta = _clock(left / rate) if self.computed else "?"
+        group = " ".join(f"{k}={v}" for k, v in self.groups[ev.chunk.group].items()) or "all"
+        what = "loaded" if ev.skipped else f"{ev.seconds:.1f} s"
+        stats = f"{rate:.3g} net-steps/s, ETA {eta}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"chunk {ev.chunk.index + 1}/{self.n_chunks}, {stats}", refresh=False)
+            self.bar.update(n)
+        else:
+            print(
+                f"[dlnsim] chunk {ev.chunk.index + 1}/{self.n_chunks} ({group}, {what}): "
+                f"{ev.runs_done}/{ev.n_runs} runs, {stats}",
+                file=self.stream,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from dlnsim.configfile import ConfigError, default_config, load_config
+
+    overrides = list(args.set or [])
+    if args.chunk_size is not None:
+        overrides.append(f"sweep.chunk_size={args.chunk_size}")
+    try:
+        return load_config(args.config, overrides) if args.config else default_config(overrides)
+    except ConfigError as e:
+        raise _Fail(str(e)) from None
+
+
+def _pick_axes(ds: Any, x: str | None, y: str | None) -> tuple[str, str]:
+    """Heatmap axes: the given ones, else weight decay x depth, else the first two non-seed axes."""
+    dims = [d for d in ds["diverged"].dims if d != "seed" and ds.sizes[d] > 1]
+    prefer = [a for a in ("weight_decay", "depth") if a in dims] + [a for a in dims if a not in ("weight_decay", "depth")]
+    x = x or next((a for a in prefer if a != y), None)
+    y = y or next((a for a in prefer if a != x), None)
+    if x is None or y is None:
+        raise _Fail(f"a heatmap needs two grid axes with several values (this sweep has {', '.join(dims) or 'none'}); use --kind curves")
+    for name, axis in (("--x", x), ("--y", y)):
+        if axis not in ds["diverged"].dims:
+            raise _Fail(f"{name} {axis!r} is not a grid axis of this results file: axes are {', '.join(ds['diverged'].dims)}")
+    return x, y
+
+
+def _summary_text(ds: Any) -> str:
+    from dlnsim import reduce
+
+    return reduce.summary_table(ds)
+
+
+def _plotting() -> Any:
+    try:
+        from dlnsim import plotting
+    except ImportError as e:  # TODO(lead): drop once dlnsim/plotting.py has landed
+        raise _Fail(f"plotting is not available in this build ({e})", code=1) from None
+    return plotting
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from dlnsim.grid import plan
+    from dlnsim.storage import ExistingResultsError, chunk_dir, run_sweep
+
+    cfg = _load(args)
+    _setup_jax(args, x64=cfg.train.dtype == "float64")
+    out = Path(args.output)
+    chunks = plan(cfg)
+    quiet = args.quiet
+    if not quiet:
+        print(
+            f"[dlnsim] {cfg.n_runs} runs ({' x '.join(f'{a} {len(v)}' for a, v in cfg.grid.items())}) "
+            f"in {len(chunks)} chunks, {cfg.train.steps} steps each -> {out}",
+            file=sys.stderr,
+            flush=True,
+        )
+    reporter = None if quiet else _Reporter(cfg, len(chunks))
+    start = time.perf_counter()
+    try:
+        ds, skipped = run_sweep(cfg, out, force=args.force, progress=reporter)
+    except ExistingResultsError as e:
+        raise _Fail(str(e)) from None
+    except KeyboardInterrupt:
+        _err(f"interrupted; finished chunks are kept in {chunk_dir(out)}: rerun the same command to resume")
+        return 130
+    finally:
+        if reporter is not None:
+            reporter.close()
+    wall = time.perf_counter() - start
+    resumed = f", {skipped} of {len(chunks)} chunks skipped (already computed)" if skipped else ""
+    print(f"wrote {out}: {cfg.n_runs} runs in {wall:.1f} s{resumed}")
+    try:
+        x, y = _pick_axes(ds, None, None)
+    except _Fail as e:
+        print(f"no phase diagram: {e}")
+    else:
+        try:
+            plotting = _plotting()
+        except _Fail as e:
+            print(f"no phase diagram: {e}")
+        else:
+            png = plotting.phase_diagram(ds, x, y, SWEEP_METRIC, out.with_suffix(".png"))
+            print(f"wrote {png}: median {SWEEP_METRIC} over seeds, {y} x {x}")
+    print()
+    print(_summary_text(ds))
+    return 0
+
+
+def _open(path: str) -> Any:
+    from dlnsim.storage import open_results
+
+    if not Path(path).is_file():
+        raise _Fail(f"no results file at {path}")
+    try:
+        return open_results(path)[0]
+    except (OSError, KeyError, ValueError) as e:
+        raise _Fail(f"{path} is not a dlnsim results file ({e})") from None
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    ds = _open(args.results)
+    print(_summary_text(ds))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    ds = _open(args.results)
+    plotting = _plotting()
+    func = getattr(plotting, _PLOT_FUNCS[args.kind], None)
+    if func is None:  # TODO(lead): every kind should exist once dlnsim/plotting.py is complete
+        raise _Fail(f"--kind {args.kind} is not available yet (dlnsim.plotting.{_PLOT_FUNCS[args.kind]} is missing)", code=1)
+    outdir = Path(args.output_dir) if args.output_dir else Path(args.results).parent
+    outdir.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.results).stem
+    if args.kind == "heatmap":
+        metric = args.metric or SWEEP_METRIC
+        if metric not in ds.data_vars:
+            raise _Fail(f"--metric {metric!r} is not in this results file: metrics are {', '.join(ds.data_vars)}")
+        x, y = _pick_axes(ds, args.x, args.y)
+        path = outdir / f"{stem}_{metric}_{y}_{x}.{args.format}"
+        written = func(ds, x, y, metric, path)
+    else:
+        path = outdir / f"{stem}_{args.kind}.{args.format}"
+        written = func(ds, path=path)
+    print(f"wrote {written}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import h5netcdf
+    import jax
+    import jaxlib
+    import numpy as np
+    import xarray as xr
+
+    import dlnsim
+    from dlnsim.config import TrainConfig
+
+    cache = _setup_jax(args)
+    devices = jax.devices()
+    kinds = sorted({f"{d.platform}: {d.device_kind}" for d in devices})
+    rows = [
+        ("dlnsim", dlnsim.__version__),
+        ("python", sys.version.split()[0]),
+        ("jax / jaxlib", f"{jax.__version__} / {jaxlib.__version__}"),
+        ("numpy / xarray / h5netcdf", f"{np.__version__} / {xr.__version__} / {h5netcdf.__version__}"),
+        ("backend", jax.default_backend()),
+        ("devices", f"{len(devices)} x {', '.join(kinds)}"),
+        ("default dtype", f"{TrainConfig().dtype} (float64 available: train.dtype = \"float64\")"),
+        ("matmul precision", f"{TrainConfig().precision} (dlnsim default; train.precision = \"default\" for fast TF32)"),
+        ("jax default matmul precision", str(jax.config.jax_default_matmul_precision)),
+        ("compilation cache", cache or f"off (enable with --compile-cache DIR or {CACHE_ENV}=DIR)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k.ljust(width)}  {v}")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--compile-cache",
+        metavar="DIR",
+        help=f"persistent JAX compilation cache directory (default: ${CACHE_ENV}, else off)",
+    )
+    p = argparse.ArgumentParser(prog="dlnsim", description="Simulate deep linear networks on subspace inverse problems.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser(
+        "sweep",
+        parents=[common],
+        help="run a sweep into a results file",
+        description="Run a sweep (a TOML config; default: the built-in depth x weight-decay phase diagram), "
+        "write a NetCDF results file and a phase-diagram picture next to it, print a summary. "
+        "Rerunning the same command after an interruption resumes from the finished chunks.",
+    )
+    s.add_argument("config", nargs="?", metavar="CONFIG", help="TOML sweep config (default: built-in phase diagram)")
+    s.add_argument("-o", "--output", default=DEFAULT_OUT, metavar="RESULTS", help=f"results file (default: {DEFAULT_OUT})")
+    s.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, VALUE in TOML syntax (repeatable), e.g. --set train.steps=500 --set grid.depth=[2,3]",
+    )
+    s.add_argument("--force", action="store_true", help="overwrite results of a different (or the same) sweep at RESULTS")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress output (the summary is still printed)")
+    s.add_argument("--chunk-size", type=int, metavar="N", help="runs per compiled batch (same as --set sweep.chunk_size=N)")
+    s.set_defaults(func=cmd_sweep)
+
+    s = sub.add_parser("summary", parents=[common], help="print reduced statistics of a results file", description="Print a table of the reduced statistics (medians over seeds, phase durations, theory predictions).")
+    s.add_argument("results", metavar="RESULTS", help="results file written by `dlnsim sweep`")
+    s.set_defaults(func=cmd_summary)
+
+    s = sub.add_parser("plot", parents=[common], help="make pictures from a results file", description="Make a picture from a results file.")
+    s.add_argument("results", metavar="RESULTS", help="results file written by `dlnsim sweep`")
+    s.add_argument("--kind", choices=PLOT_KINDS, default="heatmap", help="heatmap: phase diagram over two grid axes (default); curves: learning curves; offsubspace: decay vs D1; noise: noise robustness")
+    s.add_argument("--x", metavar="AXIS", help="heatmap x axis (default: weight_decay or the first non-seed axis)")
+    s.add_argument("--y", metavar="AXIS", help="heatmap y axis (default: depth or the next non-seed axis)")
+    s.add_argument("--metric", metavar="NAME", help=f"heatmap metric, a variable of the results file (default: {SWEEP_METRIC})")
+    s.add_argument("--format", choices=("png", "svg", "pdf"), default="png", help="image format (default: png)")
+    s.add_argument("-o", "--output-dir", metavar="DIR", help="where to write (default: next to RESULTS)")
+    s.set_defaults(func=cmd_plot)
+
+    s = sub.add_parser("info", parents=[common], help="print versions, devices, precision and cache settings", description="Print versions, devices, default precision and the compilation-cache setting.")
+    s.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``dlnsim`` and ``python -m dlnsim``; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except _Fail as e:
+        _err(str(e))
+        return e.code

@@ -1,0 +1,373 @@
+"""TOML sweep config files: parse, validate, override and write a :class:`SweepConfig`.
+
+A config file has one table per part of :func:`dlnsim.grid.config_to_dict`::
+
+    [problem]   # ProblemConfig fields (d, m, s, n_train, ...)
+    [model]     # ModelConfig fields (depth, width, init, activation)
+    [train]     # TrainConfig fields (steps, log_every, optimizer, ...)
+    [hparams]   # optional: base values of the traced numbers (lr, weight_decay, ...)
+    [grid]      # swept axes: axis = [values, ...]; at least one axis
+    [sweep]     # optional: teacher_per_seed, chunk_size
+
+``[problem]``, ``[model]``, ``[train]`` and ``[grid]`` are required (they may be
+empty except ``[grid]``; a missing key takes the engine default), so a file always
+states what it sweeps. ``[hparams]`` and ``[sweep]`` are optional. Unknown sections
+or keys, wrong types and out-of-range values raise :class:`ConfigError`, whose
+message names the key path (``train.lr``), the value and what is allowed.
+
+Overrides (``--set train.steps=500``) are ``section.key=value`` strings whose value
+is parsed as a TOML value (``grid.depth=[2,3]``, ``train.optimizer="adam"``); a value
+that is not valid TOML is taken as a bare string (``train.optimizer=adam``).
+
+This module only turns text into configs and back; reading the file is the one
+side effect, and only :func:`load_config` does it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import tomllib
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from dlnsim.config import GRID_AXES, STATIC_AXES, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
+from dlnsim.hparams import HParams
+
+REQUIRED_SECTIONS = ("problem", "model", "train", "grid")
+SECTIONS = ("problem", "model", "train", "hparams", "grid", "sweep")
+_INT_AXES = tuple(STATIC_AXES) + ("seed", "problem_seed")
+
+# The built-in default phase diagram (``dlnsim sweep`` with no config; also
+# examples/default.toml): depth x weight decay x seeds on a small whitened problem,
+# sized to finish in well under 3 minutes on 2 CPU cores. Whitened codes make the
+# closed-form limit and the collapse thresholds of SCIENCE.md section 3 exact.
+DEFAULT_TOML = """\
+# dlnsim built-in default: phase diagram over depth x weight decay x 8 seeds.
+[problem]
+d = 60
+m = 30
+s = 4
+n_train = 60
+n_test = 200
+operator = "gaussian"
+whiten = true
+test_sigmas = [0.0, 0.1, 0.5]
+
+[model]
+width = 64
+init = "lecun"
+
+[train]
+steps = 1500
+log_every = 50
+optimizer = "gd"
+dtype = "float32"
+
+[hparams]
+lr = 0.05
+
+[grid]
+depth = [1, 2, 3, 4]
+weight_decay = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
+seed = [0, 1, 2, 3, 4, 5, 6, 7]
+"""
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; ``key`` is the offending key path."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+def _bad(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(key, f"{key} = {_show(value)} is invalid: {allowed}")
+
+
+def _show(value: Any) -> str:
+    """A value as it would be written in TOML (what the user typed), for messages."""
+    try:
+        return _toml_value(value)
+    except TypeError:
+        return repr(value)
+
+
+# ---------------------------------------------------------------- schema and types
+
+_DATACLASS_SECTIONS = {"problem": ProblemConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _kind(tp: Any) -> str:
+    """Maps a dataclass field annotation to one of: int, float, bool, str, floats."""
+    if tp in (int, float, bool, str):
+        return tp.__name__
+    if typing.get_origin(tp) is tuple:
+        return "floats"
+    raise TypeError(f"no TOML kind for {tp!r}")  # a new field type needs a rule here
+
+
+def _schema() -> dict[str, dict[str, str]]:
+    out = {}
+    for name, cls in _DATACLASS_SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        out[name] = {f.name: _kind(hints[f.name]) for f in dataclasses.fields(cls)}
+    out["hparams"] = {f: "float" for f in HParams._fields}
+    out["grid"] = {a: "ints" if a in _INT_AXES else "floats" for a in GRID_AXES}
+    out["sweep"] = {"teacher_per_seed": "bool", "chunk_size": "int"}
+    return out
+
+
+SCHEMA = _schema()
+
+_ALLOWED = {
+    "int": "must be an integer",
+    "float": "must be a number",
+    "bool": "must be true or false",
+    "str": "must be a string",
+    "floats": "must be a non-empty list of numbers",
+    "ints": "must be a non-empty list of integers",
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _coerce(key: str, kind: str, value: Any) -> Any:
+    """Checks a TOML value against its kind; ints become floats where numbers are wanted."""
+    ok = {
+        "int": _is_int(value),
+        "float": _is_num(value),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "floats": isinstance(value, list) and len(value) > 0 and all(map(_is_num, value)),
+        "ints": isinstance(value, list) and len(value) > 0 and all(map(_is_int, value)),
+    }[kind]
+    if not ok:
+        raise _bad(key, value, _ALLOWED[kind])
+    if kind == "float":
+        return float(value)
+    if kind == "floats":
+        return [float(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _check_structure(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for section, table in doc.items():
+        if section not in SCHEMA:
+            allowed = ", ".join(f"[{s}]" for s in SECTIONS)
+            if isinstance(table, dict):
+                raise ConfigError(section, f"[{section}] is an unknown section: allowed sections are {allowed}")
+            raise ConfigError(section, f"{section} = {_show(table)} is an unknown top-level key: keys belong in a section ({allowed})")
+        if not isinstance(table, dict):
+            raise ConfigError(section, f"{section} = {_show(table)} is invalid: [{section}] must be a table (section)")
+        for key, value in table.items():
+            if key not in SCHEMA[section]:
+                allowed = ", ".join(SCHEMA[section])
+                raise ConfigError(f"{section}.{key}", f"{section}.{key} is an unknown key: [{section}] allows {allowed}")
+            if isinstance(value, dict):
+                raise _bad(f"{section}.{key}", value, _ALLOWED[SCHEMA[section][key]])
+        out[section] = dict(table)
+    for section in REQUIRED_SECTIONS:
+        if section not in out:
+            need = ", ".join(f"[{s}]" for s in REQUIRED_SECTIONS)
+            raise ConfigError(section, f"[{section}] is missing: a config file must have the sections {need}")
+    if not out["grid"]:
+        raise ConfigError("grid", "[grid] is empty: it must sweep at least one axis (e.g. seed = [0]); axes: " + ", ".join(GRID_AXES))
+    return out
+
+
+_CLASS_PREFIX = re.compile(r"\b(ProblemConfig|ModelConfig|TrainConfig|HParams|SweepConfig\.grid|SweepConfig)\.")
+_SECTION_OF = {
+    "ProblemConfig": "problem",
+    "ModelConfig": "model",
+    "TrainConfig": "train",
+    "HParams": "hparams",
+    "SweepConfig.grid": "grid",
+    "SweepConfig": "sweep",
+}
+
+
+def _reraise(key: str, err: ValueError) -> ConfigError:
+    """Rewrites an engine ValueError in config-file terms (``ProblemConfig.m`` -> ``problem.m``)."""
+    msg = _CLASS_PREFIX.sub(lambda m: _SECTION_OF[m.group(1)] + ".", str(err))
+    if key.startswith("grid."):  # "hparams.lr = -1.0 is invalid" came from a grid value
+        axis = key[len("grid.") :]
+        msg = re.sub(rf"^\w+\.{axis} = ", f"{key} value ", msg)
+    return ConfigError(key, msg if msg.startswith(key) else f"{key}: {msg}")
+
+
+def _build(doc: dict[str, dict[str, Any]]) -> SweepConfig:
+    """Typed, validated :class:`SweepConfig` from the checked section tables."""
+    typed = {s: {k: _coerce(f"{s}.{k}", SCHEMA[s][k], v) for k, v in t.items()} for s, t in doc.items()}
+    parts: dict[str, Any] = {}
+    for section, cls in _DATACLASS_SECTIONS.items():
+        table = typed.get(section, {})
+        if "test_sigmas" in table:
+            table["test_sigmas"] = tuple(table["test_sigmas"])
+        try:
+            parts[section] = cls(**table)
+        except ValueError as e:
+            field = re.search(r"\w+Config\.(\w+)", str(e))
+            raise _reraise(f"{section}.{field.group(1)}" if field else section, e) from None
+    hparams = typed.get("hparams", {})
+    for k, v in hparams.items():
+        try:
+            HParams(**{k: v})
+        except ValueError as e:
+            raise _reraise(f"hparams.{k}", e) from None
+    sweep = typed.get("sweep", {})
+    base = dict(**parts, hparams=hparams, **sweep)
+    try:
+        SweepConfig(**base)
+    except ValueError as e:
+        field = re.search(r"SweepConfig\.(\w+)", str(e))
+        raise _reraise(f"sweep.{field.group(1)}" if field else "sweep", e) from None
+    # One axis at a time first, so an error names the axis it comes from.
+    for axis, values in typed["grid"].items():
+        try:
+            SweepConfig(**base, grid={axis: values})
+        except ValueError as e:
+            raise _reraise(f"grid.{axis}", e) from None
+    try:
+        return SweepConfig(**base, grid=typed["grid"])
+    except ValueError as e:
+        raise _reraise("grid", e) from None
+
+
+def _apply_overrides(doc: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    doc = {k: dict(v) if isinstance(v, dict) else v for k, v in doc.items()}
+    for item in overrides:
+        path, eq, text = item.partition("=")
+        path, text = path.strip(), text.strip()
+        section, dot, key = path.partition(".")
+        if not eq or not dot or not key or "." in key:
+            raise ConfigError(path or item, f"override {item!r} is invalid: must look like section.key=value (e.g. train.steps=500)")
+        if section not in SCHEMA:
+            allowed = ", ".join(SECTIONS)
+            raise ConfigError(path, f"{path} is an unknown key: sections are {allowed}")
+        if key not in SCHEMA[section]:
+            raise ConfigError(path, f"{path} is an unknown key: [{section}] allows {', '.join(SCHEMA[section])}")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare word: train.optimizer=adam
+        table = doc.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(section, f"{section} = {_show(table)} is invalid: [{section}] must be a table (section)")
+        table[key] = value
+    return doc
+
+
+def load_config_text(text: str, overrides: Iterable[str] = (), *, source: str = "<config>") -> SweepConfig:
+    """Parses and validates TOML config text, after applying ``section.key=value`` overrides.
+
+    Args:
+      text: the TOML document.
+      overrides: ``"section.key=value"`` strings; values are TOML values.
+      source: name used in syntax-error messages (the file path).
+
+    Returns:
+      The validated :class:`SweepConfig`.
+
+    Raises:
+      ConfigError: naming the key path, the value and what is allowed.
+
+    Example:
+      >>> cfg = load_config_text(DEFAULT_TOML, ["train.steps=100", "grid.depth=[2, 3]"])
+      >>> cfg.train.steps, cfg.grid["depth"]
+      (100, (2, 3))
+      >>> load_config_text(DEFAULT_TOML, ["train.lr=0.1"])
+      Traceback (most recent call last):
+      ...
+      dlnsim.configfile.ConfigError: train.lr is an unknown key: [train] allows steps, log_every, optimizer, loss, dtype, precision, data, divergence_cap, n_singular
+    """
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("", f"{source}: not valid TOML: {e}") from None
+    return _build(_check_structure(_apply_overrides(doc, overrides)))
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> SweepConfig:
+    """Reads a TOML config file (see the module docstring for its sections).
+
+    Args:
+      path: the ``.toml`` file.
+      overrides: ``"section.key=value"`` strings applied after reading.
+
+    Raises:
+      ConfigError: the file cannot be read, is not TOML, or is invalid.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError("", f"cannot read config file {str(path)!r}: {e.strerror or e}") from None
+    return load_config_text(text, overrides, source=str(path))
+
+
+def default_config(overrides: Iterable[str] = ()) -> SweepConfig:
+    """The built-in default phase diagram (:data:`DEFAULT_TOML`)."""
+    return load_config_text(DEFAULT_TOML, overrides, source="<built-in default>")
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        return repr(v)  # Python's shortest round-trip repr is valid TOML (1e-05, 0.001)
+    if isinstance(v, str):
+        return json.dumps(v)  # JSON string escapes are valid TOML basic strings
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as a TOML value")
+
+
+def dumps_config(cfg: SweepConfig) -> str:
+    """The full config as canonical TOML text (every field written, defaults included).
+
+    Two configs describe the same sweep exactly when their texts are equal, and
+    ``load_config_text(dumps_config(cfg))`` rebuilds an equivalent config.
+
+    Example:
+      >>> cfg = default_config()
+      >>> dumps_config(load_config_text(dumps_config(cfg))) == dumps_config(cfg)
+      True
+    """
+    from dlnsim.grid import config_to_dict
+
+    d = config_to_dict(cfg)
+    d["hparams"] = HParams(**cfg.hparams)._asdict()  # explicit: defaults may change
+    axes = d["grid"]
+    d["grid"] = {a: [float(x) if SCHEMA["grid"][a] == "floats" else x for x in vals] for a, vals in axes.items()}
+    lines = []
+    for section in SECTIONS:
+        table = {k: v for k, v in d[section].items() if v is not None}
+        lines.append(f"[{section}]")
+        for key, value in table.items():
+            if SCHEMA[section].get(key) == "float":
+                value = float(value)
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
