@@ -119,9 +119,16 @@ def make_problem(
       >>> p.a.shape, p.u.shape, p.x.shape, p.y.shape
       ((10, 20), (20, 2), (20, 30), (10, 30))
     """
-    dt = jnp.dtype(dtype)
     if key is None:
         key = problem_key(seed)
+    # Noise-free is static only when known at trace time (a Python 0): it selects rank s.
+    noise_free = isinstance(train_noise, int | float) and train_noise == 0
+    return _draw(cfg, key, train_noise, dtype=dtype, noise_free=noise_free)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "dtype", "noise_free"))
+def _draw(cfg: ProblemConfig, key: Array, train_noise: Array, *, dtype: str, noise_free: bool) -> Problem:
+    dt = jnp.dtype(dtype)
     k_u, k_a, k_z, k_noise, k_test, k_etest = jr.split(key, 6)
     u, _ = jnp.linalg.qr(jr.normal(k_u, (cfg.d, cfg.s), dt))
     a = _operator(k_a, cfg, dt)
@@ -129,10 +136,10 @@ def make_problem(
     if cfg.whiten:
         z = _whiten(z)
     x = u @ z
-    # Noise-free is static only when known at trace time (a Python 0): it selects rank s.
-    noise_free = isinstance(train_noise, int | float) and train_noise == 0
     noise = jnp.asarray(train_noise, dt)
-    y = a @ x + noise * jr.normal(k_noise, (cfg.m, cfg.n_train), dt)
+    y = a @ x
+    if not noise_free:
+        y = y + noise * jr.normal(k_noise, (cfg.m, cfg.n_train), dt)
     x_test = u @ jr.normal(k_test, (cfg.s, cfg.n_test), dt)
     b = a @ u
     qb, _ = jnp.linalg.qr(b)

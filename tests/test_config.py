@@ -1,0 +1,70 @@
+"""Every validation rule raises ValueError naming the field (issue 2, item 9)."""
+
+import pytest
+
+import dlnsim
+from dlnsim import HParams, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
+
+
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: ProblemConfig(d=10, m=10, s=2), "m"),  # m < d
+        (lambda: ProblemConfig(d=20, m=5, s=5), "s"),  # s < m
+        (lambda: ProblemConfig(d=20, m=10, s=3, n_train=2), "n_train"),  # n_train >= s
+        (lambda: ProblemConfig(d=0), "d"),
+        (lambda: ProblemConfig(d=20.5), "d"),
+        (lambda: ProblemConfig(operator="fourier"), "operator"),
+        (lambda: ProblemConfig(test_sigmas=()), "test_sigmas"),
+        (lambda: ProblemConfig(test_sigmas=(0.1, -1.0)), "test_sigmas"),
+        (lambda: ProblemConfig(whiten="yes"), "whiten"),
+        (lambda: ModelConfig(depth=0), "depth"),
+        (lambda: ModelConfig(width=0), "width"),
+        (lambda: ModelConfig(init="glorot"), "init"),
+        (lambda: ModelConfig(activation="tanh"), "activation"),
+        (lambda: TrainConfig(steps=10, log_every=20), "steps"),  # steps >= log_every
+        (lambda: TrainConfig(steps=100, log_every=0), "log_every"),
+        (lambda: TrainConfig(steps=100, log_every=30), "steps"),  # multiple of log_every
+        (lambda: TrainConfig(optimizer="lbfgs"), "optimizer"),
+        (lambda: TrainConfig(dtype="float16"), "dtype"),
+        (lambda: TrainConfig(loss="max"), "loss"),
+        (lambda: TrainConfig(precision="tf32"), "precision"),
+        (lambda: TrainConfig(data="compressed"), "data"),
+        (lambda: TrainConfig(divergence_cap=0.5), "divergence_cap"),
+        (lambda: HParams(lr=0.0), "lr"),
+        (lambda: HParams(lr=float("nan")), "lr"),
+        (lambda: HParams(weight_decay=-1e-3), "weight_decay"),
+        (lambda: HParams(init_scale=-1.0), "init_scale"),
+        (lambda: HParams(train_noise=-0.1), "train_noise"),
+        (lambda: SweepConfig(grid={"colour": [1]}), "grid"),
+        (lambda: SweepConfig(grid={"seed": []}), "grid.seed"),
+        (lambda: SweepConfig(grid={"depth": [2, 0]}), "depth"),
+        (lambda: SweepConfig(grid={"weight_decay": [0.0, -1.0]}), "weight_decay"),
+        (lambda: SweepConfig(grid={"lr": [0.1, 0.1]}), "grid.lr"),
+        (lambda: SweepConfig(grid={"m": [200]}), "m"),  # static combination invalid: m >= d
+        (lambda: SweepConfig(hparams={"eta": 0.1}), "hparams"),
+        (lambda: SweepConfig(chunk_size=0), "chunk_size"),
+    ],
+)
+def test_validation_names_the_field(make, field):
+    with pytest.raises(ValueError, match=rf"\b{field}\b"):
+        make()
+
+
+def test_error_message_names_value_and_allowed():
+    with pytest.raises(ValueError) as err:
+        ModelConfig(init="glorot")
+    msg = str(err.value)
+    assert "ModelConfig.init" in msg and "'glorot'" in msg and "'lecun'" in msg
+
+
+def test_configs_are_hashable_and_frozen():
+    cfg = SweepConfig(grid={"seed": range(3), "depth": [2, 3]})
+    assert hash(cfg) == hash(SweepConfig(grid={"seed": [0, 1, 2], "depth": [2, 3]}))
+    with pytest.raises(TypeError):
+        cfg.grid["seed"] = (5,)
+    assert cfg.shape == (3, 2) and cfg.n_runs == 6
+
+
+def test_grid_axes_are_documented():
+    assert set(dlnsim.GRID_AXES) >= {"seed", "problem_seed", "depth", "width", "lr", "weight_decay", "init_scale", "train_noise"}

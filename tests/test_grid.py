@@ -1,0 +1,91 @@
+"""Sweeps: batching, chunking and grid changes never change a run; compile counts."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import dlnsim
+from dlnsim import HParams, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
+from dlnsim import grid as grid_mod
+
+PROBLEM = ProblemConfig(d=16, m=8, s=2, n_train=24, n_test=20)
+TRAIN64 = TrainConfig(steps=100, log_every=50, dtype="float64")
+RTOL64 = 1e-10  # tolerance table: float64
+
+
+def _cfg(grid, train=TRAIN64, **kw):
+    return SweepConfig(problem=PROBLEM, model=ModelConfig(depth=3, width=8), train=train, hparams={"lr": 0.05}, grid=grid, **kw)
+
+
+def _assert_runs_equal(a: xr.Dataset, b: xr.Dataset, rtol=RTOL64):
+    for name in dlnsim.Metrics._fields:
+        np.testing.assert_allclose(a[name].values, b[name].values, rtol=rtol, atol=1e-14, err_msg=name)
+    np.testing.assert_array_equal(a.diverged.values, b.diverged.values)
+
+
+def test_dataset_layout():
+    ds = dlnsim.sweep(_cfg({"depth": [1, 2], "weight_decay": [0.0, 1e-2], "seed": [0, 1, 2]}))
+    assert ds.on_err.dims == ("depth", "weight_decay", "seed", "step")
+    assert ds.noise_err.dims == ("depth", "weight_decay", "seed", "step", "sigma")
+    assert ds.sv.dims[-1] == "k" and ds.sizes["k"] == 8
+    assert list(ds.step.values) == [0, 50, 100]
+    assert ds.diverged.dims == ("depth", "weight_decay", "seed")
+    assert "config_json" in ds.attrs and ds.attrs["dtype"] == "float64"
+    assert np.isfinite(ds.on_err.values).all()
+
+
+def test_run_of_a_sweep_equals_the_run_alone():
+    ds = dlnsim.sweep(_cfg({"seed": [0, 3], "weight_decay": [0.0, 1e-2], "problem_seed": [0, 5]}))
+    for seed, wd, ps in [(3, 1e-2, 5), (0, 0.0, 0)]:
+        prob = dlnsim.make_problem(PROBLEM, seed=ps, dtype="float64")
+        alone = dlnsim.train(prob, ModelConfig(depth=3, width=8), TRAIN64, HParams(lr=0.05, weight_decay=wd), seed=seed)
+        run = ds.sel(seed=seed, weight_decay=wd, problem_seed=ps)
+        for name in ("on_err", "off_fro", "loss_data", "balance", "noise_err"):
+            np.testing.assert_allclose(run[name].values, getattr(alone.metrics, name), rtol=RTOL64, err_msg=name)
+
+
+def test_adding_runs_does_not_change_existing_runs():
+    small = dlnsim.sweep(_cfg({"seed": [0, 1], "weight_decay": [0.0, 1e-2]}))
+    big = dlnsim.sweep(_cfg({"seed": [0, 1, 2, 3], "weight_decay": [0.0, 1e-3, 1e-2]}))
+    _assert_runs_equal(small, big.sel(seed=[0, 1], weight_decay=[0.0, 1e-2]))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7])
+def test_chunk_size_does_not_change_results(chunk_size):
+    grid = {"seed": [0, 1, 2], "weight_decay": [0.0, 1e-3, 1e-2]}
+    whole = dlnsim.sweep(_cfg(grid))
+    chunked = dlnsim.sweep(_cfg(grid, chunk_size=chunk_size))
+    _assert_runs_equal(whole, chunked)
+
+
+def test_teacher_per_seed_draws_distinct_teachers():
+    shared = dlnsim.sweep(_cfg({"seed": [0, 1]}))
+    own = dlnsim.sweep(_cfg({"seed": [0, 1]}, teacher_per_seed=True))
+    # Same init keys, different teachers: the initial off-subspace norms differ.
+    assert not np.allclose(shared.w1_off_fro.isel(step=0).values, own.w1_off_fro.isel(step=0).values)
+
+
+def test_diverging_run_is_flagged_and_isolated():
+    cfg = _cfg({"lr": [0.05, 200.0], "seed": [0, 1]})
+    ds = dlnsim.sweep(cfg)
+    assert ds.diverged.sel(lr=200.0).all() and not ds.diverged.sel(lr=0.05).any()
+    assert (ds.diverged_at.sel(lr=200.0) >= 0).all() and (ds.diverged_at.sel(lr=0.05) == -1).all()
+    alone = dlnsim.sweep(_cfg({"lr": [0.05], "seed": [0, 1]}))
+    _assert_runs_equal(ds.sel(lr=[0.05]), alone)
+    assert np.isfinite(ds.on_err.sel(lr=0.05).values).all()
+
+
+def test_new_step_sizes_and_weight_decays_do_not_retrace():
+    grid_mod._train_batch.clear_cache()
+    dlnsim.sweep(_cfg({"lr": [0.01, 0.02], "weight_decay": [0.0, 1e-2]}))
+    assert grid_mod._train_batch._cache_size() == 1
+    dlnsim.sweep(_cfg({"lr": [0.03, 0.04], "weight_decay": [1e-3, 3e-3]}))
+    assert grid_mod._train_batch._cache_size() == 1
+
+
+def test_sweep_over_k_depths_compiles_k_times():
+    grid_mod._train_batch.clear_cache()
+    grid_mod._make_problems.clear_cache()
+    dlnsim.sweep(_cfg({"depth": [1, 2, 4], "weight_decay": [0.0, 1e-2], "seed": [0, 1]}, chunk_size=3))
+    assert grid_mod._train_batch._cache_size() == 3  # one program per depth, chunks reuse it
+    assert grid_mod._make_problems._cache_size() == 1  # problems do not depend on depth

@@ -1,0 +1,178 @@
+"""Training one network: exact facts D1/D3, fast paths equal plain ones, divergence, dtypes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dlnsim
+from dlnsim import HParams, ModelConfig, ProblemConfig, TrainConfig
+
+SMALL = ProblemConfig(d=24, m=12, s=3, n_train=40, n_test=50)
+# Tolerance table (STYLE.md Tests): float32 ~1e-5 relative, float64 ~1e-10.
+RTOL = {"float32": 1e-5, "float64": 1e-10}
+
+
+def _train(depth=3, width=16, steps=200, log_every=50, dtype="float64", problem=SMALL, noise=0.0, seed=0, **kw):
+    hp = HParams(lr=kw.pop("lr", 0.05), weight_decay=kw.pop("weight_decay", 1e-2), init_scale=kw.pop("init_scale", 1.0))
+    model = ModelConfig(depth=depth, width=width, **{k: kw.pop(k) for k in ("init", "activation") if k in kw})
+    prob = dlnsim.make_problem(problem, seed=7, train_noise=noise, dtype=dtype)
+    return dlnsim.train(prob, model, TrainConfig(steps=steps, log_every=log_every, dtype=dtype, **kw), hp, seed=seed)
+
+
+@pytest.mark.parametrize("depth", [2, 3, 5])
+def test_d1_off_subspace_decay_is_exact(depth):
+    """D1: ||W_1(t) P_perp||_F = (1 - eta lambda)^t ||W_1(0) P_perp||_F at every logged step."""
+    lr, wd = 0.02, 5e-2
+    run = _train(depth=depth, lr=lr, weight_decay=wd)
+    assert not bool(run.diverged)
+    t = np.arange(5) * 50
+    expected = (1 - lr * wd) ** t * float(run.metrics.w1_off_fro[0])
+    np.testing.assert_allclose(run.metrics.w1_off_fro, expected, rtol=1e-9)
+
+
+def test_d1_without_weight_decay_off_subspace_never_moves():
+    run = _train(depth=3, weight_decay=0.0)
+    np.testing.assert_allclose(run.metrics.w1_off_fro, run.metrics.w1_off_fro[0], rtol=1e-12)
+    assert run.metrics.on_err[-1] < 0.1 * run.metrics.on_err[0]  # while the fit does progress
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("depth,noise", [(1, 0.0), (3, 0.0), (3, 0.05)])
+def test_reduced_path_equals_raw_path(dtype, depth, noise):
+    """The exact data reduction gives the same trajectory as the N raw samples (200 steps)."""
+    red = _train(depth=depth, dtype=dtype, noise=noise, data="reduced")
+    raw = _train(depth=depth, dtype=dtype, noise=noise, data="raw")
+    for w_red, w_raw in zip(red.params, raw.params):
+        scale = float(jnp.abs(w_raw).max())
+        np.testing.assert_allclose(w_red, w_raw, rtol=RTOL[dtype], atol=RTOL[dtype] * scale)
+    for name in ("loss_data", "on_err", "off_fro", "test_err"):
+        a, b = getattr(red.metrics, name), getattr(raw.metrics, name)
+        # float32: loss sums over N samples vs r factors round differently (~N eps relative).
+        np.testing.assert_allclose(a, b, rtol=RTOL[dtype] * (10 if dtype == "float32" else 1), atol=1e-12)
+
+
+def test_balancedness_decays_under_weight_decay():
+    """D3: GD with weight decay drives W_{l+1}^T W_{l+1} - W_l W_l^T to zero, about (1-eta lambda)^(2t)."""
+    lr, wd = 0.05, 5e-2
+    run = _train(depth=3, steps=8000, log_every=1000, lr=lr, weight_decay=wd)
+    bal = np.asarray(run.metrics.balance)
+    assert bal[0] > 1e-2
+    # Once the fit has settled (step 2000 on), each 1000 steps shrink it by (1 - eta lambda)^2000
+    # until it reaches float64 round-off (~1e-15); the 10% band allows the O(eta^2) terms.
+    settled = bal[2:][bal[2:] > 1e-13]
+    assert len(settled) >= 3
+    np.testing.assert_allclose(settled[1:] / settled[:-1], (1 - lr * wd) ** 2000, rtol=0.1)
+    assert bal[-1] < 1e-13
+
+
+def test_balancedness_is_zero_for_one_layer_and_bounded():
+    assert float(_train(depth=1).metrics.balance[-1]) == 0.0
+    bal = _train(depth=3).metrics.balance
+    assert np.all((bal >= 0) & (bal <= 1))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dtype_is_preserved(dtype):
+    run = _train(depth=3, dtype=dtype)
+    for leaf in jax.tree.leaves((run.params, run.metrics)):
+        assert leaf.dtype == jnp.dtype(dtype)
+
+
+def test_shapes_of_metrics():
+    run = _train(depth=3)
+    assert run.metrics.on_err.shape == (5,)
+    assert run.metrics.noise_err.shape == (5, len(SMALL.test_sigmas))
+    assert run.metrics.sv.shape == (5, 8)
+    assert [w.shape for w in run.params] == [(16, 12), (16, 16), (24, 16)]
+
+
+def test_metrics_against_direct_computation():
+    run = _train(depth=3)
+    prob = dlnsim.make_problem(SMALL, seed=7, dtype="float64")
+    e2e = np.asarray(run.params[2] @ run.params[1] @ run.params[0])
+    b, u, qb = np.asarray(prob.b), np.asarray(prob.u), np.asarray(prob.qb)
+    p_perp = np.eye(12) - qb @ qb.T
+    m = jax.tree.map(lambda a: a[-1], run.metrics)
+    np.testing.assert_allclose(m.on_err, np.linalg.norm(e2e @ b - u) / np.sqrt(3), rtol=1e-10)
+    np.testing.assert_allclose(m.off_fro, np.linalg.norm(e2e @ p_perp), rtol=1e-10)
+    np.testing.assert_allclose(m.off_spec, np.linalg.norm(e2e @ p_perp, 2), rtol=1e-10)
+    np.testing.assert_allclose(m.sv, np.linalg.svd(e2e, compute_uv=False)[:8], rtol=1e-10)
+    np.testing.assert_allclose(m.loss_data, np.sum((e2e @ prob.y - prob.x) ** 2) / 80, rtol=1e-10)
+    np.testing.assert_allclose(m.loss_reg, 0.5e-2 * sum(np.sum(np.asarray(w) ** 2) for w in run.params), rtol=1e-10)
+    left = np.linalg.svd(e2e)[0][:, :3]
+    cos = np.linalg.svd(u.T @ left, compute_uv=False)
+    np.testing.assert_allclose(m.align_left_cos2, np.mean(cos**2), rtol=1e-10)
+    np.testing.assert_allclose(m.align_left_sin, np.sqrt(1 - cos.min() ** 2), rtol=1e-8)
+
+
+def test_noise_curve_matches_monte_carlo():
+    """D4 closed form vs the noisy test set: agree within Monte Carlo error (n_test = 4000)."""
+    prob_cfg = ProblemConfig(d=24, m=12, s=3, n_train=40, n_test=4000, test_sigmas=(0.0, 0.1, 0.5))
+    run = _train(depth=3, problem=prob_cfg)
+    prob = dlnsim.make_problem(prob_cfg, seed=7, dtype="float64")
+    mc = dlnsim.metrics.noise_error_mc(run.params, prob, prob_cfg.test_sigmas)
+    np.testing.assert_allclose(mc, run.metrics.noise_err[-1], rtol=0.03)  # MC std ~ 1/sqrt(n_test m)
+    assert mc[0] == pytest.approx(float(run.metrics.test_err[-1]), rel=1e-10)
+
+
+def test_huge_step_diverges_is_flagged_and_frozen():
+    run = _train(depth=3, lr=50.0)
+    assert bool(run.diverged)
+    at = int(run.diverged_at)
+    assert 0 <= at < 50
+    # Frozen: the logged metrics stop changing after the divergence step.
+    m = np.asarray(run.metrics.loss_data)
+    np.testing.assert_array_equal(m[2:], m[-1])
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam", "adamw"])
+def test_optax_optimizers_train(optimizer):
+    run = _train(depth=3, lr=0.01, optimizer=optimizer)
+    assert not bool(run.diverged)
+    assert run.metrics.loss_data[-1] < 0.05 * run.metrics.loss_data[0]
+
+
+def test_momentum_zero_equals_gradient_descent():
+    """optax's SGD without momentum plus coupled weight decay is exactly the GD update."""
+    gd = _train(depth=3)
+    prob = dlnsim.make_problem(SMALL, seed=7, dtype="float64")
+    mom = dlnsim.train(
+        prob,
+        ModelConfig(depth=3, width=16),
+        TrainConfig(steps=200, log_every=50, dtype="float64", optimizer="momentum"),
+        HParams(lr=0.05, weight_decay=1e-2, momentum=0.0),
+    )
+    for a, b in zip(gd.params, mom.params):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("init", ["lecun", "he", "xavier", "orthogonal"])
+def test_init_schemes(init):
+    model = ModelConfig(depth=3, width=300, init=init)
+    ws = dlnsim.init_params(jax.random.key(0), model, m=200, d=250, init_scale=2.0, dtype="float64")
+    for w in ws:
+        fan_out, fan_in = w.shape
+        if init == "orthogonal":
+            gram = w @ w.T if fan_out <= fan_in else w.T @ w
+            np.testing.assert_allclose(gram, 4.0 * np.eye(min(w.shape)), atol=1e-10)
+        else:
+            var = {"lecun": 1 / fan_in, "he": 2 / fan_in, "xavier": 2 / (fan_in + fan_out)}[init]
+            # >= 60,000 entries: sample variance within 3% of 4 * var.
+            assert abs(float(jnp.var(w)) / (4.0 * var) - 1) < 0.03
+
+
+def test_relu_network_trains_on_raw_data():
+    run = _train(depth=3, activation="relu", lr=0.02)
+    assert np.isnan(run.metrics.on_err).all()  # E is not defined for a ReLU network
+    assert run.metrics.loss_data[-1] < run.metrics.loss_data[0]
+    assert np.isfinite(run.metrics.noise_err).all()
+
+
+def test_new_hyperparameters_do_not_recompile():
+    from dlnsim.train import _simulate_jit
+
+    _train(depth=3, lr=0.03, weight_decay=1e-3)
+    before = _simulate_jit._cache_size()
+    _train(depth=3, lr=0.01, weight_decay=3e-2, init_scale=0.5, seed=4)
+    assert _simulate_jit._cache_size() == before
