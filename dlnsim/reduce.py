@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from dlnsim import theory
-from dlnsim.config import STATIC_AXES, ProblemConfig, SweepConfig, problem_and_model
+from dlnsim.config import GRID_AXES, STATIC_AXES, ProblemConfig, SweepConfig, problem_and_model
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics
 from dlnsim.problem import make_problem, problem_key
@@ -77,8 +77,7 @@ def config_of(ds: xr.Dataset) -> SweepConfig | None:
 
 def hparam(ds: xr.Dataset, name: str, cfg: SweepConfig | None = None) -> xr.DataArray:
     """A per-run number: the coordinate when swept, else the config's base value."""
-    dims = grid_dims(ds)
-    if name in dims:
+    if name in ds.coords:  # swept: a grid axis, or one fixed by selection (scalar)
         return ds[name].astype(float)
     if cfg is None:
         cfg = config_of(ds)
@@ -184,7 +183,8 @@ def _teacher_predictions(ds: xr.Dataset, cfg: SweepConfig | None) -> tuple[np.nd
         if noise[idx] != 0:
             continue
         run = {a: ds[a].values[i].item() for a, i in zip(dims, idx)}
-        combo = {a: int(run[a]) for a in dims if a in STATIC_AXES}
+        run.update({a: ds[a].item() for a in GRID_AXES if a in ds.coords and ds[a].ndim == 0})
+        combo = {a: int(run[a]) for a in run if a in STATIC_AXES}
         problem_cfg, model = problem_and_model(cfg, combo)
         seed = int(run.get("seed", 0)) if cfg.teacher_per_seed else None
         key = (problem_cfg, int(run.get("problem_seed", 0)), seed)
