@@ -1,0 +1,143 @@
+"""Reductions: thresholds and rate fits on synthetic curves, seed statistics, the table."""
+
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import dlnsim
+from dlnsim import reduce as R
+
+STEPS = np.arange(0, 1001, 10)
+
+
+def _synthetic(lr=(0.02, 0.05), wd=(0.0, 1e-2, 0.1), seeds=4):
+    """w1_off_fro and off_fro decaying exactly at the D1 rate; known on_err curves."""
+    lr_, wd_ = np.asarray(lr)[:, None, None], np.asarray(wd)[None, :, None]
+    scale = 1.0 + np.arange(seeds)[:, None, None, None]  # (seed, lr, wd, step)
+    decay = (1 - lr_ * wd_)[None] ** STEPS
+    w1 = scale * decay
+    on = np.broadcast_to(np.exp(-STEPS / 100.0), w1.shape)  # <= 0.1 from t = 100 ln 10 = 230.3
+    dims = ("seed", "lr", "weight_decay", "step")
+    return xr.Dataset(
+        {
+            "w1_off_fro": (dims, w1),
+            "off_fro": (dims, 5.0 * w1),
+            "on_err": (dims, on.copy()),
+            "diverged": (dims[:-1], np.zeros(w1.shape[:-1], bool)),
+        },
+        coords={"seed": np.arange(seeds), "lr": list(lr), "weight_decay": list(wd), "step": STEPS},
+    )
+
+
+def test_rate_fit_recovers_exponential():
+    ds = _synthetic()
+    red = R.reduce(ds)
+    lr, wd = np.meshgrid(ds.lr.values, ds.weight_decay.values, indexing="ij")
+    expected = np.log1p(-lr * wd)
+    for name in ("rate_w1_off", "rate_off", "pred_rate"):
+        np.testing.assert_allclose(red[name].sel(stat="median").values, expected, rtol=1e-10, atol=1e-15)
+    ratio = red["rate_ratio_w1_off"].sel(stat="mean").values
+    np.testing.assert_allclose(ratio[:, 1:], 1.0, rtol=1e-10)
+    assert np.all(np.isnan(ratio[:, 0]))  # no weight decay: no predicted rate to compare with
+
+
+def test_rate_fit_windows_and_floor():
+    t = STEPS.astype(float)
+    clean = 2.0 * np.exp(-0.02 * t)
+    floored = np.maximum(clean, 1e-6 * 2.0)  # a float32-like rounding floor from t ~ 690
+    assert R.fit_rate(clean, t) == pytest.approx(-0.02, rel=1e-10)
+    assert R.fit_rate(floored, t, floor=1e-4) == pytest.approx(-0.02, rel=1e-10)
+    assert abs(R.fit_rate(floored, t)) < 0.01  # without the floor, the plateau dominates
+    kink = np.where(t < 500, np.exp(-0.01 * t), np.exp(-5 - 0.03 * (t - 500)))
+    assert R.fit_rate(kink, t, window=(0, 490)) == pytest.approx(-0.01, rel=1e-10)
+    assert R.fit_rate(kink, t, window=10) == pytest.approx(-0.03, rel=1e-10)
+    assert math.isnan(R.fit_rate(np.zeros_like(t), t))
+
+
+def test_thresholds_on_known_curves():
+    ds = _synthetic(lr=(0.05,), wd=(0.0, 0.1))
+    runs = R.per_run(ds)
+    assert np.all(runs.steps_phase1.values == 240.0)  # first logged step past 230.3
+    # Relative eps3 = 1e-2 x initial: (1 - 0.005)^t <= 1e-2 from t = 918.7; never without decay.
+    p3 = runs.steps_phase3.values
+    assert np.all(p3[..., 1] == 920.0) and np.all(np.isnan(p3[..., 0]))
+    pred = runs.pred_steps_phase3.values[..., 1]
+    np.testing.assert_allclose(pred, math.log(1e-2) / math.log1p(-0.005), rtol=1e-10)
+    assert np.all(np.isinf(runs.pred_steps_phase3.values[..., 0]))
+    # Absolute eps3, and a Phase I threshold that is never reached.
+    runs = R.per_run(ds, eps1=1e-9, eps3=5.0 * 0.5)  # seed 0: 5 (1-0.005)^t <= 2.5 from t = 138.3
+    assert np.all(np.isnan(runs.steps_phase1.values))
+    assert runs.steps_phase3.sel(seed=0).values[0, 1] == 140.0
+    red = R.reduce(ds, eps1=1e-9)
+    assert np.all(red.steps_phase1.sel(stat="count").values == 0)
+
+
+def test_diverged_runs_masked_and_counted():
+    ds = _synthetic(lr=(0.05,), wd=(0.1,), seeds=5)
+    ds["on_err"][dict(seed=1)] = 1e30  # a diverged, frozen run carries garbage
+    ds["diverged"][dict(seed=1)] = True
+    ds["diverged_at"] = xr.where(ds["diverged"], 123, -1)
+    red = R.reduce(ds)
+    assert int(red.n_diverged.item()) == 1 and int(red.n_runs.item()) == 5
+    final = red.final_on_err.sel(lr=0.05, weight_decay=0.1)
+    assert float(final.sel(stat="count")) == 4
+    assert float(final.sel(stat="mean")) == pytest.approx(math.exp(-10.0), rel=1e-12)
+    assert float(final.sel(stat="ci95_hi")) == pytest.approx(math.exp(-10.0), rel=1e-12)  # zero spread
+    # Predictions are not masked: the theory does not depend on the run having diverged.
+    assert float(red.pred_rate.sel(stat="count").item()) == 5
+
+
+def test_seed_statistics_and_t_quantiles():
+    values = np.array([1.0, 2.0, 4.0, 7.0, 11.0])
+    ds = xr.Dataset(
+        {"w1_off_fro": (("seed", "step"), np.exp(-np.outer(values, STEPS) * 1e-3)), "diverged": ("seed", np.zeros(5, bool))},
+        coords={"seed": np.arange(5), "step": STEPS},
+    )
+    rate = R.reduce(ds).rate_w1_off
+    r = -values * 1e-3
+    half = 2.776445105 * r.std(ddof=1) / math.sqrt(5)
+    assert float(rate.sel(stat="median")) == pytest.approx(np.median(r))
+    assert float(rate.sel(stat="q25")) == pytest.approx(np.quantile(r, 0.25))
+    assert float(rate.sel(stat="q75")) == pytest.approx(np.quantile(r, 0.75))
+    assert float(rate.sel(stat="ci95_lo")) == pytest.approx(r.mean() - half)
+    assert float(rate.sel(stat="ci95_hi")) == pytest.approx(r.mean() + half)
+    stats = pytest.importorskip("scipy.stats")
+    df = np.array([1, 2, 7, 30, 31, 45, 100, 1000])
+    np.testing.assert_allclose(R.t975(df), stats.t.ppf(0.975, df), rtol=1e-6)
+    assert np.isnan(R.t975(0))
+
+
+def test_no_seed_axis_and_callable_module():
+    ds = _synthetic(seeds=1).isel(seed=0, drop=True)
+    red = dlnsim.reduce(ds)  # the module is callable
+    assert red.rate_w1_off.dims == ("stat", "lr", "weight_decay")
+    assert np.all(red.n_runs.values == 1)
+    assert np.all(np.isnan(red.rate_w1_off.sel(stat="ci95_lo").values))  # one value: no interval
+    table = dlnsim.reduce.summary_table(ds)
+    assert len([ln for ln in table.splitlines() if ln.strip().startswith(("0.02", "0.05"))]) == 6
+
+
+def test_real_sweep_d1_ratio_theory_columns_and_table():
+    cfg = dlnsim.SweepConfig(
+        problem=dlnsim.ProblemConfig(d=16, m=8, s=2, n_train=20, whiten=True),
+        model=dlnsim.ModelConfig(depth=2, width=12),
+        train=dlnsim.TrainConfig(steps=600, log_every=20),
+        hparams={"lr": 0.05},
+        grid={"weight_decay": [0.0, 0.05, 2.0], "seed": [0, 1]},
+    )
+    ds = dlnsim.sweep(cfg)
+    red = dlnsim.reduce(ds)
+    # D1 is exact; float32 rounding over 600 steps stays far below 1e-3.
+    np.testing.assert_allclose(red.rate_ratio_w1_off.sel(stat="median").values[1:], 1.0, rtol=1e-3)
+    # L = 2 collapses past c = 1 (c ~ lambda / sigma(B)): lambda = 2 is past it.
+    ratio = red.collapse_ratio.sel(stat="median").values
+    assert ratio[0] == 0 and 0 < ratio[1] < 1 < ratio[2]
+    on_star = red.pred_on_err_limit.sel(stat="median").values
+    assert on_star[0] == 0 and on_star[2] == 1  # no decay: exact fit; collapse: E = 0
+    assert float(red.final_on_err.sel(stat="median")[2]) == pytest.approx(1.0, abs=1e-3)
+    table = dlnsim.summary_table(ds)
+    lines = table.splitlines()
+    assert lines[0].split()[:3] == ["weight_decay", "on_err", "off_fro"] and "c/c*" in lines[0]
+    assert len(lines) == 2 + 3 + 4 and all(ln.rstrip().endswith("0/2") for ln in lines[2:5])
