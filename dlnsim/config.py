@@ -12,6 +12,7 @@ field, the bad value and what is allowed (STYLE.md, Architecture 8).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,24 @@ LOSS_NORMS = ("mean", "sum")
 DATA_PATHS = ("reduced", "raw")
 ACTIVATIONS = ("linear", "relu")
 PRECISIONS = ("highest", "default")
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def parse_bytes(value: int | str) -> int:
+    """``4GB``, ``512MiB`` or a plain integer of bytes.
+
+    Example:
+      >>> parse_bytes("1.5GB"), parse_bytes("512MiB"), parse_bytes(1000)
+      (1500000000, 536870912, 1000)
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+    if match and match.group(2).upper() in _UNITS and float(match.group(1)) > 0:
+        return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    raise ValueError(f"max_memory = {value!r} is invalid: must be a positive size such as 4GB, 512MiB or bytes")
 
 
 def _fail(cls: str, field: str, value: Any, allowed: str) -> None:
@@ -207,7 +226,9 @@ class SweepConfig:
       grid: axis name -> non-empty sequence of values. Axes: ``GRID_AXES``.
       teacher_per_seed: draw a fresh teacher (U, A, data) for every seed instead of
         sharing the one of ``problem_seed`` across seeds.
-      chunk_size: runs per compiled batch (``None``: all runs of a group at once).
+      chunk_size: runs per compiled batch (``None``: as many as fit ``max_memory``).
+      max_memory: memory budget of one batch, e.g. ``"4GB"`` (``None``: half of an
+        accelerator's memory, 4 GB on a CPU host); ignored when ``chunk_size`` is set.
     """
 
     problem: ProblemConfig = ProblemConfig()
@@ -217,6 +238,7 @@ class SweepConfig:
     grid: Mapping[str, Sequence[Any]] = dataclasses.field(default_factory=dict)
     teacher_per_seed: bool = False
     chunk_size: int | None = None
+    max_memory: int | str | None = None
 
     def __post_init__(self) -> None:
         from dlnsim.hparams import HParams  # local: hparams imports nothing from here
@@ -250,6 +272,11 @@ class SweepConfig:
             _fail(c, "teacher_per_seed", self.teacher_per_seed, "must be true or false")
         if self.chunk_size is not None:
             _check_int(c, "chunk_size", self.chunk_size, 1)
+        if self.max_memory is not None:
+            try:
+                parse_bytes(self.max_memory)
+            except ValueError as err:
+                raise ValueError(f"SweepConfig.{err}") from None
         # Every static combination must itself be a valid config.
         for combo in static_combinations(self):
             problem_and_model(self, combo)

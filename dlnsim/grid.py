@@ -29,9 +29,11 @@ from dlnsim.config import (
     ProblemConfig,
     SweepConfig,
     TrainConfig,
+    parse_bytes,
     problem_and_model,
     static_combinations,
 )
+from dlnsim import devices
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics
 from dlnsim.problem import make_problem, problem_key, raw_data, reduce_data
@@ -69,16 +71,23 @@ def plan(cfg: SweepConfig, chunk_size: int | None = None) -> list[Chunk]:
 
     Args:
       cfg: the sweep.
-      chunk_size: runs per chunk (default ``cfg.chunk_size``; ``None``: whole groups).
+      chunk_size: runs per chunk (default ``cfg.chunk_size``; if that is ``None`` too,
+        as many runs as fit ``cfg.max_memory`` by :func:`dlnsim.devices.run_bytes`).
     """
     size = chunk_size or cfg.chunk_size
     combos = static_combinations(cfg)
     members: list[list[int]] = [[] for _ in combos]
     for flat in range(cfg.n_runs):
         members[combos.index(_group_of(cfg, _run_values(cfg, flat)))].append(flat)
+    budget = parse_bytes(cfg.max_memory) if cfg.max_memory is not None else devices.default_budget()
     chunks = []
     for g, runs in enumerate(members):
-        step = size or len(runs)
+        if size is None:
+            problem_cfg, model = group_configs(cfg, g)
+            per_run = devices.run_bytes(problem_cfg, model, cfg.train, uses_raw_data(model, cfg.train))
+            step = devices.chunk_size_for(per_run, budget)
+        else:
+            step = size
         for start in range(0, len(runs), step):
             chunks.append(Chunk(len(chunks), g, tuple(runs[start : start + step])))
     return chunks
@@ -136,16 +145,21 @@ def _teachers(cfg: SweepConfig, rows: list[dict[str, Any]]) -> list[tuple[int, i
 
 
 class BatchShape(NamedTuple):
-    """Padded sizes shared by every chunk of a sweep, so each group compiles once."""
+    """Padded sizes shared by the chunks of one group, so each group compiles once."""
 
-    runs: int  # runs per call
+    runs: int  # runs per call, a multiple of the local device count
     teachers: int  # distinct problems per call
 
 
-def batch_shape(cfg: SweepConfig, chunks: list[Chunk]) -> BatchShape:
-    """The largest chunk and the largest number of distinct teachers in one chunk."""
-    teachers = max(len(set(_teachers(cfg, [_run_values(cfg, r) for r in c.runs]))) for c in chunks)
-    return BatchShape(max(len(c.runs) for c in chunks), teachers)
+def batch_shape(cfg: SweepConfig, chunks: list[Chunk]) -> dict[int, BatchShape]:
+    """Per group: the largest chunk (rounded up to the devices) and most distinct teachers."""
+    shapes: dict[int, BatchShape] = {}
+    for c in chunks:
+        teachers = len(set(_teachers(cfg, [_run_values(cfg, r) for r in c.runs])))
+        runs = devices.pad_to_devices(len(c.runs))
+        old = shapes.get(c.group, BatchShape(0, 0))
+        shapes[c.group] = BatchShape(max(old.runs, runs), max(old.teachers, teachers))
+    return shapes
 
 
 def _batch_inputs(cfg: SweepConfig, runs: tuple[int, ...], pad: BatchShape):
@@ -165,22 +179,27 @@ def _batch_inputs(cfg: SweepConfig, runs: tuple[int, ...], pad: BatchShape):
     return keys, noises, which, seeds, hp
 
 
-def run_chunk(cfg: SweepConfig, chunk: Chunk, pad: BatchShape | None = None) -> ChunkResult:
+def run_chunk(cfg: SweepConfig, chunk: Chunk, pad: dict[int, BatchShape] | None = None) -> ChunkResult:
     """Trains the runs of one chunk (one compiled call) and returns NumPy results.
 
     Args:
       cfg: the sweep.
       chunk: from :func:`plan`.
-      pad: pad the batch to these sizes (see :func:`batch_shape`), so a short last
-        chunk reuses the compiled program of the full ones.
+      pad: padded sizes per group (see :func:`batch_shape`), so a short last chunk
+        reuses the compiled program of the full ones.
     """
     start = time.perf_counter()
     problem_cfg, model = group_configs(cfg, chunk.group)
     n = len(chunk.runs)
-    keys, noises, which, seeds, hp = _batch_inputs(cfg, chunk.runs, pad or batch_shape(cfg, [chunk]))
+    shape = (pad or batch_shape(cfg, [chunk]))[chunk.group]
+    keys, noises, which, seeds, hp = _batch_inputs(cfg, chunk.runs, shape)
     problems, datas = _make_problems(
         keys, noises, problem_cfg=problem_cfg, dtype=cfg.train.dtype, raw=uses_raw_data(model, cfg.train), noisy=_noisy(cfg)
     )
+    # Runs are split across local devices; teachers are replicated (no collectives).
+    split, replicated = devices.run_sharding()
+    problems, datas = jax.device_put((problems, datas), replicated)
+    which, seeds, hp = jax.device_put((which, seeds, hp), split)
     metrics, diverged, diverged_at = _train_batch(problems, datas, which, seeds, hp, model=model, train=cfg.train)
     out = {k: np.asarray(v)[:n] for k, v in metrics._asdict().items()}
     # Pad the spectrum to n_singular so groups with small m or d stack.
@@ -284,7 +303,7 @@ def config_to_dict(cfg: SweepConfig) -> dict[str, Any]:
         "train": dataclasses.asdict(cfg.train),
         "hparams": dict(cfg.hparams),
         "grid": {k: list(v) for k, v in cfg.grid.items()},
-        "sweep": {"teacher_per_seed": cfg.teacher_per_seed, "chunk_size": cfg.chunk_size},
+        "sweep": {"teacher_per_seed": cfg.teacher_per_seed, "chunk_size": cfg.chunk_size, "max_memory": cfg.max_memory},
     }
 
 

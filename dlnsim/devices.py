@@ -1,0 +1,69 @@
+"""Placing runs on devices: memory per run, chunk sizing to a budget, sharding the run axis.
+
+Runs are independent, so the run axis is split across all local devices with a
+``NamedSharding`` and the step needs no collectives; results equal those of one device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from dlnsim.config import ModelConfig, ProblemConfig, TrainConfig
+from dlnsim.model import layer_shapes
+
+_CPU_BUDGET = 4 * 10**9  # default per-chunk budget on CPU hosts: a fraction of a small machine
+_DEVICE_FRACTION = 0.5  # of an accelerator's memory, leaving room for XLA's workspace
+
+
+def run_bytes(problem: ProblemConfig, model: ModelConfig, train: TrainConfig, raw: bool) -> int:
+    """Estimated device memory of one run in a batch (bytes), peak over a step or a log.
+
+    Counts the weights with their gradient, update and optimiser state, the data the
+    loss sees (r columns reduced, N raw) with its activations, the test set gathered per
+    run, and the metric temporaries (end-to-end map, SVD copies, Gram matrices), with a
+    factor 1.5 for XLA's buffers. The benchmark ``benchmarks/memory.py`` checks it.
+    """
+    d, m, s = problem.d, problem.m, problem.s
+    n_params = sum(a * b for a, b in layer_shapes(model, m, d))
+    copies = {"gd": 3, "momentum": 4, "adam": 5, "adamw": 5}[train.optimizer]
+    cols = problem.n_train if raw else min(m, problem.n_train)
+    widest = max(model.width, d, m)
+    data = (d + m) * cols + model.depth * widest * cols * 2
+    test = (d + 2 * m) * problem.n_test
+    gram = 2 * model.width**2 if model.depth > 1 else 0
+    metric_tmp = 4 * d * m + gram
+    logs = train.n_logs * (20 + len(problem.test_sigmas) + train.n_singular)
+    words = copies * n_params + data + test + metric_tmp + logs
+    return int(1.5 * words * np.dtype(train.dtype).itemsize)
+
+
+def default_budget() -> int:
+    """Bytes one chunk may use: half an accelerator's memory, or 4 GB on a CPU host."""
+    dev = jax.local_devices()[0]
+    stats = dev.memory_stats() if dev.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(_DEVICE_FRACTION * stats["bytes_limit"]) * jax.local_device_count()
+    return _CPU_BUDGET
+
+
+def chunk_size_for(per_run: int, budget: int) -> int:
+    """Runs per chunk that fit the budget, a multiple of the device count when possible."""
+    n_dev = jax.local_device_count()
+    size = max(1, budget // max(per_run, 1))
+    return max(n_dev, size - size % n_dev) if size >= n_dev else size
+
+
+def pad_to_devices(n: int) -> int:
+    """Smallest multiple of the local device count that holds n runs."""
+    n_dev = jax.local_device_count()
+    return n_dev * math.ceil(n / n_dev)
+
+
+def run_sharding() -> tuple[NamedSharding, NamedSharding]:
+    """(split along the run axis, replicated) over all local devices."""
+    mesh = Mesh(np.array(jax.local_devices()), ("runs",))
+    return NamedSharding(mesh, PartitionSpec("runs")), NamedSharding(mesh, PartitionSpec())

@@ -1,0 +1,68 @@
+"""Memory-sized chunks and the run axis sharded over several devices give the same results."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+
+import dlnsim
+from dlnsim import ModelConfig, ProblemConfig, SweepConfig, TrainConfig, devices
+from dlnsim import grid as grid_mod
+
+PROBLEM = ProblemConfig(d=16, m=8, s=2, n_train=24, n_test=20)
+GRID = {"seed": [0, 1, 2], "weight_decay": [0.0, 1e-3, 1e-2]}
+
+
+def _cfg(**kw):
+    return SweepConfig(
+        problem=PROBLEM,
+        model=ModelConfig(depth=3, width=8),
+        train=TrainConfig(steps=100, log_every=50, dtype="float64"),
+        hparams={"lr": 0.05},
+        grid=GRID,
+        **kw,
+    )
+
+
+def test_memory_estimate_scales_with_the_network():
+    small = devices.run_bytes(PROBLEM, ModelConfig(depth=3, width=8), TrainConfig(), raw=False)
+    wide = devices.run_bytes(PROBLEM, ModelConfig(depth=3, width=64), TrainConfig(), raw=False)
+    deep = devices.run_bytes(PROBLEM, ModelConfig(depth=6, width=64), TrainConfig(), raw=False)
+    f64 = devices.run_bytes(PROBLEM, ModelConfig(depth=3, width=8), TrainConfig(dtype="float64"), raw=False)
+    assert 0 < small < wide < deep and abs(f64 - 2 * small) <= 2
+
+
+def test_chunks_fit_the_memory_budget():
+    per_run = devices.run_bytes(PROBLEM, ModelConfig(depth=3, width=8), _cfg().train, raw=False)
+    cfg = _cfg(max_memory=int(per_run * 4.5))
+    chunks = grid_mod.plan(cfg)
+    assert max(len(c.runs) for c in chunks) == 4 and sum(len(c.runs) for c in chunks) == 9
+    np.testing.assert_array_equal(dlnsim.sweep(cfg).on_err.values, dlnsim.sweep(_cfg(chunk_size=9)).on_err.values)
+
+
+def test_four_devices_equal_one():
+    """The run axis split over 4 forced CPU devices gives the single-device results."""
+    script = textwrap.dedent(
+        """
+        import jax, numpy as np, dlnsim, sys
+        jax.config.update("jax_enable_x64", True)
+        assert jax.local_device_count() == 4
+        sys.path.insert(0, %r)
+        from test_devices import _cfg
+        ds = dlnsim.sweep(_cfg(chunk_size=5))
+        np.savez(sys.argv[1], on_err=ds.on_err.values, off_fro=ds.off_fro.values, balance=ds.balance.values)
+        """
+        % os.path.dirname(__file__)
+    )
+    out = os.path.join(os.environ.get("PYTEST_TMP", "/tmp"), f"four_devices_{os.getpid()}.npz")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0")
+    subprocess.run([sys.executable, "-c", script, out], check=True, env=env, timeout=300)
+    four = np.load(out)
+    one = dlnsim.sweep(_cfg())
+    assert jax.local_device_count() == 1
+    for name in ("on_err", "off_fro", "balance"):
+        np.testing.assert_allclose(four[name], one[name].values, rtol=1e-10, err_msg=name)
+    os.remove(out)
