@@ -73,7 +73,7 @@ def _is_log_grid(values: Any) -> bool:
     if len(p) == 2:
         return True
     dl, dv = np.diff(np.log(p)), np.diff(p)
-    return np.std(dl) / np.mean(dl) < np.std(dv) / np.mean(dv)
+    return bool(np.std(dl) / np.mean(dl) < np.std(dv) / np.mean(dv))
 
 
 def _runs(ds: xr.Dataset) -> tuple[str, ...]:
@@ -268,7 +268,8 @@ def phase_diagram(
     ax.set_facecolor("0.85")  # cells without a value (all diverged, never reached)
     mesh = ax.pcolormesh(np.arange(nx + 1) - 0.5, np.arange(ny + 1) - 0.5, np.ma.masked_invalid(cell), cmap="viridis", norm=norm)
     cbar = fig.colorbar(mesh, ax=ax)
-    cbar.set_label(f"{_label(metric)}\n(final, {reduce} over {n_run} seed{'s' * (n_run > 1)})", fontsize=9)
+    final = "final, " if metric in ds.data_vars and "step" in ds[metric].dims else ""
+    cbar.set_label(f"{_label(metric)}\n({final}{reduce} over {n_run} seed{'s' * (n_run > 1)})", fontsize=9)
     for i in range(ny):
         for j in range(nx):
             if n_div[i, j] == n_run:
@@ -276,7 +277,8 @@ def phase_diagram(
                 ax.text(j, i, "diverged", ha="center", va="center", fontsize=7, color="black")
                 continue
             if nx * ny <= 80:
-                text = "n/a" if not np.isfinite(cell[i, j]) else f"{cell[i, j]:.2g}"
+                v = cell[i, j]
+                text = "n/a" if not np.isfinite(v) else f"{v:.0f}" if abs(v) >= 100 else f"{v:.2g}"
                 if n_div[i, j]:
                     text += f"\n{n_div[i, j]}/{n_run} div."
                 rgba = mesh.cmap(mesh.norm(cell[i, j])) if np.isfinite(cell[i, j]) else (1, 1, 1, 1)
