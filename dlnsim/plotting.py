@@ -208,7 +208,7 @@ def _collapse_boundary(ax: Any, ds: xr.Dataset, x: str, y: str, log: dict[str, b
             px, py = py, px
         ax.plot(px, py, ls=ls, color=color, lw=2.5, label=f"{text} (sigma(B)~1)")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8, ncol=1, frameon=False)
+        ax.figure.legend(loc="outside lower center", fontsize=8, ncol=1, frameon=False)
 
 
 def phase_diagram(
@@ -259,15 +259,20 @@ def phase_diagram(
     log = {a: bool(dict(log).get(a, _is_log_grid(ds[a].values))) for a in (x, y)}
 
     finite = cell[np.isfinite(cell)]
-    norm = None
-    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
-        norm = colors.LogNorm(finite.min(), finite.max())
+    pos = finite[finite > 0]
+    norm, shown, extend = None, cell, "neither"
+    if pos.size and finite.min() >= 0 and pos.max() / pos.min() > 100:
+        # Errors span decades: log colours; exact zeros (collapse to E = 0) get the lowest
+        # colour (the cell text says 0).
+        norm = colors.LogNorm(pos.min(), pos.max())
+        shown = np.where(cell > 0, cell, pos.min())
+        extend = "min" if finite.min() == 0 else "neither"
     ny, nx = cell.shape
-    fig = Figure(figsize=(1.6 + 0.75 * max(nx, 5), 1.8 + 0.55 * max(ny, 4)))
+    fig = Figure(figsize=(1.6 + 0.75 * max(nx, 5), 1.8 + 0.55 * max(ny, 4)), layout="constrained")
     ax = fig.add_subplot()
     ax.set_facecolor("0.85")  # cells without a value (all diverged, never reached)
-    mesh = ax.pcolormesh(np.arange(nx + 1) - 0.5, np.arange(ny + 1) - 0.5, np.ma.masked_invalid(cell), cmap="viridis", norm=norm)
-    cbar = fig.colorbar(mesh, ax=ax)
+    mesh = ax.pcolormesh(np.arange(nx + 1) - 0.5, np.arange(ny + 1) - 0.5, np.ma.masked_invalid(shown), cmap="viridis", norm=norm)
+    cbar = fig.colorbar(mesh, ax=ax, extend=extend)
     final = "final, " if metric in ds.data_vars and "step" in ds[metric].dims else ""
     cbar.set_label(f"{_label(metric)}\n({final}{reduce} over {n_run} seed{'s' * (n_run > 1)})", fontsize=9)
     for i in range(ny):
