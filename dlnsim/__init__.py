@@ -12,6 +12,8 @@ from dlnsim.metrics import Metrics
 from dlnsim.model import end_to_end, forward, init_params
 from dlnsim.problem import Data, Problem, make_problem, raw_data, reduce_data
 from dlnsim.grid import sweep
+from dlnsim.configfile import ConfigError, dumps_config, load_config
+from dlnsim.storage import open_results, run_sweep
 from dlnsim.train import Run, TrainState, simulate, train
 
 __version__ = "0.1.0"
@@ -38,6 +40,11 @@ __all__ = [
     "simulate",
     "summary_table",
     "sweep",
+    "ConfigError",
+    "dumps_config",
+    "load_config",
+    "open_results",
+    "run_sweep",
     "theory",
     "train",
 ]

@@ -24,12 +24,13 @@ from typing import Any
 
 DEFAULT_OUT = "results/sweep.nc"
 CACHE_ENV = "DLNSIM_COMPILE_CACHE"
-# The phase-diagram picture written by `dlnsim sweep`: the off-subspace norm ||E P_perp||_F
-# is what weight decay removes (D1) and what amplifies test noise (D4).
-SWEEP_METRIC = "off_fro"
+# The phase-diagram picture written by `dlnsim sweep`: the noisy test error at the largest
+# test sigma (the quantity of the paper's Figure 1). Small weight decay leaves E P_perp large,
+# which amplifies noise (D1, D4); large weight decay biases E and finally collapses it to 0.
+SWEEP_METRIC = "noise_err"
 PLOT_KINDS = ("heatmap", "curves", "offsubspace", "noise")
 # `dlnsim plot --kind` -> function of dlnsim.plotting (all take (ds, ..., path)).
-_PLOT_FUNCS = {"heatmap": "phase_diagram", "curves": "learning_curves", "offsubspace": "offsubspace_decay", "noise": "noise_curves"}
+_PLOT_FUNCS = {"heatmap": "phase_diagram", "curves": "learning_curves", "offsubspace": "off_subspace_decay", "noise": "noise_curves"}
 
 
 class _Fail(Exception):
@@ -207,8 +208,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         except _Fail as e:
             print(f"no phase diagram: {e}")
         else:
-            png = plotting.phase_diagram(ds, x, y, SWEEP_METRIC, out.with_suffix(".png"))
-            print(f"wrote {png}: median {SWEEP_METRIC} over seeds, {y} x {x}")
+            sigma = float(ds["sigma"].max())
+            png = plotting.phase_diagram(ds, x, y, SWEEP_METRIC, out.with_suffix(".png"), select={"sigma": sigma})
+            print(f"wrote {png}: final {SWEEP_METRIC} at sigma = {sigma:g}, median over seeds, {y} x {x}")
     print()
     print(_summary_text(ds))
     return 0
@@ -240,16 +242,20 @@ def cmd_plot(args: argparse.Namespace) -> int:
     outdir = Path(args.output_dir) if args.output_dir else Path(args.results).parent
     outdir.mkdir(parents=True, exist_ok=True)
     stem = Path(args.results).stem
-    if args.kind == "heatmap":
-        metric = args.metric or SWEEP_METRIC
-        if metric not in ds.data_vars:
-            raise _Fail(f"--metric {metric!r} is not in this results file: metrics are {', '.join(ds.data_vars)}")
-        x, y = _pick_axes(ds, args.x, args.y)
-        path = outdir / f"{stem}_{metric}_{y}_{x}.{args.format}"
-        written = func(ds, x, y, metric, path)
-    else:
-        path = outdir / f"{stem}_{args.kind}.{args.format}"
-        written = func(ds, path=path)
+    try:
+        if args.kind == "heatmap":
+            metric = args.metric or SWEEP_METRIC
+            x, y = _pick_axes(ds, args.x, args.y)
+            sigma = float(ds["sigma"].max()) if args.sigma is None else args.sigma
+            select = {"sigma": sigma} if metric == "noise_err" else None
+            written = func(ds, x, y, metric, outdir / f"{stem}_{metric}_{y}_{x}.{args.format}", select=select)
+        elif args.kind == "curves":
+            metric = args.metric or "on_err"
+            written = func(ds, outdir / f"{stem}_curves_{metric}.{args.format}", metric=metric)
+        else:
+            written = func(ds, outdir / f"{stem}_{args.kind}.{args.format}")
+    except (KeyError, ValueError) as e:  # an unknown metric or axis, named by plotting
+        raise _Fail(f"cannot plot {args.kind}: {str(e).strip(chr(39))}") from None
     print(f"wrote {written}")
     return 0
 
@@ -328,7 +334,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--kind", choices=PLOT_KINDS, default="heatmap", help="heatmap: phase diagram over two grid axes (default); curves: learning curves; offsubspace: decay vs D1; noise: noise robustness")
     s.add_argument("--x", metavar="AXIS", help="heatmap x axis (default: weight_decay or the first non-seed axis)")
     s.add_argument("--y", metavar="AXIS", help="heatmap y axis (default: depth or the next non-seed axis)")
-    s.add_argument("--metric", metavar="NAME", help=f"heatmap metric, a variable of the results file (default: {SWEEP_METRIC})")
+    s.add_argument(
+        "--metric",
+        metavar="NAME",
+        help=f"metric of heatmap (final value; default {SWEEP_METRIC}) or curves (default on_err): a variable of the results file or of dlnsim.reduce.per_run",
+    )
+    s.add_argument("--sigma", type=float, metavar="S", help="test noise level of a noise_err heatmap (default: the largest)")
     s.add_argument("--format", choices=("png", "svg", "pdf"), default="png", help="image format (default: png)")
     s.add_argument("-o", "--output-dir", metavar="DIR", help="where to write (default: next to RESULTS)")
     s.set_defaults(func=cmd_plot)

@@ -7,7 +7,7 @@ A config file has one table per part of :func:`dlnsim.grid.config_to_dict`::
     [train]     # TrainConfig fields (steps, log_every, optimizer, ...)
     [hparams]   # optional: base values of the traced numbers (lr, weight_decay, ...)
     [grid]      # swept axes: axis = [values, ...]; at least one axis
-    [sweep]     # optional: teacher_per_seed, chunk_size
+    [sweep]     # optional: teacher_per_seed, chunk_size, max_memory (how runs are batched)
 
 ``[problem]``, ``[model]``, ``[train]`` and ``[grid]`` are required (they may be
 empty except ``[grid]``; a missing key takes the engine default), so a file always
@@ -30,6 +30,7 @@ import json
 import math
 import re
 import tomllib
+import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -104,12 +105,23 @@ _DATACLASS_SECTIONS = {"problem": ProblemConfig, "model": ModelConfig, "train": 
 
 
 def _kind(tp: Any) -> str:
-    """Maps a dataclass field annotation to one of: int, float, bool, str, floats."""
-    if tp in (int, float, bool, str):
-        return tp.__name__
-    if typing.get_origin(tp) is tuple:
-        return "floats"
+    """Maps a dataclass field annotation to a TOML kind (see ``_ALLOWED``).
+
+    ``X | None`` fields are optional: leaving the key out means None.
+    """
+    args = set(typing.get_args(tp)) - {type(None)} if typing.get_origin(tp) in (typing.Union, types.UnionType) else {tp}
+    if args == {int, str}:
+        return "size"
+    if len(args) == 1:
+        (tp,) = args
+        if tp in (int, float, bool, str):
+            return tp.__name__
+        if typing.get_origin(tp) is tuple:
+            return "floats"
     raise TypeError(f"no TOML kind for {tp!r}")  # a new field type needs a rule here
+
+
+_NOT_SWEEP_OPTIONS = ("problem", "model", "train", "hparams", "grid")
 
 
 def _schema() -> dict[str, dict[str, str]]:
@@ -119,7 +131,8 @@ def _schema() -> dict[str, dict[str, str]]:
         out[name] = {f.name: _kind(hints[f.name]) for f in dataclasses.fields(cls)}
     out["hparams"] = {f: "float" for f in HParams._fields}
     out["grid"] = {a: "ints" if a in _INT_AXES else "floats" for a in GRID_AXES}
-    out["sweep"] = {"teacher_per_seed": "bool", "chunk_size": "int"}
+    hints = typing.get_type_hints(SweepConfig)
+    out["sweep"] = {f.name: _kind(hints[f.name]) for f in dataclasses.fields(SweepConfig) if f.name not in _NOT_SWEEP_OPTIONS}
     return out
 
 
@@ -132,6 +145,7 @@ _ALLOWED = {
     "str": "must be a string",
     "floats": "must be a non-empty list of numbers",
     "ints": "must be a non-empty list of integers",
+    "size": "must be a size such as \"4GB\" or a number of bytes",
 }
 
 
@@ -152,6 +166,7 @@ def _coerce(key: str, kind: str, value: Any) -> Any:
         "str": isinstance(value, str),
         "floats": isinstance(value, list) and len(value) > 0 and all(map(_is_num, value)),
         "ints": isinstance(value, list) and len(value) > 0 and all(map(_is_int, value)),
+        "size": _is_int(value) or isinstance(value, str),
     }[kind]
     if not ok:
         raise _bad(key, value, _ALLOWED[kind])

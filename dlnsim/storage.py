@@ -35,6 +35,7 @@ import shutil
 import tempfile
 import time
 import tomllib
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -171,8 +172,8 @@ def _load_chunk(side: Path, chunk: Chunk) -> _Stored | None:
                 return None
             res = ChunkResult(metrics, z["diverged"], z["diverged_at"], float(z["seconds"]))
             return _Stored(res, float(z["started"]), float(z["finished"]))
-    except (OSError, KeyError, ValueError, EOFError):
-        return None  # np.load raises these (or BadZipFile, an OSError) on damaged files
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        return None  # what np.load raises on a damaged or foreign file
 
 
 # ---------------------------------------------------------------- config identity
@@ -194,7 +195,7 @@ def _differences(old: str, new: str, limit: int = 4) -> str:
 def _refuse(where: Path, old: str, new: str) -> ExistingResultsError:
     return ExistingResultsError(
         f"{where} holds results of a different sweep ({_differences(old, new)}); "
-        "choose another output path, or force to discard them"
+        "write elsewhere, or pass force=True (--force) to discard them"
     )
 
 
@@ -203,7 +204,7 @@ def _existing_config(out: Path) -> str:
         with xr.open_dataset(out, engine=ENGINE) as ds:
             return str(ds.attrs["config_toml"])
     except (OSError, KeyError, ValueError) as e:
-        raise ExistingResultsError(f"{out} exists and is not a dlnsim results file ({e}); choose another output path, or force to overwrite it") from None
+        raise ExistingResultsError(f"{out} exists and is not a dlnsim results file ({e}); write elsewhere, or pass force=True (--force) to overwrite it") from None
 
 
 # ---------------------------------------------------------------- the sweep
@@ -221,7 +222,8 @@ def _attrs(cfg: SweepConfig, chunks: list[Chunk], stored: list[_Stored]) -> dict
     for chunk, s in zip(chunks, stored):
         wall[chunk.group] += s.result.seconds
     attrs["groups"] = json.dumps(groups)
-    attrs["group_wall_seconds"] = wall
+    # JSON text, like "groups": NetCDF would turn a length-1 array attribute into a scalar.
+    attrs["group_wall_seconds"] = json.dumps([round(float(w), 3) for w in wall])
     attrs["start_time"] = _iso(min(s.started for s in stored))
     attrs["end_time"] = _iso(max(s.finished for s in stored))
     return attrs

@@ -1,0 +1,208 @@
+"""The ``dlnsim`` command line, end to end in subprocesses, and its error handling in-process.
+
+The subprocesses share one persistent compilation cache (``DLNSIM_COMPILE_CACHE``) that
+starts empty, so each of tiny.toml's two groups compiles once for the whole module.
+"""
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+from dlnsim import cli
+from dlnsim.configfile import load_config
+from dlnsim.storage import VOLATILE_ATTRS, chunk_dir, open_results
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+TINY = EXAMPLES / "tiny.toml"  # 2 groups (depth 1, 2), 4 chunks of 2 runs
+TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("compile_cache")
+    return {**os.environ, "DLNSIM_COMPILE_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+
+
+def _dlnsim(env, *args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "dlnsim", *map(str, args)], env=env, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(env, tmp_path_factory):
+    """A sweep killed with SIGKILL after its first chunk file, the same command rerun, and an uninterrupted run.
+
+    The kill lands while the killed process compiles its second group (seconds on a cold
+    cache), long after the 10 ms poll sees the first chunk file.
+    """
+    d = tmp_path_factory.mktemp("cli")
+    killed = d / "killed.nc"
+    with open(d / "killed.err", "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dlnsim", "sweep", str(TINY), "-o", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=err
+        )
+        deadline = time.monotonic() + TIMEOUT
+        while not list(chunk_dir(killed).glob("chunk-*.npz")):
+            assert proc.poll() is None, "the sweep ended before writing a chunk"
+            assert time.monotonic() < deadline, "no chunk file appeared"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    done_at_kill = len(list(chunk_dir(killed).glob("chunk-*.npz")))
+    resumed = _dlnsim(env, "sweep", TINY, "-o", killed)
+    whole = d / "whole.nc"
+    uninterrupted = _dlnsim(env, "sweep", TINY, "-o", whole, "--quiet")
+    return {
+        "dir": d,
+        "killed": killed,
+        "killed_err": (d / "killed.err").read_text(),
+        "returncode": proc.returncode,
+        "done_at_kill": done_at_kill,
+        "resumed": resumed,
+        "whole": whole,
+        "uninterrupted": uninterrupted,
+    }
+
+
+def _stable(path):
+    ds = open_results(path)[0]
+    return ds.drop_attrs(deep=False).assign_attrs({k: v for k, v in ds.attrs.items() if k not in VOLATILE_ATTRS})
+
+
+def test_resume_after_sigkill(runs):
+    assert runs["returncode"] == -signal.SIGKILL
+    assert 1 <= runs["done_at_kill"] < 4  # killed mid-way: some chunks on disk, not all
+    # Progress goes to stderr as plain lines when it is not a terminal.
+    assert "[dlnsim] chunk 1/4 (depth=1" in runs["killed_err"] and "net-steps/s, ETA" in runs["killed_err"]
+    res = runs["resumed"]
+    assert res.returncode == 0, res.stderr
+    assert f"{runs['done_at_kill']} of 4 chunks skipped" in res.stdout
+    assert res.stderr.count("loaded") == runs["done_at_kill"]
+    assert not chunk_dir(runs["killed"]).exists()
+    assert runs["uninterrupted"].returncode == 0, runs["uninterrupted"].stderr
+    # Identical data, coords and attributes, except when each chunk was computed.
+    xr.testing.assert_identical(_stable(runs["killed"]), _stable(runs["whole"]))
+
+
+def test_sweep_writes_results_picture_and_summary(runs):
+    out = runs["uninterrupted"]
+    assert "[dlnsim]" not in out.stderr  # --quiet
+    assert f"wrote {runs['whole']}: 8 runs" in out.stdout
+    assert "depth" in out.stdout and "weight_decay" in out.stdout and "diverged" in out.stdout  # summary table
+    png = runs["whole"].with_suffix(".png")
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    ds, cfg = open_results(runs["whole"])
+    assert ds.attrs["config_toml"] and cfg.grid == load_config(TINY).grid
+
+
+def test_summary_plot_info(runs, capsys, monkeypatch):
+    # In-process: the same main() as the console script (the sweeps above ran it as
+    # `python -m dlnsim`), without a subprocess start-up each.
+    monkeypatch.delenv("DLNSIM_COMPILE_CACHE", raising=False)
+    d, results = runs["dir"], runs["whole"]
+    assert cli.main(["summary", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "on_err" in out and "0/2" in out  # medians table, diverged counts
+
+    pics = d / "pics"
+    assert cli.main(["plot", str(results), "--metric", "on_err", "--format", "svg", "-o", str(pics)]) == 0
+    (svg,) = pics.glob("*.svg")
+    assert svg.stat().st_size > 1000 and b"<svg" in svg.read_bytes()[:500]
+    for kind in ("heatmap", "curves", "offsubspace", "noise"):
+        assert cli.main(["plot", str(results), "--kind", kind, "-o", str(pics)]) == 0
+    pngs = list(pics.glob("*.png"))
+    assert len(pngs) == 4 and all(p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    assert cli.main(["plot", str(results), "--x", "lr"]) == 2
+    assert "'lr' is not a grid axis" in capsys.readouterr().err
+
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    for word in ("dlnsim", "jax / jaxlib", "devices", "matmul precision", "compilation cache", "off (enable"):
+        assert word in out
+
+
+def test_bad_config_subprocess(env, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.read_text().replace("[model]", "[model]\ndepht = 3"))
+    res = _dlnsim(env, "sweep", bad, "-o", tmp_path / "out" / "r.nc")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == ["dlnsim: error: model.depht is an unknown key: [model] allows depth, width, init, activation"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+MINIMAL = TINY.read_text()
+BAD = [
+    # (case, file text, extra arguments, key path the message must name)
+    ("missing section", MINIMAL.replace("[train]", "[trian]"), [], "trian"),
+    ("missing grid", MINIMAL.split("[grid]")[0], [], "grid"),
+    ("unknown key", MINIMAL, ["--set", "problem.dim=3"], "problem.dim"),
+    ("wrong type", MINIMAL, ["--set", 'train.steps="many"'], "train.steps"),
+    ("out of range", MINIMAL, ["--set", "hparams.lr=0"], "hparams.lr"),
+    ("out of range static", MINIMAL, ["--set", "problem.s=6"], "problem.s"),
+    ("unknown grid axis", MINIMAL, ["--set", "grid.colour=[1]"], "grid.colour"),
+    ("empty grid axis", MINIMAL, ["--set", "grid.seed=[]"], "grid.seed"),
+    ("empty grid", MINIMAL.split("[grid]")[0] + "[grid]\n[sweep]\n", [], "grid"),
+    ("bad chunk size", MINIMAL, ["--chunk-size", "0"], "sweep.chunk_size"),
+]
+
+
+@pytest.mark.parametrize("case, text, extra, key", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_exits_2_naming_the_key(case, text, extra, key, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DLNSIM_COMPILE_CACHE", raising=False)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    assert cli.main(["sweep", str(cfg), "-o", str(tmp_path / "res" / "r.nc"), *extra]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and key in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]  # nothing written
+
+
+def test_other_sweep_into_existing_results_is_refused(runs, capsys, monkeypatch):
+    monkeypatch.delenv("DLNSIM_COMPILE_CACHE", raising=False)
+    before = runs["whole"].read_bytes()
+    assert cli.main(["sweep", str(TINY), "-o", str(runs["whole"]), "--set", "train.steps=20", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "different sweep" in err and "train.steps: 40 there, 20 here" in err and "--force" in err
+    assert runs["whole"].read_bytes() == before
+
+
+def test_help_on_every_subcommand(capsys):
+    for sub in ([], ["sweep"], ["summary"], ["plot"], ["info"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main([*sub, "--help"])
+        assert e.value.code == 0
+        assert "usage: dlnsim" in capsys.readouterr().out
+
+
+def test_missing_results_file(tmp_path, capsys):
+    assert cli.main(["summary", str(tmp_path / "nope.nc")]) == 2
+    assert "no results file" in capsys.readouterr().err
+
+
+def test_progress_bar_on_a_terminal():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    from dlnsim.grid import plan
+    from dlnsim.storage import Progress
+
+    cfg = load_config(TINY)
+    chunks = plan(cfg)
+    stream = Tty()
+    rep = cli._Reporter(cfg, len(chunks), stream=stream)
+    runs = 0
+    for i, c in enumerate(chunks):
+        runs += len(c.runs)
+        rep(Progress(c, len(chunks), runs, cfg.n_runs, skipped=i == 0, seconds=0.5, steps=cfg.train.steps))
+    rep.close()
+    text = stream.getvalue()
+    assert "8/8 runs" in text and "net-steps/s" in text and "ETA" in text and "chunk 4/4" in text
