@@ -80,8 +80,14 @@ def _runs(ds: xr.Dataset) -> tuple[str, ...]:
     return _reduce.grid_dims(ds)
 
 
-def _fix(ds: xr.Dataset, keep: tuple[str, ...], select: Mapping[str, Any] | None) -> tuple[xr.Dataset, list[str]]:
-    """Fixes every run axis outside ``keep`` and ``seed`` (``select`` value, else the first)."""
+def _fix(
+    ds: xr.Dataset, keep: tuple[str, ...], select: Mapping[str, Any] | None, metric: str | None = None
+) -> tuple[xr.Dataset, list[str]]:
+    """Fixes every run axis outside ``keep`` and ``seed`` (``select`` value, else the first).
+
+    ``sigma``/``k`` selections are applied too and named in the description only where
+    ``metric`` has that dim.
+    """
     select = dict(select or {})
     fixed = []
     for axis in _runs(ds):
@@ -92,8 +98,9 @@ def _fix(ds: xr.Dataset, keep: tuple[str, ...], select: Mapping[str, Any] | None
         fixed.append(f"{axis}={_fmt(value)}")
     for axis, value in select.items():  # sigma, k, or an axis shown in the picture
         if axis in ds.dims:
+            if metric in ds and axis in ds[metric].dims:
+                fixed.append(f"{axis}={_fmt(value)}")
             ds = ds.sel({axis: value})
-            fixed.append(f"{axis}={_fmt(value)}")
     return ds, fixed
 
 
@@ -192,6 +199,7 @@ def _collapse_boundary(ax: Any, ds: xr.Dataset, x: str, y: str, log: dict[str, b
         (theory.collapse_threshold, "-", "red", "c*(L): nonzero limit vanishes"),
         (theory.global_collapse_threshold, "--", "orange", "E = 0 becomes the global minimum"),
     )
+    beyond = []
     for threshold, ls, color, text in styles:
         pts = []
         for i, depth in enumerate(depths):
@@ -202,6 +210,7 @@ def _collapse_boundary(ax: Any, ds: xr.Dataset, x: str, y: str, log: dict[str, b
             elif pts:
                 break  # a staircase segment ends where the boundary leaves the grid
         if not pts:
+            beyond.append(threshold)
             continue
         px, py = np.array(pts).T
         if x == "depth":
@@ -209,6 +218,11 @@ def _collapse_boundary(ax: Any, ds: xr.Dataset, x: str, y: str, log: dict[str, b
         ax.plot(px, py, ls=ls, color=color, lw=2.5, label=f"{text} (sigma(B)~1)")
     if ax.get_legend_handles_labels()[0]:
         ax.figure.legend(loc="outside lower center", fontsize=8, ncol=1, frameon=False)
+    if theory.collapse_threshold in beyond:  # say so rather than draw nothing
+        at = ", ".join(f"{kappa * theory.collapse_threshold(int(L)):.3g} (L={L})" for L in depths if L >= 2)
+        if at:
+            ax.figure.text(0.5, 0, f"collapse threshold c*(L) (sigma(B)~1) outside this grid: lambda = {at}",
+                           ha="center", va="top", fontsize=8)
 
 
 def phase_diagram(
@@ -248,7 +262,7 @@ def phase_diagram(
             raise ValueError(f"{name} = {axis!r} is invalid: must be a grid axis of the results ({', '.join(runs)})")
     if x == y:
         raise ValueError(f"y = {y!r} is invalid: must differ from x")
-    sub, fixed = _fix(ds, (x, y), _default_select(ds, metric, select))
+    sub, fixed = _fix(ds, (x, y), _default_select(ds, metric, select), metric)
     value = _per_run_value(sub, metric)
     cell = _over_seeds(value, sub["diverged"], reduce).transpose(y, x).values.astype(float)
     div = sub["diverged"]
@@ -283,7 +297,7 @@ def phase_diagram(
                 continue
             if nx * ny <= 80:
                 v = cell[i, j]
-                text = "n/a" if not np.isfinite(v) else f"{v:.0f}" if abs(v) >= 100 else f"{v:.2g}"
+                text = "n/a" if not np.isfinite(v) else f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
                 if n_div[i, j]:
                     text += f"\n{n_div[i, j]}/{n_run} div."
                 rgba = mesh.cmap(mesh.norm(cell[i, j])) if np.isfinite(cell[i, j]) else (1, 1, 1, 1)
@@ -362,7 +376,7 @@ def learning_curves(
     if metric not in ds or "step" not in ds[metric].dims:
         raise ValueError(f"metric = {metric!r} is invalid: must be a metric with a step history")
     hue = _hue_axis(ds, hue)
-    sub, fixed = _fix(ds, (hue,) if hue else (), _default_select(ds, metric, select))
+    sub, fixed = _fix(ds, (hue,) if hue else (), _default_select(ds, metric, select), metric)
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.add_subplot()
     steps = sub["step"].values
@@ -431,6 +445,8 @@ def off_subspace_decay(
         # Below the rounding floor the measured norm stops at ~eps ||W_1||: not a D1 test.
         floor = 1e3 * np.finfo(measured.dtype).eps * measured.isel(step=0)
         dev = _band(abs(measured / predicted - 1).where(predicted > floor), one["diverged"])[0]
+        eps = np.finfo(measured.dtype).eps
+        dev = dev.where(~(dev < eps), eps)  # exact agreement drawn at machine eps (log axis)
         right.plot(steps, dev.values, color=color, lw=1.5, label=label)
     left.plot([], [], "k--", lw=1, label="D1 prediction (1 - lr wd)^t x initial")
     left.set_yscale("log")
@@ -443,7 +459,7 @@ def off_subspace_decay(
     right.set_xlabel("step")
     right.set_ylabel("|measured / predicted - 1|")
     right.grid(alpha=0.3)
-    right.set_title("relative deviation from D1 (rounding level expected;\n"
+    right.set_title("relative deviation from D1 (rounding level expected; exact 0 drawn at eps;\n"
                     "left out once the prediction is below 1e3 eps x initial)", fontsize=9)
     fig.suptitle(f"Off-subspace decay of the first layer (D1)\n{_context(ds, fixed)}", fontsize=10)
     fig.tight_layout()
