@@ -30,7 +30,12 @@ CACHE_ENV = "DLNSIM_COMPILE_CACHE"
 SWEEP_METRIC = "noise_err"
 PLOT_KINDS = ("heatmap", "curves", "offsubspace", "noise")
 # `dlnsim plot --kind` -> function of dlnsim.plotting (all take (ds, ..., path)).
-_PLOT_FUNCS = {"heatmap": "phase_diagram", "curves": "learning_curves", "offsubspace": "off_subspace_decay", "noise": "noise_curves"}
+_PLOT_FUNCS = {
+    "heatmap": "phase_diagram",
+    "curves": "learning_curves",
+    "offsubspace": "off_subspace_decay",
+    "noise": "noise_curves",
+}
 
 
 class _Fail(Exception):
@@ -67,7 +72,7 @@ def _setup_jax(args: argparse.Namespace, *, x64: bool = False) -> str | None:
 
 
 def _clock(seconds: float) -> str:
-    s = int(round(seconds))
+    s = round(seconds)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
@@ -142,14 +147,20 @@ def _load(args: argparse.Namespace) -> Any:
 def _pick_axes(ds: Any, x: str | None, y: str | None) -> tuple[str, str]:
     """Heatmap axes: the given ones, else weight decay x depth, else the first two non-seed axes."""
     dims = [d for d in ds["diverged"].dims if d != "seed" and ds.sizes[d] > 1]
-    prefer = [a for a in ("weight_decay", "depth") if a in dims] + [a for a in dims if a not in ("weight_decay", "depth")]
+    prefer = [a for a in ("weight_decay", "depth") if a in dims] + [
+        a for a in dims if a not in ("weight_decay", "depth")
+    ]
     x = x or next((a for a in prefer if a != y), None)
     y = y or next((a for a in prefer if a != x), None)
     if x is None or y is None:
-        raise _Fail(f"a heatmap needs two grid axes with several values (this sweep has {', '.join(dims) or 'none'}); use --kind curves")
+        raise _Fail(
+            f"a heatmap needs two grid axes with several values (this sweep has {', '.join(dims) or 'none'}); use --kind curves"
+        )
     for name, axis in (("--x", x), ("--y", y)):
         if axis not in ds["diverged"].dims:
-            raise _Fail(f"{name} {axis!r} is not a grid axis of this results file: axes are {', '.join(ds['diverged'].dims)}")
+            raise _Fail(
+                f"{name} {axis!r} is not a grid axis of this results file: axes are {', '.join(ds['diverged'].dims)}"
+            )
     return x, y
 
 
@@ -238,7 +249,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     plotting = _plotting()
     func = getattr(plotting, _PLOT_FUNCS[args.kind], None)
     if func is None:  # TODO(lead): every kind should exist once dlnsim/plotting.py is complete
-        raise _Fail(f"--kind {args.kind} is not available yet (dlnsim.plotting.{_PLOT_FUNCS[args.kind]} is missing)", code=1)
+        raise _Fail(
+            f"--kind {args.kind} is not available yet (dlnsim.plotting.{_PLOT_FUNCS[args.kind]} is missing)", code=1
+        )
     outdir = Path(args.output_dir) if args.output_dir else Path(args.results).parent
     outdir.mkdir(parents=True, exist_ok=True)
     stem = Path(args.results).stem
@@ -280,8 +293,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("numpy / xarray / h5netcdf", f"{np.__version__} / {xr.__version__} / {h5netcdf.__version__}"),
         ("backend", jax.default_backend()),
         ("devices", f"{len(devices)} x {', '.join(kinds)}"),
-        ("default dtype", f"{TrainConfig().dtype} (float64 available: train.dtype = \"float64\")"),
-        ("matmul precision", f"{TrainConfig().precision} (dlnsim default; train.precision = \"default\" for fast TF32)"),
+        ("default dtype", f'{TrainConfig().dtype} (float64 available: train.dtype = "float64")'),
+        ("matmul precision", f'{TrainConfig().precision} (dlnsim default; train.precision = "default" for fast TF32)'),
         ("jax default matmul precision", str(jax.config.jax_default_matmul_precision)),
         ("compilation cache", cache or f"off (enable with --compile-cache DIR or {CACHE_ENV}=DIR)"),
     ]
@@ -301,7 +314,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help=f"persistent JAX compilation cache directory (default: ${CACHE_ENV}, else off)",
     )
-    p = argparse.ArgumentParser(prog="dlnsim", description="Simulate deep linear networks on subspace inverse problems.")
+    p = argparse.ArgumentParser(
+        prog="dlnsim", description="Simulate deep linear networks on subspace inverse problems."
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser(
@@ -313,25 +328,46 @@ def _parser() -> argparse.ArgumentParser:
         "Rerunning the same command after an interruption resumes from the finished chunks.",
     )
     s.add_argument("config", nargs="?", metavar="CONFIG", help="TOML sweep config (default: built-in phase diagram)")
-    s.add_argument("-o", "--output", default=DEFAULT_OUT, metavar="RESULTS", help=f"results file (default: {DEFAULT_OUT})")
+    s.add_argument(
+        "-o", "--output", default=DEFAULT_OUT, metavar="RESULTS", help=f"results file (default: {DEFAULT_OUT})"
+    )
     s.add_argument(
         "--set",
         action="append",
         metavar="SECTION.KEY=VALUE",
         help="override a config value, VALUE in TOML syntax (repeatable), e.g. --set train.steps=500 --set grid.depth=[2,3]",
     )
-    s.add_argument("--force", action="store_true", help="overwrite results of a different (or the same) sweep at RESULTS")
+    s.add_argument(
+        "--force", action="store_true", help="overwrite results of a different (or the same) sweep at RESULTS"
+    )
     s.add_argument("--quiet", "-q", action="store_true", help="no progress output (the summary is still printed)")
-    s.add_argument("--chunk-size", type=int, metavar="N", help="runs per compiled batch (same as --set sweep.chunk_size=N)")
+    s.add_argument(
+        "--chunk-size", type=int, metavar="N", help="runs per compiled batch (same as --set sweep.chunk_size=N)"
+    )
     s.set_defaults(func=cmd_sweep)
 
-    s = sub.add_parser("summary", parents=[common], help="print reduced statistics of a results file", description="Print a table of the reduced statistics (medians over seeds, phase durations, theory predictions).")
+    s = sub.add_parser(
+        "summary",
+        parents=[common],
+        help="print reduced statistics of a results file",
+        description="Print a table of the reduced statistics (medians over seeds, phase durations, theory predictions).",
+    )
     s.add_argument("results", metavar="RESULTS", help="results file written by `dlnsim sweep`")
     s.set_defaults(func=cmd_summary)
 
-    s = sub.add_parser("plot", parents=[common], help="make pictures from a results file", description="Make a picture from a results file.")
+    s = sub.add_parser(
+        "plot",
+        parents=[common],
+        help="make pictures from a results file",
+        description="Make a picture from a results file.",
+    )
     s.add_argument("results", metavar="RESULTS", help="results file written by `dlnsim sweep`")
-    s.add_argument("--kind", choices=PLOT_KINDS, default="heatmap", help="heatmap: phase diagram over two grid axes (default); curves: learning curves; offsubspace: decay vs D1; noise: noise robustness")
+    s.add_argument(
+        "--kind",
+        choices=PLOT_KINDS,
+        default="heatmap",
+        help="heatmap: phase diagram over two grid axes (default); curves: learning curves; offsubspace: decay vs D1; noise: noise robustness",
+    )
     s.add_argument("--x", metavar="AXIS", help="heatmap x axis (default: weight_decay or the first non-seed axis)")
     s.add_argument("--y", metavar="AXIS", help="heatmap y axis (default: depth or the next non-seed axis)")
     s.add_argument(
@@ -339,12 +375,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"metric of heatmap (final value; default {SWEEP_METRIC}) or curves (default on_err): a variable of the results file or of dlnsim.reduce.per_run",
     )
-    s.add_argument("--sigma", type=float, metavar="S", help="test noise level of a noise_err heatmap (default: the largest)")
+    s.add_argument(
+        "--sigma", type=float, metavar="S", help="test noise level of a noise_err heatmap (default: the largest)"
+    )
     s.add_argument("--format", choices=("png", "svg", "pdf"), default="png", help="image format (default: png)")
     s.add_argument("-o", "--output-dir", metavar="DIR", help="where to write (default: next to RESULTS)")
     s.set_defaults(func=cmd_plot)
 
-    s = sub.add_parser("info", parents=[common], help="print versions, devices, precision and cache settings", description="Print versions, devices, default precision and the compilation-cache setting.")
+    s = sub.add_parser(
+        "info",
+        parents=[common],
+        help="print versions, devices, precision and cache settings",
+        description="Print versions, devices, default precision and the compilation-cache setting.",
+    )
     s.set_defaults(func=cmd_info)
     return p
 

@@ -74,6 +74,8 @@ lr = 0.05
 
 [grid]
 depth = [1, 2, 3, 4]
+# 0 leaves E P_perp at its random init (noise amplified, D1/D4); 1.0 is past the collapse
+# threshold to E = 0 for depth >= 3 (SCIENCE.md section 3).
 weight_decay = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
 seed = [0, 1, 2, 3, 4, 5, 6, 7]
 """
@@ -132,7 +134,9 @@ def _schema() -> dict[str, dict[str, str]]:
     out["hparams"] = {f: "float" for f in HParams._fields}
     out["grid"] = {a: "ints" if a in _INT_AXES else "floats" for a in GRID_AXES}
     hints = typing.get_type_hints(SweepConfig)
-    out["sweep"] = {f.name: _kind(hints[f.name]) for f in dataclasses.fields(SweepConfig) if f.name not in _NOT_SWEEP_OPTIONS}
+    out["sweep"] = {
+        f.name: _kind(hints[f.name]) for f in dataclasses.fields(SweepConfig) if f.name not in _NOT_SWEEP_OPTIONS
+    }
     return out
 
 
@@ -145,7 +149,7 @@ _ALLOWED = {
     "str": "must be a string",
     "floats": "must be a non-empty list of numbers",
     "ints": "must be a non-empty list of integers",
-    "size": "must be a size such as \"4GB\" or a number of bytes",
+    "size": 'must be a size such as "4GB" or a number of bytes',
 }
 
 
@@ -187,13 +191,17 @@ def _check_structure(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             allowed = ", ".join(f"[{s}]" for s in SECTIONS)
             if isinstance(table, dict):
                 raise ConfigError(section, f"[{section}] is an unknown section: allowed sections are {allowed}")
-            raise ConfigError(section, f"{section} = {_show(table)} is an unknown top-level key: keys belong in a section ({allowed})")
+            raise ConfigError(
+                section, f"{section} = {_show(table)} is an unknown top-level key: keys belong in a section ({allowed})"
+            )
         if not isinstance(table, dict):
             raise ConfigError(section, f"{section} = {_show(table)} is invalid: [{section}] must be a table (section)")
         for key, value in table.items():
             if key not in SCHEMA[section]:
                 allowed = ", ".join(SCHEMA[section])
-                raise ConfigError(f"{section}.{key}", f"{section}.{key} is an unknown key: [{section}] allows {allowed}")
+                raise ConfigError(
+                    f"{section}.{key}", f"{section}.{key} is an unknown key: [{section}] allows {allowed}"
+                )
             if isinstance(value, dict):
                 raise _bad(f"{section}.{key}", value, _ALLOWED[SCHEMA[section][key]])
         out[section] = dict(table)
@@ -202,7 +210,9 @@ def _check_structure(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             need = ", ".join(f"[{s}]" for s in REQUIRED_SECTIONS)
             raise ConfigError(section, f"[{section}] is missing: a config file must have the sections {need}")
     if not out["grid"]:
-        raise ConfigError("grid", "[grid] is empty: it must sweep at least one axis (e.g. seed = [0]); axes: " + ", ".join(GRID_AXES))
+        raise ConfigError(
+            "grid", "[grid] is empty: it must sweep at least one axis (e.g. seed = [0]); axes: " + ", ".join(GRID_AXES)
+        )
     return out
 
 
@@ -271,7 +281,9 @@ def _apply_overrides(doc: dict[str, Any], overrides: Iterable[str]) -> dict[str,
         path, text = path.strip(), text.strip()
         section, dot, key = path.partition(".")
         if not eq or not dot or not key or "." in key:
-            raise ConfigError(path or item, f"override {item!r} is invalid: must look like section.key=value (e.g. train.steps=500)")
+            raise ConfigError(
+                path or item, f"override {item!r} is invalid: must look like section.key=value (e.g. train.steps=500)"
+            )
         if section not in SCHEMA:
             allowed = ", ".join(SECTIONS)
             raise ConfigError(path, f"{path} is an unknown key: sections are {allowed}")

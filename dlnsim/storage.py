@@ -204,14 +204,16 @@ def _existing_config(out: Path) -> str:
         with xr.open_dataset(out, engine=ENGINE) as ds:
             return str(ds.attrs["config_toml"])
     except (OSError, KeyError, ValueError) as e:
-        raise ExistingResultsError(f"{out} exists and is not a dlnsim results file ({e}); write elsewhere, or pass force=True (--force) to overwrite it") from None
+        raise ExistingResultsError(
+            f"{out} exists and is not a dlnsim results file ({e}); write elsewhere, or pass force=True (--force) to overwrite it"
+        ) from None
 
 
 # ---------------------------------------------------------------- the sweep
 
 
 def _iso(t: float) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat(timespec="seconds")
 
 
 def _attrs(cfg: SweepConfig, chunks: list[Chunk], stored: list[_Stored]) -> dict[str, Any]:

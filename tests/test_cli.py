@@ -32,7 +32,13 @@ def env(tmp_path_factory):
 
 def _dlnsim(env, *args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "dlnsim", *map(str, args)], env=env, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT
+        [sys.executable, "-m", "dlnsim", *map(str, args)],
+        check=False,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
     )
 
 
@@ -47,7 +53,10 @@ def runs(env, tmp_path_factory):
     killed = d / "killed.nc"
     with open(d / "killed.err", "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dlnsim", "sweep", str(TINY), "-o", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=err
+            [sys.executable, "-m", "dlnsim", "sweep", str(TINY), "-o", str(killed)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
         )
         deadline = time.monotonic() + TIMEOUT
         while not list(chunk_dir(killed).glob("chunk-*.npz")):
@@ -134,7 +143,9 @@ def test_bad_config_subprocess(env, tmp_path):
     bad.write_text(TINY.read_text().replace("[model]", "[model]\ndepht = 3"))
     res = _dlnsim(env, "sweep", bad, "-o", tmp_path / "out" / "r.nc")
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == ["dlnsim: error: model.depht is an unknown key: [model] allows depth, width, init, activation"]
+    assert res.stderr.strip().splitlines() == [
+        "dlnsim: error: model.depht is an unknown key: [model] allows depth, width, init, activation"
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
 
 

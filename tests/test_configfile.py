@@ -71,7 +71,9 @@ def test_every_option_round_trips():
 
 
 def test_overrides_are_toml_values():
-    cfg = load_config_text(MINIMAL, ["train.steps=500", "grid.depth=[2,3]", "grid.weight_decay=[0, 1e-3]", "model.width = 16"])
+    cfg = load_config_text(
+        MINIMAL, ["train.steps=500", "grid.depth=[2,3]", "grid.weight_decay=[0, 1e-3]", "model.width = 16"]
+    )
     assert cfg.train.steps == 500 and cfg.grid["depth"] == (2, 3) and cfg.model.width == 16
     # Integers are accepted where numbers are wanted and stored as floats (canonical text).
     assert cfg.grid["weight_decay"] == (0.0, 0.001) and all(type(v) is float for v in cfg.grid["weight_decay"])

@@ -115,5 +115,5 @@ def test_force_replaces_results(tmp_path):
     out.write_text("not a results file")
     with pytest.raises(ExistingResultsError, match="not a dlnsim results file"):
         run_sweep(CFG, out)
-    ds, skipped = run_sweep(CFG, out, force=True)
+    _ds, skipped = run_sweep(CFG, out, force=True)
     assert skipped == 0 and open_results(out)[0].attrs["config_toml"] == dumps_config(CFG)
