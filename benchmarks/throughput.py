@@ -1,0 +1,463 @@
+"""Throughput of dlnsim against what researchers write by hand, in one process on one device.
+
+Measures network-steps per second (one GD step of one network = one network-step) for:
+
+  * ``dlnsim_reduced``: ``dlnsim.sweep`` over seeds, ``TrainConfig(data="reduced")``
+  * ``dlnsim_raw``: the same on all N raw samples, ``TrainConfig(data="raw")``
+  * ``torch_naive``: a PyTorch loop, one network after another (``peers.torch_naive``)
+  * ``torch_vmap``: a torch.func ensemble (``peers.torch_vmap``)
+  * ``jax_naive``: jit of one network's step, Python loops (``peers.jax_naive``)
+
+at the paper's sizes (d=200, m=100, s=5, L=5, width 400, N=1000) and small ones (d=20, m=10,
+s=2, L=5, width 40, N=200), float32 with full-precision matmuls. dlnsim is timed through
+its public API only (``dlnsim.sweep``), so whatever the library does is what is measured,
+metrics at step 0 and at the end included (``log_every = steps``).
+
+Compile time is reported separately from steady state: a JAX monitoring listener sums
+tracing, lowering and backend compile time during the first call. With ``--repeats 1``
+(the CPU default) steady state is the first call minus that compile time; with more
+repeats it is the fastest call after the first.
+
+The naive loops are slow, so they are timed on a subset of networks and steps and the
+rate is extrapolated per network-step (their cost is linear in both); the table marks them.
+
+A device copy bandwidth (``x * c`` of a large float32 array: bytes read + written per
+second) is measured in the same run. The memory-bandwidth bound of the reduced path is
+``bandwidth / (4 * weight bytes per network)``: each weight read and written about four
+times per step (issue 5). On a CPU, small networks fit in cache and can beat that bound.
+
+Usage:
+  python benchmarks/throughput.py                  # both sizes, defaults for this device
+  python benchmarks/throughput.py --sizes paper --out results/throughput.json
+  python benchmarks/throughput.py --tiny --out /tmp/t.json   # seconds; used by the tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402
+
+import dlnsim  # noqa: E402
+
+SCHEMA = "dlnsim-throughput/1"
+METHODS = ("dlnsim_reduced", "dlnsim_raw", "torch_naive", "torch_vmap", "jax_naive")
+TORCH_METHODS = ("torch_naive", "torch_vmap")
+HPARAMS = {"lr": 0.02, "weight_decay": 1e-3}  # stable for every size here (SCIENCE.md section 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    d: int
+    m: int
+    s: int
+    depth: int
+    width: int
+    n_train: int
+
+
+SIZES = {
+    "paper": Sizes(d=200, m=100, s=5, depth=5, width=400, n_train=1000),
+    "small": Sizes(d=20, m=10, s=2, depth=5, width=40, n_train=200),
+    "tiny": Sizes(d=8, m=4, s=2, depth=3, width=8, n_train=16),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How much of each method to time: (networks, steps) per method."""
+
+    runs: int  # dlnsim reduced: runs of the sweep
+    steps: int  # dlnsim reduced: steps (a multiple of 50 for the logging line)
+    raw: tuple[int, int]  # dlnsim raw
+    torch_naive: tuple[int, int]
+    torch_vmap: tuple[int, int]
+    jax_naive: tuple[int, int]
+
+
+# Defaults per (size, device class). CPU budgets keep the whole benchmark to a few minutes
+# on 2 cores; on CPU the paper-size reduced path times 64 of the issue's 256 runs (its
+# rate does not depend on the batch once the batch fills the cores; --runs overrides).
+BUDGETS = {
+    ("paper", "cpu"): Budget(64, 200, raw=(16, 10), torch_naive=(1, 10), torch_vmap=(8, 2), jax_naive=(1, 10)),
+    ("small", "cpu"): Budget(256, 1000, raw=(256, 100), torch_naive=(1, 200), torch_vmap=(256, 20), jax_naive=(1, 200)),
+    ("paper", "gpu"): Budget(256, 2000, raw=(256, 100), torch_naive=(2, 50), torch_vmap=(256, 10), jax_naive=(2, 50)),
+    ("small", "gpu"): Budget(4096, 2000, raw=(4096, 200), torch_naive=(2, 200), torch_vmap=(4096, 50), jax_naive=(2, 200)),
+    ("tiny", "cpu"): Budget(4, 100, raw=(4, 50), torch_naive=(1, 5), torch_vmap=(4, 5), jax_naive=(1, 5)),
+    ("tiny", "gpu"): Budget(4, 100, raw=(4, 50), torch_naive=(1, 5), torch_vmap=(4, 5), jax_naive=(1, 5)),
+}
+
+# Issue 5 targets: CPU as same-run ratios to the naive PyTorch loop, GPU as absolute rates.
+TARGETS = {
+    ("paper", "cpu"): {"ratio_vs_torch_naive": 15.0},
+    ("small", "cpu"): {"ratio_vs_torch_naive": 250.0},
+    ("paper", "gpu"): {"network_steps_per_s": 280_000.0},
+    ("small", "gpu"): {"network_steps_per_s": 25_000_000.0},
+}
+LOGGING_TARGET = 0.15  # logging every 50 steps costs < 15% of run time (paper sizes)
+COMPILE_TARGET_CPU_S = 10.0  # per static group, 2 CPU cores
+LOG_EVERY = 50
+
+
+# ---------------------------------------------------------------- timing helpers
+
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+
+
+class _CompileClock:
+    seconds = 0.0
+
+
+@contextlib.contextmanager
+def compile_clock():
+    """Sums JAX's tracing + lowering + backend compile durations inside the block."""
+    clock = _CompileClock()
+
+    def listener(event: str, duration: float, **_: Any) -> None:
+        if event in _COMPILE_EVENTS:
+            clock.seconds += duration
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield clock
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def copy_bandwidth(n_bytes: int, repeats: int = 5) -> dict[str, float]:
+    """Device bandwidth of ``y = x * c`` on a float32 array (read + write bytes / s, best of)."""
+    x = jnp.ones(n_bytes // 4, jnp.float32)
+    f = jax.jit(lambda a: a * 1.0001)
+    jax.block_until_ready(f(x))
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(x))
+        best = min(best, time.perf_counter() - t0)
+    return {"array_bytes": int(x.nbytes), "seconds": best, "bytes_per_s": 2 * x.nbytes / best}
+
+
+def _sweep_cfg(sz: Sizes, runs: int, steps: int, log_every: int, data: str) -> dlnsim.SweepConfig:
+    return dlnsim.SweepConfig(
+        problem=dlnsim.ProblemConfig(d=sz.d, m=sz.m, s=sz.s, n_train=sz.n_train),
+        model=dlnsim.ModelConfig(depth=sz.depth, width=sz.width),
+        train=dlnsim.TrainConfig(steps=steps, log_every=log_every, data=data, dtype="float32", precision="highest"),
+        hparams=HPARAMS,
+        grid={"seed": range(runs)},
+    )
+
+
+def time_dlnsim(sz: Sizes, runs: int, steps: int, *, data: str, log_every: int | None = None, repeats: int = 1) -> dict:
+    """Times ``dlnsim.sweep`` over ``runs`` seeds of ``steps`` steps (public API only)."""
+    cfg = _sweep_cfg(sz, runs, steps, log_every or steps, data)
+    with compile_clock() as clock:
+        t0 = time.perf_counter()
+        ds = dlnsim.sweep(cfg)
+        first = time.perf_counter() - t0
+    diverged = int(np.asarray(ds["diverged"]).sum())
+    calls = []
+    for _ in range(repeats - 1):
+        t0 = time.perf_counter()
+        dlnsim.sweep(cfg)
+        calls.append(time.perf_counter() - t0)
+    if calls:
+        seconds, how = min(calls), f"fastest of {len(calls)} calls after a warm-up call"
+    else:
+        seconds, how = max(first - clock.seconds, 1e-9), "first call minus measured compile time"
+    return {
+        "networks": runs,
+        "steps": steps,
+        "log_every": log_every or steps,
+        "seconds": seconds,
+        "first_call_s": first,
+        "compile_s": clock.seconds,
+        "steady_state": how,
+        "extrapolated": False,
+        "diverged_runs": diverged,
+        "network_steps_per_s": runs * steps / seconds,
+    }
+
+
+def _peer_entry(t: peers.Timing, *, extrapolated: bool, compile_s: float | None, note: str) -> dict:
+    return {
+        "networks": t.networks,
+        "steps": t.steps,
+        "seconds": t.seconds,
+        "warmup_s": t.warmup_s,
+        "compile_s": compile_s,
+        "steady_state": note,
+        "extrapolated": extrapolated,
+        "network_steps_per_s": t.network_steps_per_s,
+    }
+
+
+def _null_entry(reason: str) -> dict:
+    keys = ("networks", "steps", "seconds", "warmup_s", "compile_s", "extrapolated", "network_steps_per_s")
+    return {**{k: None for k in keys}, "steady_state": reason}
+
+
+# ---------------------------------------------------------------- one size preset
+
+
+def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandwidth: float, use_torch: bool,
+               torch_dev: str | None, repeats: int, log: Any = print) -> dict:
+    shapes = peers.layer_shapes(sz.d, sz.m, sz.depth, sz.width)
+    n_weights = sum(fo * fi for fo, fi in shapes)
+    weight_bytes = 4 * n_weights
+    bound = bandwidth / (4 * weight_bytes)
+    problem = dlnsim.make_problem(dlnsim.ProblemConfig(d=sz.d, m=sz.m, s=sz.s, n_train=sz.n_train), 0)
+    y, x = np.array(problem.y, np.float32), np.array(problem.x, np.float32)
+    kw = dict(lr=HPARAMS["lr"], weight_decay=HPARAMS["weight_decay"])
+    methods: dict[str, dict] = {}
+
+    log(f"[{name}] dlnsim reduced: {budget.runs} runs x {budget.steps} steps")
+    methods["dlnsim_reduced"] = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats)
+    log(f"[{name}] dlnsim raw: {budget.raw[0]} runs x {budget.raw[1]} steps")
+    methods["dlnsim_raw"] = time_dlnsim(sz, *budget.raw, data="raw", repeats=repeats)
+
+    if use_torch:
+        log(f"[{name}] torch naive loop: {budget.torch_naive[0]} networks x {budget.torch_naive[1]} steps ({torch_dev})")
+        t = peers.torch_naive(y, x, shapes, networks=budget.torch_naive[0], steps=budget.torch_naive[1], device=torch_dev, **kw)
+        methods["torch_naive"] = _peer_entry(t, extrapolated=True, compile_s=None, note="timed subset, extrapolated per network-step")
+        log(f"[{name}] torch.func vmap: {budget.torch_vmap[0]} networks x {budget.torch_vmap[1]} steps ({torch_dev})")
+        t = peers.torch_vmap(y, x, shapes, networks=budget.torch_vmap[0], steps=budget.torch_vmap[1], device=torch_dev, **kw)
+        partial = budget.torch_vmap[0] < budget.runs
+        methods["torch_vmap"] = _peer_entry(
+            t, extrapolated=partial, compile_s=None,
+            note="steps after one untimed step" + (", on a subset of the networks" if partial else ""),
+        )
+    else:
+        for k in TORCH_METHODS:
+            methods[k] = _null_entry("torch not installed (pip install -e .[bench])" if torch_dev is None else "skipped (--no-torch)")
+
+    log(f"[{name}] naive JAX loop: {budget.jax_naive[0]} networks x {budget.jax_naive[1]} steps")
+    with compile_clock() as clock:
+        t = peers.jax_naive(y, x, shapes, networks=budget.jax_naive[0], steps=budget.jax_naive[1], **kw)
+    methods["jax_naive"] = _peer_entry(t, extrapolated=True, compile_s=clock.seconds, note="timed subset, extrapolated per network-step")
+
+    ref = methods["torch_naive"]["network_steps_per_s"]
+    for entry in methods.values():
+        rate = entry["network_steps_per_s"]
+        entry["ratio_vs_torch_naive"] = rate / ref if rate is not None and ref else None
+        entry["bound_fraction"] = rate / bound if rate is not None else None
+
+    # Logging cost: the reduced run again, metrics every LOG_EVERY steps instead of at the end.
+    every = min(LOG_EVERY, budget.steps // 2)
+    log(f"[{name}] logging cost: reduced path, metrics every {every} steps")
+    logged = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=repeats)
+    base = methods["dlnsim_reduced"]
+    extra_logs = budget.steps // every - 1
+    per_log = max(logged["seconds"] - base["seconds"], 0.0) / max(extra_logs, 1)
+    per_step = max(base["seconds"] - 2 * per_log, 1e-12) / budget.steps
+    logging = {
+        "log_every": every,
+        "steps": budget.steps,
+        "networks": budget.runs,
+        "seconds_log_at_end": base["seconds"],
+        "seconds_log_every": logged["seconds"],
+        "compile_s": logged["compile_s"],
+        # Measured ratio for this run length, and the overhead of one log every 50 steps on
+        # a long run (per-log cost over 50 steps of training), which is what the target means.
+        "measured_overhead": logged["seconds"] / base["seconds"] - 1.0,
+        "seconds_per_log_point": per_log,
+        "seconds_per_step": per_step,
+        "overhead_every_50_steps": per_log / (LOG_EVERY * per_step),
+    }
+
+    targets: dict[str, Any] = {}
+    for key, goal in TARGETS.get((name, device_class), {}).items():
+        have = methods["dlnsim_reduced"][key]
+        targets[key] = {"goal": goal, "value": have, "met": None if have is None else bool(have >= goal)}
+    if name == "paper":
+        v = logging["overhead_every_50_steps"]
+        targets["logging_overhead"] = {"goal": LOGGING_TARGET, "value": v, "met": bool(v < LOGGING_TARGET)}
+    if device_class == "cpu":
+        c = max(methods["dlnsim_reduced"]["compile_s"], methods["dlnsim_raw"]["compile_s"])
+        targets["compile_s"] = {"goal": COMPILE_TARGET_CPU_S, "value": c, "met": bool(c < COMPILE_TARGET_CPU_S)}
+
+    return {
+        "sizes": {**dataclasses.asdict(sz), "runs": budget.runs},
+        "hparams": dict(HPARAMS),
+        "weights_per_network": n_weights,
+        "weight_bytes_per_network": weight_bytes,
+        "bound_network_steps_per_s": bound,
+        "bound_model": "copy bandwidth / (4 touches per step * weight bytes per network)",
+        "methods": methods,
+        "logging": logging,
+        "targets": targets,
+    }
+
+
+# ---------------------------------------------------------------- environment
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def environment(use_torch: bool, torch_dev: str | None) -> dict:
+    dev = jax.devices()[0]
+    versions = {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": getattr(__import__("jaxlib"), "__version__", None),
+        "numpy": np.__version__,
+        "dlnsim": dlnsim.__version__,
+        "torch": None,
+    }
+    torch_info: dict[str, Any] = {"available": peers.torch_available(), "used": use_torch, "device": torch_dev}
+    if torch_info["available"]:
+        import torch
+
+        versions["torch"] = torch.__version__
+        torch_info["threads"] = torch.get_num_threads()
+        torch_info["cuda_device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    else:
+        torch_info["note"] = "torch not installed: torch fields are null (pip install -e .[bench])"
+    return {
+        "device": {
+            "platform": dev.platform,
+            "device_kind": dev.device_kind,
+            "n_devices": jax.device_count(),
+            "cpu_model": _cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "hostname": platform.node(),
+        },
+        "versions": versions,
+        "torch": torch_info,
+    }
+
+
+# ---------------------------------------------------------------- output
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:.2f}M"
+    if abs(v) >= 1e4:
+        return f"{v / 1e3:.1f}k"
+    return f"{v:.{digits}g}"
+
+
+def table(result: dict) -> str:
+    lines = []
+    dev = result["device"]
+    lines.append(f"device: {dev['platform']} {dev['device_kind']} ({dev['cpu_model']}, {dev['cpu_count']} cores); "
+                 f"float32, precision {result['precision']}; copy bandwidth {result['bandwidth']['bytes_per_s'] / 1e9:.1f} GB/s")
+    for name, pre in result["presets"].items():
+        s = pre["sizes"]
+        lines.append("")
+        lines.append(f"{name}: d={s['d']} m={s['m']} s={s['s']} L={s['depth']} width={s['width']} N={s['n_train']}; "
+                     f"bound {_fmt(pre['bound_network_steps_per_s'])} network-steps/s "
+                     f"({pre['weight_bytes_per_network'] / 1e6:.3g} MB weights x 4 touches)")
+        lines.append(f"  {'method':<16}{'net-steps/s':>13}{'compile s':>11}{'x torch':>10}{'x bound':>9}  timed")
+        for k in METHODS:
+            e = pre["methods"][k]
+            timed = "-" if e["networks"] is None else f"{e['networks']} nets x {e['steps']} steps"
+            if e.get("extrapolated"):
+                timed += " (extrapolated)"
+            lines.append(f"  {k:<16}{_fmt(e['network_steps_per_s']):>13}{_fmt(e['compile_s']):>11}"
+                         f"{_fmt(e['ratio_vs_torch_naive']):>10}{_fmt(e['bound_fraction'], 2):>9}  {timed}")
+        lg = pre["logging"]
+        lines.append(f"  logging every {lg['log_every']} steps vs at the end: {lg['seconds_log_every']:.3g} s vs "
+                     f"{lg['seconds_log_at_end']:.3g} s ({100 * lg['measured_overhead']:+.0f}% for {lg['steps']} steps); "
+                     f"one log point = {lg['seconds_per_log_point']:.3g} s = {100 * lg['overhead_every_50_steps']:.0f}% "
+                     f"of 50 steps")
+        for k, t in pre["targets"].items():
+            verdict = "n/a" if t["met"] is None else ("met" if t["met"] else "NOT met")
+            lines.append(f"  target {k}: goal {_fmt(t['goal'])}, have {_fmt(t['value'])} -> {verdict}")
+    if not result["torch"]["used"]:
+        lines.append("")
+        lines.append("torch: " + result["torch"].get("note", "skipped"))
+    return "\n".join(lines)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, np.generic):
+        return _jsonable(v.item())
+    return v
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", nargs="+", choices=["paper", "small"], default=["paper", "small"])
+    ap.add_argument("--tiny", action="store_true", help="toy sizes only (seconds; for the tests)")
+    ap.add_argument("--runs", type=int, help="runs of the dlnsim sweeps (default: per size and device)")
+    ap.add_argument("--steps", type=int, help="steps of the dlnsim reduced run (a multiple of 50)")
+    ap.add_argument("--repeats", type=int, help="dlnsim calls per measurement (default 1 on CPU, 2 on GPU)")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch peers even if torch is installed")
+    ap.add_argument("--bandwidth-mb", type=int, help="array size of the copy-bandwidth probe (default 256 CPU, 2048 GPU)")
+    ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = ap.parse_args(argv)
+
+    platform_name = jax.devices()[0].platform
+    device_class = "cpu" if platform_name == "cpu" else "gpu"
+    use_torch = peers.torch_available() and not args.no_torch
+    torch_dev = peers.torch_device(device_class == "gpu") if peers.torch_available() else None
+    repeats = args.repeats or (1 if device_class == "cpu" else 2)
+    names = ["tiny"] if args.tiny else args.sizes
+
+    result: dict[str, Any] = {"schema": SCHEMA, "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    result.update(environment(use_torch, torch_dev))
+    result.update(dtype="float32", precision="highest", repeats=repeats, load_average_start=list(os.getloadavg()))
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    mb = args.bandwidth_mb or (8 if args.tiny else 256 if device_class == "cpu" else 2048)
+    result["bandwidth"] = copy_bandwidth(mb * 2**20)
+    log(f"copy bandwidth: {result['bandwidth']['bytes_per_s'] / 1e9:.2f} GB/s")
+    result["presets"] = {}
+    for name in names:
+        budget = BUDGETS[(name, device_class)]
+        if args.runs:
+            budget = dataclasses.replace(budget, runs=args.runs, raw=(min(args.runs, budget.raw[0]), budget.raw[1]))
+        if args.steps:
+            budget = dataclasses.replace(budget, steps=args.steps)
+        result["presets"][name] = run_preset(
+            name, SIZES[name], budget, device_class=device_class, bandwidth=result["bandwidth"]["bytes_per_s"],
+            use_torch=use_torch, torch_dev=torch_dev, repeats=repeats, log=log,
+        )
+    result["load_average_end"] = list(os.getloadavg())
+    result = _jsonable(result)
+    print(table(result))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"\nwrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

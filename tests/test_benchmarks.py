@@ -1,0 +1,80 @@
+"""The throughput benchmark runs at toy sizes and writes valid JSON with every field.
+
+Runs the script as a subprocess (as a user would), so the test session's float64 setting
+does not leak into it. Torch fields must be numbers when torch is installed and null when
+it is not (CI does not install the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+METHODS = ("dlnsim_reduced", "dlnsim_raw", "torch_naive", "torch_vmap", "jax_naive")
+METHOD_FIELDS = (
+    "networks", "steps", "seconds", "compile_s", "steady_state", "extrapolated",
+    "network_steps_per_s", "ratio_vs_torch_naive", "bound_fraction",
+)
+LOGGING_FIELDS = (
+    "log_every", "steps", "networks", "seconds_log_at_end", "seconds_log_every", "measured_overhead",
+    "seconds_per_log_point", "seconds_per_step", "overhead_every_50_steps",
+)
+
+
+def _positive(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def test_throughput_tiny_writes_complete_json(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "throughput.py"), "--tiny", "--out", str(out)],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "dlnsim_reduced" in proc.stdout  # the table was printed
+    res = json.loads(out.read_text())
+
+    assert res["schema"] == "dlnsim-throughput/1"
+    assert res["dtype"] == "float32" and res["precision"] == "highest"
+    for k in ("platform", "device_kind", "n_devices", "cpu_model", "cpu_count"):
+        assert k in res["device"]
+    for k in ("python", "jax", "jaxlib", "numpy", "dlnsim"):
+        assert isinstance(res["versions"][k], str)
+    assert (res["versions"]["torch"] is not None) == HAS_TORCH
+    assert res["torch"]["available"] == HAS_TORCH
+    assert _positive(res["bandwidth"]["bytes_per_s"])
+
+    pre = res["presets"]["tiny"]
+    assert set(pre["sizes"]) >= {"d", "m", "s", "depth", "width", "n_train", "runs"}
+    # Weights of the tiny net: 8x4 + 8x8 + 8x8 floats.
+    assert pre["weights_per_network"] == 8 * 4 + 8 * 8 + 8 * 8
+    assert pre["weight_bytes_per_network"] == 4 * pre["weights_per_network"]
+    assert math.isclose(pre["bound_network_steps_per_s"],
+                        res["bandwidth"]["bytes_per_s"] / (4 * pre["weight_bytes_per_network"]))
+    for name in METHODS:
+        entry = pre["methods"][name]
+        assert set(entry) >= set(METHOD_FIELDS), name
+        is_torch = name.startswith("torch")
+        if is_torch and not HAS_TORCH:
+            assert entry["network_steps_per_s"] is None and entry["ratio_vs_torch_naive"] is None
+            continue
+        assert _positive(entry["network_steps_per_s"]), name
+        assert _positive(entry["seconds"]) and _positive(entry["bound_fraction"]), name
+        if HAS_TORCH:
+            assert _positive(entry["ratio_vs_torch_naive"]), name
+        else:
+            assert entry["ratio_vs_torch_naive"] is None
+    for name in ("dlnsim_reduced", "dlnsim_raw", "jax_naive"):
+        assert _positive(pre["methods"][name]["compile_s"]), name
+    assert pre["methods"]["dlnsim_reduced"]["diverged_runs"] == 0
+    assert set(pre["logging"]) >= set(LOGGING_FIELDS)
+    for k in LOGGING_FIELDS:
+        assert isinstance(pre["logging"][k], int | float), k
