@@ -184,8 +184,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     _setup_jax(args, x64=cfg.train.dtype == "float64")
-    out = Path(args.output)
-    chunks = plan(cfg)
+    shard = _shard(args)
+    final = Path(args.output)
+    out = _part_path(final, *shard) if shard and args.distributed else final
+    chunks = [c for c in plan(cfg) if shard is None or c.index % shard[1] == shard[0]]
     quiet = args.quiet
     if not quiet:
         print(
@@ -197,7 +199,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     reporter = None if quiet else _Reporter(cfg, len(chunks))
     start = time.perf_counter()
     try:
-        ds, skipped = run_sweep(cfg, out, force=args.force, progress=reporter)
+        ds, skipped = run_sweep(cfg, out, force=args.force, progress=reporter, shard=shard)
     except ExistingResultsError as e:
         raise _Fail(str(e)) from None
     except KeyboardInterrupt:
@@ -208,7 +210,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             reporter.close()
     wall = time.perf_counter() - start
     resumed = f", {skipped} of {len(chunks)} chunks skipped (already computed)" if skipped else ""
-    print(f"wrote {out}: {cfg.n_runs} runs in {wall:.1f} s{resumed}")
+    n_runs = sum(len(c.runs) for c in chunks)
+    print(f"wrote {out}: {n_runs} runs in {wall:.1f} s{resumed}")
+    if shard is not None:
+        if args.distributed:
+            return _merge_distributed(final, shard)
+        print(f"shard {shard[0]}/{shard[1]}: combine all {shard[1]} shard files with `dlnsim merge`")
+        return 0
     try:
         x, y = _pick_axes(ds, None, None)
     except _Fail as e:
@@ -224,6 +232,52 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"wrote {png}: final {SWEEP_METRIC} at sigma = {sigma:g}, median over seeds, {y} x {x}")
     print()
     print(_summary_text(ds))
+    return 0
+
+
+def _shard(args: argparse.Namespace) -> tuple[int, int] | None:
+    """``--shard I/N``, or this process's slot under ``--distributed``."""
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()  # reads SLURM / coordinator settings from the environment
+        return (jax.process_index(), jax.process_count()) if jax.process_count() > 1 else None
+    if args.shard is None:
+        return None
+    try:
+        i, n = (int(v) for v in args.shard.split("/"))
+    except ValueError:
+        raise _Fail(f"--shard {args.shard!r} is invalid: must be I/N with integers 0 <= I < N") from None
+    if not 0 <= i < n:
+        raise _Fail(f"--shard {args.shard!r} is invalid: must be I/N with integers 0 <= I < N")
+    return i, n
+
+
+def _merge_distributed(final: Path, shard: tuple[int, int]) -> int:
+    """Under ``--distributed`` every process wrote a shard next to ``final``; process 0 merges."""
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("dlnsim shards written")  # needs a shared file system
+    if shard[0] == 0:
+        from dlnsim.storage import merge_shards
+
+        merge_shards([_part_path(final, i, shard[1]) for i in range(shard[1])], final)
+        print(f"wrote {final}: {shard[1]} process shards merged")
+    return 0
+
+
+def _part_path(out: Path, i: int, n: int) -> Path:
+    return out.with_name(f"{out.stem}.part{i}of{n}{out.suffix}")
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from dlnsim.storage import merge_shards
+
+    try:
+        ds = merge_shards(args.parts, args.output)
+    except (ValueError, OSError, KeyError) as e:
+        raise _Fail(str(e)) from None
+    print(f"wrote {args.output}: {len(args.parts)} shards merged, {int(ds.diverged.size)} runs")
     return 0
 
 
@@ -344,7 +398,28 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--chunk-size", type=int, metavar="N", help="runs per compiled batch (same as --set sweep.chunk_size=N)"
     )
+    s.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="compute only slice I of N (0-based) of the sweep's chunks, e.g. one job of a SLURM array; "
+        "combine the N files with `dlnsim merge`",
+    )
+    s.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host: call jax.distributed.initialize(); each process computes its shard into "
+        "RESULTS.partIofN.nc and process 0 merges them into RESULTS",
+    )
     s.set_defaults(func=cmd_sweep)
+
+    s = sub.add_parser(
+        "merge",
+        help="combine shard files into one results file",
+        description="Combine the files of `dlnsim sweep --shard I/N` (all N of them) into the file a single run writes.",
+    )
+    s.add_argument("parts", nargs="+", metavar="SHARD", help="shard results files")
+    s.add_argument("-o", "--output", required=True, metavar="RESULTS", help="merged results file")
+    s.set_defaults(func=cmd_merge)
 
     s = sub.add_parser(
         "summary",

@@ -251,8 +251,9 @@ class SweepConfig:
         for k in hp:
             if k not in HParams._fields:
                 _fail(c, "hparams", k, f"keys must be among {', '.join(HParams._fields)}")
-        HParams(**hp)  # validates the values
-        object.__setattr__(self, "hparams", _FrozenDict(hp))
+        # Validated and completed with the defaults, so equal sweeps compare equal.
+        full = {k: float(v) for k, v in HParams(**hp)._asdict().items()}
+        object.__setattr__(self, "hparams", _FrozenDict(full))
         grid = {}
         for axis, values in dict(self.grid).items():
             if axis not in GRID_AXES:

@@ -237,6 +237,7 @@ def run_sweep(
     *,
     force: bool = False,
     progress: Callable[[Progress], None] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> tuple[xr.Dataset, int]:
     """Runs a sweep into a NetCDF file, resuming from the chunks an earlier run finished.
 
@@ -247,6 +248,9 @@ def run_sweep(
         (otherwise :class:`ExistingResultsError`), and recompute even if ``out_path``
         already holds this very sweep.
       progress: called with a :class:`Progress` after every chunk (computed or loaded).
+      shard: ``(i, n)``: compute only slice i of n of the sweep's chunks (0-based), for
+        one job of an array of jobs; :func:`merge_shards` combines the n files into the
+        file a single run writes. The other runs are NaN in a shard's file.
 
     Returns:
       ``(dataset, skipped)``: the dataset written to the file (read back from it when
@@ -259,8 +263,11 @@ def run_sweep(
     """
     out = Path(out_path)
     side = chunk_dir(out)
-    text = dumps_config(cfg)
-    chunks = plan(cfg)
+    text = dumps_config(cfg) + (_SHARD_LINE.format(*shard) if shard else "")
+    all_chunks = plan(cfg)
+    # Padding comes from the whole plan, so a shard runs the very programs a single run does.
+    pad = batch_shape(cfg, all_chunks)
+    chunks = [c for c in all_chunks if shard is None or c.index % shard[1] == shard[0]]
     if force:
         shutil.rmtree(side, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
@@ -280,7 +287,6 @@ def run_sweep(
     with _atomic(side / "config.toml") as f:
         f.write(text.encode())
 
-    pad = batch_shape(cfg, chunks)
     stored: list[_Stored] = []
     skipped = runs_done = 0
     for chunk in chunks:
@@ -296,11 +302,71 @@ def run_sweep(
         runs_done += len(chunk.runs)
         if progress is not None:
             seconds = 0.0 if loaded else s.result.seconds
-            progress(Progress(chunk, len(chunks), runs_done, cfg.n_runs, loaded, seconds, cfg.train.steps))
-    ds = assemble(cfg, chunks, [s.result for s in stored], attrs=_attrs(cfg, chunks, stored))
+            n_runs = sum(len(c.runs) for c in chunks)
+            progress(Progress(chunk, len(chunks), runs_done, n_runs, loaded, seconds, cfg.train.steps))
+    attrs = _attrs(cfg, chunks, stored)
+    if shard:
+        attrs["config_toml"] = text
+        attrs["shard"] = f"{shard[0]}/{shard[1]}"
+        attrs["shard_runs"] = np.array(sorted(r for c in chunks for r in c.runs), np.int64)
+    ds = assemble(cfg, chunks, [s.result for s in stored], attrs=attrs)
     _write_netcdf(ds, out)
     shutil.rmtree(side, ignore_errors=True)
     return ds, skipped
+
+
+_SHARD_LINE = "# shard {0}/{1}: this file holds slice {0} of {1} of the sweep's chunks\n"
+_SHARD_ATTRS = ("shard", "shard_runs")
+
+
+def merge_shards(paths: list[str | Path], out_path: str | Path) -> xr.Dataset:
+    """Combines the n shard files of one sweep into the file a single run writes.
+
+    Every shard must hold the same config and the slices ``0..n-1`` exactly once. Data,
+    coordinates and attributes equal those of an unsharded run, except the volatile
+    timing attributes, which are combined (earliest start, latest end, summed walls).
+
+    Raises:
+      ValueError: the files are not the complete set of shards of one sweep.
+    """
+    parts = [(Path(p), *open_results(p)) for p in paths]
+    path0, first, cfg = parts[0]
+    n = _shard_of(path0, first)[1]
+    seen: dict[int, Path] = {}
+    for path, ds, c in parts:
+        i, n_i = _shard_of(path, ds)
+        if c != cfg or n_i != n:
+            raise ValueError(f"{path} is a shard of a different sweep than {path0}")
+        if i in seen:
+            raise ValueError(f"{path} and {seen[i]} are both shard {i}/{n}")
+        seen[i] = path
+    missing = sorted(set(range(n)) - set(seen))
+    if missing:
+        raise ValueError(f"shards {', '.join(f'{i}/{n}' for i in missing)} are missing: merge needs all {n}")
+    merged = first.copy(deep=True)
+    axes = list(cfg.grid)
+    for _, ds, _ in parts[1:]:
+        runs = np.asarray(ds.attrs["shard_runs"])
+        for name, var in ds.data_vars.items():
+            target = merged[name].values.reshape((cfg.n_runs, *var.shape[len(axes) :]))
+            target[runs] = var.values.reshape(target.shape)[runs]
+    merged.attrs = {k: v for k, v in first.attrs.items() if k not in _SHARD_ATTRS}
+    merged.attrs["config_toml"] = dumps_config(cfg)
+    walls = np.sum([json.loads(ds.attrs["group_wall_seconds"]) for _, ds, _ in parts], axis=0)
+    merged.attrs["group_wall_seconds"] = json.dumps([round(float(w), 3) for w in walls])
+    merged.attrs["start_time"] = min(ds.attrs["start_time"] for _, ds, _ in parts)
+    merged.attrs["end_time"] = max(ds.attrs["end_time"] for _, ds, _ in parts)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_netcdf(merged, out)
+    return merged
+
+
+def _shard_of(path: Path, ds: xr.Dataset) -> tuple[int, int]:
+    if "shard" not in ds.attrs:
+        raise ValueError(f"{path} is not a shard file (no 'shard' attribute): written without --shard")
+    i, n = (int(v) for v in str(ds.attrs["shard"]).split("/"))
+    return i, n
 
 
 def open_results(path: str | Path) -> tuple[xr.Dataset, SweepConfig]:
