@@ -1,0 +1,118 @@
+"""Shared plumbing of the reproduce experiments: configs, resumable sweeps, Markdown."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import xarray as xr
+
+from dlnsim.config import SweepConfig
+from dlnsim.configfile import load_config
+from dlnsim.problem import make_problem, problem_key
+from dlnsim.storage import run_sweep
+
+# The experiment configs ship in the repository next to the package (editable install).
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """Where and at which size an experiment runs.
+
+    Attributes:
+      out: output directory.
+      full: the paper's sizes (``NAME_full.toml``, for a GPU).
+      smoke: tiny sizes and few steps (tests); overrides the config's sizes.
+      log: progress messages (the CLI passes ``print``; silent by default).
+    """
+
+    out: Path
+    full: bool = False
+    smoke: bool = False
+    log: Callable[[str], None] = lambda msg: None
+
+    @property
+    def suffix(self) -> str:
+        return "_smoke" if self.smoke else "_full" if self.full else ""
+
+
+class Outcome(NamedTuple):
+    """What an experiment returns: its report and the data behind it (for tests and notebooks)."""
+
+    report: Path  # the Markdown report
+    pictures: tuple[Path, ...]  # PNGs written
+    data: dict[str, Any]  # datasets and derived numbers
+
+
+def config(ctx: Context, name: str, smoke: Iterable[str] = (), extra: Iterable[str] = ()) -> SweepConfig:
+    """``experiments/NAME[_full].toml`` with the smoke overrides (in smoke mode) and ``extra``."""
+    path = EXPERIMENTS_DIR / f"{name}_full.toml"
+    if not (ctx.full and not ctx.smoke and path.is_file()):  # no _full variant: same sizes in both
+        path = EXPERIMENTS_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise FileNotFoundError(f"experiment config {path} is missing (dlnsim must be installed from its repository)")
+    return load_config(path, [*(smoke if ctx.smoke else ()), *extra])
+
+
+def sweep(ctx: Context, cfg: SweepConfig, stem: str) -> xr.Dataset:
+    """Runs (or resumes, or reloads) ``cfg`` into ``OUT/STEM[_full|_smoke].nc``."""
+    if cfg.train.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise RuntimeError(f"{stem} trains in float64: enable jax_enable_x64 (the dlnsim CLI does)")
+    path = ctx.out / f"{stem}{ctx.suffix}.nc"
+    ctx.log(f"[reproduce] {stem}: {cfg.n_runs} runs x {cfg.train.steps} steps -> {path}")
+    ds, skipped = run_sweep(cfg, path)
+    if skipped:
+        ctx.log(f"[reproduce] {stem}: {skipped} chunks reused from {path}")
+    return ds
+
+
+def b_singular_values(cfg: SweepConfig, seed: int, problem_seed: int = 0) -> np.ndarray:
+    """Singular values of ``B = A U`` of the teacher a run of ``cfg`` trained on."""
+    key = problem_key(problem_seed, seed if cfg.teacher_per_seed else None)
+    return np.linalg.svd(np.asarray(make_problem(cfg.problem, key=key, dtype=cfg.train.dtype).b, float), compute_uv=False)
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    """A number for a report table ("-" for NaN)."""
+    if isinstance(v, str):
+        return v
+    v = float(v)
+    if not math.isfinite(v):
+        return "-" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.{digits}g}"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def sizes(cfg: SweepConfig) -> str:
+    """One line: problem, model and training sizes of a config."""
+    p, m, t = cfg.problem, cfg.model, cfg.train
+    grid = ", ".join(f"{a} {list(v)}" for a, v in cfg.grid.items())
+    hp = ", ".join(f"{k}={v:g}" for k, v in cfg.hparams.items())
+    return (
+        f"d={p.d}, m={p.m}, s={p.s}, N={p.n_train}, T={p.n_test} test signals, whitened={p.whiten}; "
+        f"L={m.depth}, width {m.width}, {m.activation}; {t.steps} steps of {t.optimizer}, {t.dtype}, {hp}; "
+        f"grid: {grid}; teacher per seed: {cfg.teacher_per_seed}"
+    )
+
+
+def seed_stats(da: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray]:
+    """Median, min and max over the ``seed`` axis."""
+    return da.median("seed"), da.min("seed"), da.max("seed")
+
+
+def write_report(ctx: Context, name: str, text: str) -> Path:
+    path = ctx.out / f"{name}{ctx.suffix}.md"
+    path.write_text(text.rstrip() + "\n", encoding="utf-8")
+    return path
