@@ -358,6 +358,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from dlnsim import reproduce
+
+    _setup_jax(args, x64=reproduce.needs_x64(args.name))
+    return reproduce.main(args, log=lambda msg: print(msg, flush=True))
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -464,6 +471,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Print versions, devices, default precision and the compilation-cache setting.",
     )
     s.set_defaults(func=cmd_info)
+
+    from dlnsim import reproduce
+
+    reproduce.add_parser(sub, parents=[common], func=cmd_reproduce)
     return p
 
 
