@@ -185,7 +185,10 @@ def jax_naive(
 
     The warm-up (compilation and one network of ``min(steps, 5)`` steps) is untimed.
     """
-    hi = jax.lax.Precision.HIGHEST
+    # Full float32 everywhere. On CPUs XLA multiplies float32 in full precision at any
+    # setting and its HIGHEST path skips the fast GEMM kernels, so CPUs get DEFAULT (the
+    # same rule as dlnsim.model.precision); GPUs get HIGHEST (no TF32).
+    hi = jax.lax.Precision.DEFAULT if jax.default_backend() == "cpu" else jax.lax.Precision.HIGHEST
     yj, xj = jnp.asarray(y, jnp.float32), jnp.asarray(x, jnp.float32)
     n = y.shape[1]
 

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# One-shot GPU check for dlnsim (issue 5, item 6). Run once on a machine with an NVIDIA GPU:
+#
+#   bash benchmarks/gpu_check.sh OUTDIR
+#
+# It (1) installs the project (pip install -e .[test], plus jax[cuda12] when JAX does not
+# see a GPU, plus torch for the peers when missing), (2) runs the test suite on the GPU,
+# (3) runs the throughput benchmark at the paper and small sizes, (4) writes everything to
+# OUTDIR and prints a summary. Budget: under 8 minutes on an H100 once packages are present.
+#
+# Offline machines: pip cannot download jax[cuda12] (~1 GB of CUDA wheels) or torch. Then
+# the script says so and goes on with what is installed: without a GPU JAX it stops after
+# the install step (a CPU run is not a GPU check); without torch the torch columns are null.
+# Pre-install them (pip download on a connected machine, pip install --no-index) if needed.
+#
+# Environment knobs: PYTHON (interpreter, default python3), SKIP_INSTALL=1 (use the current
+# environment as is), TEST_TIMEOUT (seconds, default 200), BENCH_TIMEOUT (seconds per size,
+# default 110): with a minute of installing, 8 minutes at most.
+
+set -u
+OUT="${1:?usage: bash benchmarks/gpu_check.sh OUTDIR}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+LOG="$OUT/gpu_check.log"
+: >"$LOG"
+START=$(date +%s)
+say() { echo "[gpu_check $(($(date +%s) - START))s] $*" | tee -a "$LOG"; }
+cd "$ROOT"
+
+has_gpu_jax() { "$PY" -c 'import jax, sys; sys.exit(0 if jax.default_backend() == "gpu" else 1)' >/dev/null 2>&1; }
+has_torch() { "$PY" -c 'import torch' >/dev/null 2>&1; }
+
+# ---------------------------------------------------------------- 1. install
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+  say "installing dlnsim (pip install -e .[test])"
+  if ! "$PY" -m pip install -q -e ".[test]" >>"$LOG" 2>&1; then
+    # Offline, the isolated build env cannot fetch setuptools: build with what is installed.
+    say "pip install -e .[test] failed (offline?); retrying with --no-build-isolation"
+    "$PY" -m pip install -q --no-build-isolation -e ".[test]" >>"$LOG" 2>&1 \
+      || "$PY" -m pip install -q --no-deps --no-build-isolation -e . >>"$LOG" 2>&1 \
+      || say "WARNING: could not install dlnsim (see $LOG)"
+  fi
+  if ! has_gpu_jax; then
+    JV="$("$PY" -c 'import jax; print(jax.__version__)' 2>/dev/null)"
+    say "JAX does not see a GPU: installing jax[cuda12]${JV:+==$JV} (needs network, ~1 GB)"
+    "$PY" -m pip install -q "jax[cuda12]${JV:+==$JV}" >>"$LOG" 2>&1 \
+      || "$PY" -m pip install -q "jax[cuda12]" >>"$LOG" 2>&1 \
+      || say "WARNING: pip install jax[cuda12] failed (offline?)"
+  fi
+  if ! has_torch; then
+    say "torch missing: installing the [bench] extra (torch with CUDA; needs network)"
+    "$PY" -m pip install -q -e ".[bench]" >>"$LOG" 2>&1 || say "WARNING: no torch: torch columns will be null"
+  fi
+fi
+
+"$PY" - <<'EOF' 2>&1 | tee -a "$LOG" | tee "$OUT/environment.txt"
+import jax, platform
+print("python", platform.python_version(), "| jax", jax.__version__, "| backend", jax.default_backend())
+print("devices:", jax.devices())
+try:
+    import torch
+    print("torch", torch.__version__, "| cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+except ImportError:
+    print("torch: not installed")
+EOF
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$OUT/environment.txt" 2>&1
+
+if ! has_gpu_jax; then
+  say "FAILED: JAX has no GPU backend (see $LOG). Install jax[cuda12] matching your jax version and rerun."
+  exit 2
+fi
+
+# ---------------------------------------------------------------- 2. tests on the GPU
+say "running the test suite on the GPU (timeout ${TEST_TIMEOUT:-200} s)"
+timeout "${TEST_TIMEOUT:-200}" "$PY" -m pytest -q -p no:cacheprovider --junitxml="$OUT/tests.xml" >"$OUT/tests.txt" 2>&1
+TEST_RC=$?
+tail -n 3 "$OUT/tests.txt" | tee -a "$LOG"
+[ $TEST_RC = 124 ] && say "tests TIMED OUT (partial results in tests.txt)"
+
+# ---------------------------------------------------------------- 3. throughput
+BENCH_RC=0
+for size in paper small; do
+  say "throughput benchmark, $size sizes (timeout ${BENCH_TIMEOUT:-110} s)"
+  timeout "${BENCH_TIMEOUT:-110}" "$PY" benchmarks/throughput.py --sizes "$size" --out "$OUT/throughput_$size.json" \
+    >"$OUT/throughput_$size.txt" 2>>"$LOG"
+  rc=$?
+  [ $rc != 0 ] && { BENCH_RC=$rc; say "throughput $size failed (rc $rc)"; }
+done
+
+# ---------------------------------------------------------------- 4. summary
+say "summary"
+{
+  echo "== tests (rc $TEST_RC)"; tail -n 1 "$OUT/tests.txt"
+  for size in paper small; do echo "== throughput $size"; cat "$OUT/throughput_$size.txt" 2>/dev/null; done
+  echo "== files in $OUT"; ls -1 "$OUT"
+  echo "== total $(($(date +%s) - START)) s"
+} | tee "$OUT/summary.txt"
+[ $TEST_RC = 0 ] && [ $BENCH_RC = 0 ]
