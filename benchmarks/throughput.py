@@ -96,7 +96,7 @@ class Budget:
 # rate does not depend on the batch once the batch fills the cores; --runs overrides).
 BUDGETS = {
     ("paper", "cpu"): Budget(64, 200, raw=(16, 10), torch_naive=(1, 10), torch_vmap=(8, 2), jax_naive=(1, 10)),
-    ("small", "cpu"): Budget(256, 1000, raw=(256, 100), torch_naive=(1, 200), torch_vmap=(256, 20), jax_naive=(1, 200)),
+    ("small", "cpu"): Budget(256, 1000, raw=(64, 20), torch_naive=(1, 200), torch_vmap=(256, 20), jax_naive=(1, 200)),
     ("paper", "gpu"): Budget(256, 2000, raw=(256, 100), torch_naive=(2, 50), torch_vmap=(256, 10), jax_naive=(2, 50)),
     ("small", "gpu"): Budget(4096, 2000, raw=(4096, 200), torch_naive=(2, 200), torch_vmap=(4096, 50), jax_naive=(2, 200)),
     ("tiny", "cpu"): Budget(4, 100, raw=(4, 50), torch_naive=(1, 5), torch_vmap=(4, 5), jax_naive=(1, 5)),
@@ -449,6 +449,9 @@ def main(argv: list[str] | None = None) -> dict:
             name, SIZES[name], budget, device_class=device_class, bandwidth=result["bandwidth"]["bytes_per_s"],
             use_torch=use_torch, torch_dev=torch_dev, repeats=repeats, log=log,
         )
+        if args.out:  # after each size, so an interrupted run keeps what it measured
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
     result["load_average_end"] = list(os.getloadavg())
     result = _jsonable(result)
     print(table(result))
