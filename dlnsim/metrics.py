@@ -37,7 +37,7 @@ class Metrics(NamedTuple):
     align_left_cos2: Array  # () mean cos^2 of those angles
     align_right_sin: Array  # () same for the top-s right singular space of E vs range(B)
     align_right_cos2: Array  # ()
-    sv: Array  # (n_singular,) top singular values of E
+    sv: Array  # (n_singular,) top singular values of E (floor ~sqrt(eps) sigma_max, see _spectrum)
     eff_rank: Array  # () exp(entropy of the normalised singular values of E)
     balance: Array  # () max_l ||W_{l+1}^T W_{l+1} - W_l W_l^T||_F / (||W_{l+1}||_F^2 + ||W_l||_F^2)
     limit_dist: Array  # () ||E - E*||_F / ||E*||_F
@@ -51,6 +51,18 @@ def _alignment(basis: Array, ref: Array) -> tuple[Array, Array]:
     """(sin of the largest principal angle, mean cos^2) between two orthonormal bases."""
     cos = jnp.linalg.svd(ref.T @ basis, compute_uv=False)
     return jnp.sqrt(jnp.maximum(1.0 - jnp.min(cos) ** 2, 0.0)), jnp.mean(cos**2)
+
+
+def _spectrum(e2e: Array, prec: str) -> tuple[Array, Array]:
+    """Singular values (descending) and right singular vectors of E, from eigh of E^T E.
+
+    An (m, m) symmetric eigenproblem instead of an SVD of the (d, m) map: 5-50x faster on
+    CPU LAPACK and on GPUs. Values come out with absolute error ~sqrt(eps) * sigma_max
+    (float32: ~3e-4 sigma_max), so singular values below that are at the floor; the top
+    ones and the singular spaces are accurate.
+    """
+    evals, evecs = jnp.linalg.eigh(jnp.matmul(e2e.T, e2e, precision=precision(prec)))
+    return jnp.sqrt(jnp.maximum(evals[::-1], 0.0)), evecs[:, ::-1]
 
 
 def balancedness(params: Params, prec: str = "highest") -> Array:
@@ -132,9 +144,10 @@ def compute_metrics(
     off = e2e - mm(mm(e2e, problem.qb), problem.qb.T)
     clean_sq = _sq(mm(e2e, problem.y_test) - problem.x_test)
     e2e_sq = _sq(e2e)
-    left, sv, right_t = jnp.linalg.svd(e2e, full_matrices=False)
-    left_sin, left_cos2 = _alignment(left[:, :s], problem.u)
-    right_sin, right_cos2 = _alignment(right_t[:s].T, problem.qb)
+    sv, right = _spectrum(e2e, prec)
+    left, _ = jnp.linalg.qr(mm(e2e, right[:, :s]))  # basis of the top-s left singular space
+    left_sin, left_cos2 = _alignment(left, problem.u)
+    right_sin, right_cos2 = _alignment(right[:, :s], problem.qb)
     prob = sv / jnp.sum(sv)
     entropy = -jnp.sum(jnp.where(prob > 0, prob * jnp.log(jnp.where(prob > 0, prob, 1.0)), 0.0))
     if e_star is None:
@@ -146,7 +159,7 @@ def compute_metrics(
         loss_reg=loss_reg,
         on_err=jnp.sqrt(_sq(mm(e2e, problem.b) - problem.u) / s),
         off_fro=jnp.sqrt(_sq(off)),
-        off_spec=jnp.linalg.norm(off, ord=2),
+        off_spec=jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(mm(off.T, off))[-1], 0.0)),
         w1_off_fro=jnp.sqrt(_sq(w1_off)),
         e2e_fro=jnp.sqrt(e2e_sq),
         test_err=jnp.sqrt(clean_sq / signal_sq),
