@@ -167,13 +167,16 @@ def simulate(
     )
     step = make_step(model, train, n)
 
-    def between_logs(state: TrainState, _: None) -> tuple[TrainState, Metrics]:
-        state, _ = jax.lax.scan(lambda s, _: (step(s, data, hp), None), state, None, length=train.log_every)
+    def advance(state: TrainState) -> TrainState:
+        return jax.lax.scan(lambda s, _: (step(s, data, hp), None), state, None, length=train.log_every)[0]
+
+    def log_point(state: TrainState, i: Array) -> tuple[TrainState, Metrics]:
+        # Log point 0 is the initial state. The predicate is the same for every run, so
+        # under vmap this stays a real branch, and the metrics are compiled only once.
+        state = jax.lax.cond(i > 0, advance, lambda s: s, state)
         return state, measure(state.params)
 
-    first = measure(params)
-    state, rest = jax.lax.scan(between_logs, state, None, length=train.steps // train.log_every)
-    metrics = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+    state, metrics = jax.lax.scan(log_point, state, jnp.arange(train.n_logs))
     return Run(state.params, metrics, state.diverged, state.diverged_at)
 
 

@@ -19,7 +19,10 @@ def _cfg(grid, train=TRAIN64, **kw):
 
 def _assert_runs_equal(a: xr.Dataset, b: xr.Dataset, rtol=RTOL64):
     for name in dlnsim.Metrics._fields:
-        np.testing.assert_allclose(a[name].values, b[name].values, rtol=rtol, atol=1e-14, err_msg=name)
+        # Singular values come from eigh of E^T E: absolute error ~eps sigma_max^2 / sigma,
+        # i.e. ~1e-10 for the smallest ones logged here, which differ between batch sizes.
+        atol = 1e-9 if name == "sv" else 1e-14
+        np.testing.assert_allclose(a[name].values, b[name].values, rtol=rtol, atol=atol, err_msg=name)
     np.testing.assert_array_equal(a.diverged.values, b.diverged.values)
 
 
