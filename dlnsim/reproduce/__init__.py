@@ -71,8 +71,12 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
         "Default sizes run in minutes on 2 CPU cores; --full uses the paper's sizes (for a GPU).",
     )
     s.add_argument("name", choices=(*NAMES, "all"), metavar="NAME", help=f"one of {', '.join(NAMES)}, or all")
-    s.add_argument("--full", action="store_true", help="the paper's sizes (d=200, m=100, s=5, L=5, width 400): a GPU job")
-    s.add_argument("-o", "--output-dir", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default: {DEFAULT_OUT})")
+    s.add_argument(
+        "--full", action="store_true", help="the paper's sizes (d=200, m=100, s=5, L=5, width 400): a GPU job"
+    )
+    s.add_argument(
+        "-o", "--output-dir", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default: {DEFAULT_OUT})"
+    )
     s.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tiny sizes, for tests
     s.set_defaults(func=func)
 

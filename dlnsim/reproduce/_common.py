@@ -75,7 +75,9 @@ def sweep(ctx: Context, cfg: SweepConfig, stem: str) -> xr.Dataset:
 def b_singular_values(cfg: SweepConfig, seed: int, problem_seed: int = 0) -> np.ndarray:
     """Singular values of ``B = A U`` of the teacher a run of ``cfg`` trained on."""
     key = problem_key(problem_seed, seed if cfg.teacher_per_seed else None)
-    return np.linalg.svd(np.asarray(make_problem(cfg.problem, key=key, dtype=cfg.train.dtype).b, float), compute_uv=False)
+    return np.linalg.svd(
+        np.asarray(make_problem(cfg.problem, key=key, dtype=cfg.train.dtype).b, float), compute_uv=False
+    )
 
 
 def fmt(v: Any, digits: int = 3) -> str:

@@ -76,7 +76,7 @@ def predicted_noise_err(ds: xr.Dataset, cfg: SweepConfig) -> xr.DataArray:
 def margins(measured: xr.DataArray, predicted: xr.DataArray) -> xr.Dataset:
     """How much weight decay lowers the error: (lambda = 0) - (largest lambda), median over seeds."""
     lo, hi = measured["weight_decay"].values.min(), measured["weight_decay"].values.max()
-    gap = lambda da: (da.sel(weight_decay=lo) - da.sel(weight_decay=hi)).median("seed")  # noqa: E731
+    gap = lambda da: (da.sel(weight_decay=lo) - da.sel(weight_decay=hi)).median("seed")
     return xr.Dataset({"measured": gap(measured), "predicted": gap(predicted)})
 
 
@@ -105,13 +105,26 @@ def _spread(da: xr.DataArray) -> str:
     return f"{c.fmt(med)} [{c.fmt(lo)}, {c.fmt(hi)}]"
 
 
-def report(lin: xr.Dataset, relu: xr.Dataset, cfg: SweepConfig, mc: xr.Dataset, d4: xr.Dataset | None, d4_cfg: SweepConfig | None, png: str) -> str:
+def report(
+    lin: xr.Dataset,
+    relu: xr.Dataset,
+    cfg: SweepConfig,
+    mc: xr.Dataset,
+    d4: xr.Dataset | None,
+    d4_cfg: SweepConfig | None,
+    png: str,
+) -> str:
     """The Markdown report (pure: numbers from the datasets)."""
     meas, pred = final_noise_err(lin), predicted_noise_err(lin, cfg)
     wds = lin["weight_decay"].values
     head = ["sigma"] + [f"{k} lambda={w:g}" for w in wds for k in ("measured", "D4 predicted")]
     rows = [
-        [f"{s:g}"] + [x for w in wds for x in (_spread(meas.sel(weight_decay=w, sigma=s)), pred.sel(weight_decay=w, sigma=s).median("seed"))]
+        [f"{s:g}"]
+        + [
+            x
+            for w in wds
+            for x in (_spread(meas.sel(weight_decay=w, sigma=s)), pred.sel(weight_decay=w, sigma=s).median("seed"))
+        ]
         for s in lin["sigma"].values
     ]
     gap = margins(meas, pred)
@@ -138,17 +151,30 @@ def report(lin: xr.Dataset, relu: xr.Dataset, cfg: SweepConfig, mc: xr.Dataset, 
         f"Closed form (D4) vs Monte Carlo on the fixed test-noise draw, run seed 0: largest relative difference "
         f"{c.fmt(float(mc_rel.max()))} over sigma > 0 and both weight decays.",
         "",
-        c.table(["lambda", "sigma", "closed form", "Monte Carlo"], [
-            [f"{w:g}", f"{s:g}", mc["closed_form"].sel(weight_decay=w, sigma=s), mc["monte_carlo"].sel(weight_decay=w, sigma=s)]
-            for w in mc["weight_decay"].values for s in mc["sigma"].values
-        ]),
+        c.table(
+            ["lambda", "sigma", "closed form", "Monte Carlo"],
+            [
+                [
+                    f"{w:g}",
+                    f"{s:g}",
+                    mc["closed_form"].sel(weight_decay=w, sigma=s),
+                    mc["monte_carlo"].sel(weight_decay=w, sigma=s),
+                ]
+                for w in mc["weight_decay"].values
+                for s in mc["sigma"].values
+            ],
+        ),
         "",
         "## (b) ReLU network, same sizes and data (Monte Carlo errors)",
         "",
-        c.table(["sigma"] + [f"lambda={w:g}" for w in relu["weight_decay"].values], [
-            [f"{s:g}"] + [_spread(final_noise_err(relu).sel(weight_decay=w, sigma=s)) for w in relu["weight_decay"].values]
-            for s in relu["sigma"].values
-        ]),
+        c.table(
+            ["sigma"] + [f"lambda={w:g}" for w in relu["weight_decay"].values],
+            [
+                [f"{s:g}"]
+                + [_spread(final_noise_err(relu).sel(weight_decay=w, sigma=s)) for w in relu["weight_decay"].values]
+                for s in relu["sigma"].values
+            ],
+        ),
         "",
         "No closed form exists for the ReLU network; the claim checked is qualitative: weight decay lowers the noisy error.",
     ]
@@ -183,7 +209,14 @@ def run(ctx: c.Context) -> c.Outcome:
     if not ctx.smoke:  # the paper's sizes: about 2 minutes on 2 CPU cores
         d4_cfg = c.config(ctx, "fig1_d4")
         d4 = c.sweep(ctx, d4_cfg, "fig1_d4")
-    png = figures.fig1(final_noise_err(lin), predicted_noise_err(lin, cfg), final_noise_err(relu), mc,
-                       final_noise_err(d4) if d4 is not None else None, D4_TABLE, ctx.out / f"fig1{ctx.suffix}.png")
+    png = figures.fig1(
+        final_noise_err(lin),
+        predicted_noise_err(lin, cfg),
+        final_noise_err(relu),
+        mc,
+        final_noise_err(d4) if d4 is not None else None,
+        D4_TABLE,
+        ctx.out / f"fig1{ctx.suffix}.png",
+    )
     path = c.write_report(ctx, "fig1", report(lin, relu, cfg, mc, d4, d4_cfg, png.name))
     return c.Outcome(path, (png,), {"linear": lin, "relu": relu, "d4": d4, "mc": mc, "cfg": cfg})

@@ -50,8 +50,15 @@ def fig1(lin, lin_pred, relu, mc, d4, d4_table, path: Path) -> Path:
     axes = fig.subplots(1, ncol, sharey=False)
     _noise_panel(axes[0], lin, lin_pred, "(a) deep linear network\nband: min-max over seeds, thin: seeds")
     for n, w in enumerate(mc["weight_decay"].values):
-        axes[0].plot(mc["sigma"], mc["monte_carlo"].sel(weight_decay=w), ls="", marker="x", ms=7, color="k",
-                     label="Monte Carlo, seed 0" if n == 0 else None)
+        axes[0].plot(
+            mc["sigma"],
+            mc["monte_carlo"].sel(weight_decay=w),
+            ls="",
+            marker="x",
+            ms=7,
+            color="k",
+            label="Monte Carlo, seed 0" if n == 0 else None,
+        )
     axes[0].legend(fontsize=7)
     _noise_panel(axes[1], relu, None, "(b) ReLU network, same sizes and data\n(Monte Carlo errors)")
     top = max(float(lin.max()), float(relu.max())) * 1.05
@@ -60,8 +67,16 @@ def fig1(lin, lin_pred, relu, mc, d4, d4_table, path: Path) -> Path:
     if d4 is not None:
         _noise_panel(axes[2], d4, None, "(c) paper sizes d=200, m=100, w=400, N=100\nvs the D4 table of SCIENCE.md")
         for n, (w, row) in enumerate(d4_table.items()):
-            axes[2].plot(list(row), list(row.values()), ls="", marker="*", ms=11, mec="k", color=COLORS[n],
-                         label="SCIENCE.md D4 table" if n == 0 else None)
+            axes[2].plot(
+                list(row),
+                list(row.values()),
+                ls="",
+                marker="*",
+                ms=11,
+                mec="k",
+                color=COLORS[n],
+                label="SCIENCE.md D4 table" if n == 0 else None,
+            )
         axes[2].legend(fontsize=7)
     fig.suptitle("Figure 1: weight decay makes the learned map robust to measurement noise", fontsize=11)
     return _save(fig, path)
@@ -76,16 +91,31 @@ def depth(steps: xr.DataArray, reference: dict[int, float], ref_width: int, eps:
         one = steps.sel(width=w)
         med, lo, hi = one.median("seed"), one.min("seed"), one.max("seed")
         x = depths + (n - (steps.sizes["width"] - 1) / 2) * 0.08
-        ax.errorbar(x, med, yerr=[med - lo, hi - med], color=COLORS[n % len(COLORS)], marker="o", capsize=3,
-                    lw=1.8, label=f"width {w} (median, min-max over seeds)")
-    ax.plot(list(reference), list(reference.values()), ls="", marker="*", ms=12, color="k",
-            label=f"SCIENCE.md D2 (width {ref_width})")
+        ax.errorbar(
+            x,
+            med,
+            yerr=[med - lo, hi - med],
+            color=COLORS[n % len(COLORS)],
+            marker="o",
+            capsize=3,
+            lw=1.8,
+            label=f"width {w} (median, min-max over seeds)",
+        )
+    ax.plot(
+        list(reference),
+        list(reference.values()),
+        ls="",
+        marker="*",
+        ms=12,
+        color="k",
+        label=f"SCIENCE.md D2 (width {ref_width})",
+    )
     ax.set_xticks(depths)
     ax.set_xlabel("depth L")
     ax.set_ylabel(f"steps until on-subspace error <= {eps:g}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title("Deeper networks fit the subspace in fewer steps (fixed step size)", fontsize=10)
+    ax.set_title("Steps to the on-subspace fit vs depth and width (fixed step size)", fontsize=10)
     return _save(fig, path)
 
 

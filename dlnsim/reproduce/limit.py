@@ -37,26 +37,30 @@ def report(cfg: SweepConfig, nums: xr.Dataset, pngs: list[str]) -> str:
         one = nums.sel(weight_decay=w)
         rows.append([f"{w:g}", one["final"].median("seed"), one["final"].max("seed"),
                      one["steps_1e-6"].median("seed"), one["rate_ratio"].median("seed")])  # fmt: skip
-    return "\n".join([
-        "# Convergence to the closed-form limit E*",
-        "",
-        *[f"![limit]({p})" for p in pngs],
-        "",
-        f"Sizes: {c.sizes(cfg)}.",
-        "",
-        "Relative distance ||E - E*||_F / ||E*||_F of the trained end-to-end map to E* = U V diag(h_i / sigma_i) Q^T "
-        f"(SCIENCE.md 'Limit'; whitened codes make it exact). SCIENCE.md reports ~{SCIENCE_FLOOR:g} at L=3 after 40k "
-        "steps. 'rate / D1' is the fitted log-slope of the distance (above the rounding floor, last half) over "
-        "ln(1 - eta lambda): the approach is governed by the off-subspace decay.",
-        "",
-        c.table(["lambda", "final (median)", "final (worst seed)", "steps to 1e-6", "rate / D1"], rows),
-    ])
+    return "\n".join(
+        [
+            "# Convergence to the closed-form limit E*",
+            "",
+            *[f"![limit]({p})" for p in pngs],
+            "",
+            f"Sizes: {c.sizes(cfg)}.",
+            "",
+            "Relative distance ||E - E*||_F / ||E*||_F of the trained end-to-end map to E* = U V diag(h_i / sigma_i) Q^T "
+            f"(SCIENCE.md 'Limit'; whitened codes make it exact). SCIENCE.md reports ~{SCIENCE_FLOOR:g} at L=3 after 40k "
+            "steps. 'rate / D1' is the fitted log-slope of the distance (above the rounding floor, last half) over "
+            "ln(1 - eta lambda): the approach is governed by the off-subspace decay.",
+            "",
+            c.table(["lambda", "final (median)", "final (worst seed)", "steps to 1e-6", "rate / D1"], rows),
+        ]
+    )
 
 
 def run(ctx: c.Context) -> c.Outcome:
     cfg = c.config(ctx, "limit", SMOKE)
     ds = c.sweep(ctx, cfg, "limit")
     nums = numbers(ds)
-    png = figures.distance_to_limit(ds["limit_dist"].transpose("weight_decay", "seed", "step"), ctx.out / f"limit{ctx.suffix}.png")
+    png = figures.distance_to_limit(
+        ds["limit_dist"].transpose("weight_decay", "seed", "step"), ctx.out / f"limit{ctx.suffix}.png"
+    )
     path = c.write_report(ctx, "limit", report(cfg, nums, [png.name]))
     return c.Outcome(path, (png,), {"results": ds, "numbers": nums, "cfg": cfg})

@@ -7,7 +7,6 @@ exactly like ``(1 - eta lambda)^t`` (D1), until ``||E P_perp||_F`` is 1% of its 
 
 from __future__ import annotations
 
-import numpy as np
 import xarray as xr
 
 from dlnsim import plotting
@@ -46,7 +45,7 @@ def numbers(ds: xr.Dataset) -> xr.Dataset:
 
 
 def report(ds: xr.Dataset, cfg: SweepConfig, nums: xr.Dataset, pngs: list[str]) -> str:
-    med = lambda name, w: nums[name].sel(weight_decay=w).median("seed")  # noqa: E731
+    med = lambda name, w: nums[name].sel(weight_decay=w).median("seed")
     rows = []
     for w in nums["weight_decay"].values:
         rows.append([
@@ -56,25 +55,27 @@ def report(ds: xr.Dataset, cfg: SweepConfig, nums: xr.Dataset, pngs: list[str]) 
         ])  # fmt: skip
     head = ["lambda", "steps I (on_err<=0.1)", "steps III measured", "steps III D1", "W_1 P_perp rate / D1",
             "final on_err", "limit on_err*", "final imbalance", "imbalance rate / ln(1-eta lambda)"]  # fmt: skip
-    return "\n".join([
-        "# Three phases of training",
-        "",
-        *[f"![phases]({p})" for p in pngs],
-        "",
-        f"Sizes: {c.sizes(cfg)}.",
-        "",
-        "Medians over seeds. Phase I ends at the first logged step with on-subspace error <= 0.1; Phase III is "
-        "reached when ||E P_perp||_F <= 1% of its initial value, predicted from the exact decay "
-        "||W_1 P_perp|| = (1 - eta lambda)^t ||W_1(0) P_perp|| (D1). 'rate / D1' is the fitted log-slope of "
-        "||W_1 P_perp|| over the last half of the run divided by ln(1 - eta lambda) (D1: exactly 1). "
-        "The imbalance max_l ||W_{l+1}^T W_{l+1} - W_l W_l^T|| (relative) decays roughly like "
-        "(1 - eta lambda)^(2t) (D3), i.e. rate ratio about 2. on_err* is the closed-form limit (whitened codes).",
-        "",
-        c.table(head, rows),
-        "",
-        "Without weight decay (lambda = 0) the off-subspace part never moves (D1), so Phase III is never reached "
-        "('-') and the imbalance stays at its initial level.",
-    ])
+    return "\n".join(
+        [
+            "# Three phases of training",
+            "",
+            *[f"![phases]({p})" for p in pngs],
+            "",
+            f"Sizes: {c.sizes(cfg)}.",
+            "",
+            "Medians over seeds. Phase I ends at the first logged step with on-subspace error <= 0.1; Phase III is "
+            "reached when ||E P_perp||_F <= 1% of its initial value, predicted from the exact decay "
+            "||W_1 P_perp|| = (1 - eta lambda)^t ||W_1(0) P_perp|| (D1). 'rate / D1' is the fitted log-slope of "
+            "||W_1 P_perp|| over the last half of the run divided by ln(1 - eta lambda) (D1: exactly 1). "
+            "The imbalance max_l ||W_{l+1}^T W_{l+1} - W_l W_l^T|| (relative) decays roughly like "
+            "(1 - eta lambda)^(2t) (D3), i.e. rate ratio about 2. on_err* is the closed-form limit (whitened codes).",
+            "",
+            c.table(head, rows),
+            "",
+            "Without weight decay (lambda = 0) the off-subspace part never moves (D1), so Phase III is never reached "
+            "('-') and the imbalance stays at its initial level.",
+        ]
+    )
 
 
 def run(ctx: c.Context) -> c.Outcome:
