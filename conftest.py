@@ -14,6 +14,9 @@ import pytest  # noqa: E402
 import dlnsim  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+# A notebook run once hung in CPU async dispatch (all workers idle, a lost wake-up, like
+# jax-ml/jax#25861); synchronous dispatch costs the toy-sized tests nothing measurable.
+jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 
 @pytest.fixture(autouse=True)

@@ -65,6 +65,10 @@ def _setup_jax(args: argparse.Namespace, *, x64: bool = False) -> str | None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     if x64:
         jax.config.update("jax_enable_x64", True)
+    # JAX's CPU async dispatch can lose a wake-up and hang forever with idle threads
+    # (jax-ml/jax#25861; seen here twice in long runs). A sweep is a few large calls, so
+    # synchronous dispatch costs nothing.
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
     return cache
 
 
