@@ -1,6 +1,6 @@
 """TOML sweep config files: parse, validate, override and write a :class:`SweepConfig`.
 
-A config file has one table per part of :func:`dlnsim.grid.config_to_dict`::
+A config file has one table per part of :func:`config_to_dict`::
 
     [problem]   # ProblemConfig fields (d, m, s, n_train, ...)
     [model]     # ModelConfig fields (depth, width, init, activation)
@@ -371,6 +371,18 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {v!r} as a TOML value")
 
 
+def config_to_dict(cfg: SweepConfig) -> dict[str, Any]:
+    """Plain-data form of a sweep config, one table per section."""
+    return {
+        "problem": dataclasses.asdict(cfg.problem),
+        "model": dataclasses.asdict(cfg.model),
+        "train": dataclasses.asdict(cfg.train),
+        "hparams": dict(cfg.hparams),
+        "grid": {k: list(v) for k, v in cfg.grid.items()},
+        "sweep": {"teacher_per_seed": cfg.teacher_per_seed, "chunk_size": cfg.chunk_size, "max_memory": cfg.max_memory},
+    }
+
+
 def dumps_config(cfg: SweepConfig) -> str:
     """The full config as canonical TOML text (every field written, defaults included).
 
@@ -382,8 +394,6 @@ def dumps_config(cfg: SweepConfig) -> str:
       >>> dumps_config(load_config_text(dumps_config(cfg))) == dumps_config(cfg)
       True
     """
-    from dlnsim.grid import config_to_dict
-
     d = config_to_dict(cfg)
     d["hparams"] = HParams(**cfg.hparams)._asdict()  # explicit: defaults may change
     axes = d["grid"]

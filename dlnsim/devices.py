@@ -25,9 +25,10 @@ def run_bytes(problem: ProblemConfig, model: ModelConfig, train: TrainConfig, ra
     Counts the weights with their gradient, update and optimiser state, the data the
     loss sees (r columns reduced, N raw) with its activations, the test set gathered per
     run, and the metric temporaries (end-to-end map, SVD copies, Gram matrices), with a
-    factor 1.5 for XLA's buffers. The benchmark ``benchmarks/memory.py`` checks it.
+    factor 1.5 for XLA's buffers. ``benchmarks/memory.py`` compares it with the peak
+    resident memory of a real sweep.
     """
-    d, m, s = problem.d, problem.m, problem.s
+    d, m = problem.d, problem.m
     n_params = sum(a * b for a, b in layer_shapes(model, m, d))
     copies = {"gd": 3, "momentum": 4, "adam": 5, "adamw": 5}[train.optimizer]
     cols = problem.n_train if raw else min(m, problem.n_train)

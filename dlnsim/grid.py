@@ -12,7 +12,6 @@ between to resume a killed sweep.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterable
@@ -28,7 +27,6 @@ from dlnsim.config import (
     ModelConfig,
     ProblemConfig,
     SweepConfig,
-    TrainConfig,
     parse_bytes,
     problem_and_model,
     static_combinations,
@@ -279,43 +277,16 @@ def sweep(
 
 
 def run_attrs(cfg: SweepConfig) -> dict[str, Any]:
-    """Provenance attributes: config (JSON), versions, device, precision."""
-    import json
-
+    """Provenance attributes: the full config (TOML text), versions, device, precision."""
     from dlnsim import __version__
+    from dlnsim.configfile import dumps_config
 
     dev = jax.devices()[0]
     return {
-        "config_json": json.dumps(config_to_dict(cfg), sort_keys=True),
+        "config_toml": dumps_config(cfg),
         "dlnsim_version": __version__,
         "jax_version": jax.__version__,
         "device_kind": f"{dev.platform}: {dev.device_kind}",
         "dtype": cfg.train.dtype,
         "precision": cfg.train.precision,
     }
-
-
-def config_to_dict(cfg: SweepConfig) -> dict[str, Any]:
-    """Plain-data form of a sweep config (sections problem, model, train, hparams, grid)."""
-    return {
-        "problem": dataclasses.asdict(cfg.problem),
-        "model": dataclasses.asdict(cfg.model),
-        "train": dataclasses.asdict(cfg.train),
-        "hparams": dict(cfg.hparams),
-        "grid": {k: list(v) for k, v in cfg.grid.items()},
-        "sweep": {"teacher_per_seed": cfg.teacher_per_seed, "chunk_size": cfg.chunk_size, "max_memory": cfg.max_memory},
-    }
-
-
-def config_from_dict(d: dict[str, Any]) -> SweepConfig:
-    """Inverse of :func:`config_to_dict`."""
-    sweep_opts = dict(d.get("sweep", {}))
-    return SweepConfig(
-        problem=ProblemConfig(**d.get("problem", {})),
-        model=ModelConfig(**d.get("model", {})),
-        train=TrainConfig(**d.get("train", {})),
-        hparams=d.get("hparams", {}),
-        grid=d.get("grid", {}),
-        **sweep_opts,
-    )
-

@@ -11,7 +11,6 @@ while ``dlnsim.reduce.summary_table`` stays reachable.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import sys
 import types
@@ -68,11 +67,11 @@ def grid_dims(ds: xr.Dataset) -> tuple[str, ...]:
 
 
 def config_of(ds: xr.Dataset) -> SweepConfig | None:
-    """The sweep config stored in ``ds.attrs["config_json"]``, or None if absent."""
-    from dlnsim.grid import config_from_dict  # local: grid is the heavy sweep module
+    """The sweep config stored in ``ds.attrs["config_toml"]``, or None if absent."""
+    from dlnsim.configfile import load_config_text
 
-    text = ds.attrs.get("config_json")
-    return None if text is None else config_from_dict(json.loads(text))
+    text = ds.attrs.get("config_toml")
+    return None if text is None else load_config_text(text, source="config_toml attribute")
 
 
 def hparam(ds: xr.Dataset, name: str, cfg: SweepConfig | None = None) -> xr.DataArray:

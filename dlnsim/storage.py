@@ -218,7 +218,6 @@ def _iso(t: float) -> str:
 
 def _attrs(cfg: SweepConfig, chunks: list[Chunk], stored: list[_Stored]) -> dict[str, Any]:
     attrs = run_attrs(cfg)
-    attrs["config_toml"] = dumps_config(cfg)
     groups = static_combinations(cfg)
     wall = np.zeros(len(groups))
     for chunk, s in zip(chunks, stored):

@@ -33,7 +33,7 @@ def test_dataset_layout():
     assert ds.sv.dims[-1] == "k" and ds.sizes["k"] == 8
     assert list(ds.step.values) == [0, 50, 100]
     assert ds.diverged.dims == ("depth", "weight_decay", "seed")
-    assert "config_json" in ds.attrs and ds.attrs["dtype"] == "float64"
+    assert "[grid]" in ds.attrs["config_toml"] and ds.attrs["dtype"] == "float64"
     assert np.isfinite(ds.on_err.values).all()
 
 

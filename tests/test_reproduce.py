@@ -107,7 +107,7 @@ def test_fig1_relu_uses_raw_data_and_is_labelled(outcomes):
     relu, cfg = f.data["relu"], f.data["cfg"]
     assert relu["activation"].item() == "relu" and f.data["linear"]["activation"].item() == "linear"
     assert uses_raw_data(ModelConfig(activation="relu"), cfg.train)
-    assert '"activation": "relu"' in relu.attrs["config_json"]
+    assert 'activation = "relu"' in relu.attrs["config_toml"]
     assert relu["on_err"].isnull().all()  # metrics that need E are NaN for ReLU
     assert np.isfinite(relu["noise_err"]).all()  # Monte Carlo errors are measured
     # Same teachers and data: the two panels start from the same initial clean error scale.
