@@ -47,22 +47,29 @@ def _sq(x: Array) -> Array:
     return jnp.sum(x * x)
 
 
-def _alignment(basis: Array, ref: Array) -> tuple[Array, Array]:
-    """(sin of the largest principal angle, mean cos^2) between two orthonormal bases."""
-    cos = jnp.linalg.svd(ref.T @ basis, compute_uv=False)
-    return jnp.sqrt(jnp.maximum(1.0 - jnp.min(cos) ** 2, 0.0)), jnp.mean(cos**2)
+def _alignments(pairs: list[tuple[Array, Array]]) -> list[tuple[Array, Array]]:
+    """Per (basis, ref) pair of orthonormal (n, s) bases: (sin of the largest principal
+    angle, mean cos^2). The cosines of all pairs come from one batched SVD (see _spectrum)."""
+    cos = jnp.linalg.svd(jnp.stack([ref.T @ basis for basis, ref in pairs]), compute_uv=False)
+    return [(jnp.sqrt(jnp.maximum(1.0 - jnp.min(c) ** 2, 0.0)), jnp.mean(c**2)) for c in cos]
 
 
-def _spectrum(e2e: Array, prec: str) -> tuple[Array, Array]:
-    """Singular values (descending) and right singular vectors of E, from eigh of E^T E.
+def _spectrum(e2e: Array, off: Array, prec: str) -> tuple[Array, Array, Array]:
+    """Singular values (descending) and right singular vectors of E, and ``||E P_perp||_2^2``.
+
+    One batched eigh of ``E^T E`` and ``(E P_perp)^T (E P_perp)``. (Two separate LAPACK
+    eigensolver calls in one program deadlocked XLA's CPU runtime here, reproducibly at
+    the paper's sizes; one batched call does not.)
 
     An (m, m) symmetric eigenproblem instead of an SVD of the (d, m) map: 5-50x faster on
     CPU LAPACK and on GPUs. Values come out with absolute error ~sqrt(eps) * sigma_max
     (float32: ~3e-4 sigma_max), so singular values below that are at the floor; the top
     ones and the singular spaces are accurate.
     """
-    evals, evecs = jnp.linalg.eigh(jnp.matmul(e2e.T, e2e, precision=precision(prec)))
-    return jnp.sqrt(jnp.maximum(evals[::-1], 0.0)), evecs[:, ::-1]
+    p = precision(prec)
+    grams = jnp.stack([jnp.matmul(e2e.T, e2e, precision=p), jnp.matmul(off.T, off, precision=p)])
+    evals, evecs = jnp.linalg.eigh(grams)
+    return jnp.sqrt(jnp.maximum(evals[0, ::-1], 0.0)), evecs[0, :, ::-1], jnp.maximum(evals[1, -1], 0.0)
 
 
 def balancedness(params: Params, prec: str = "highest") -> Array:
@@ -144,10 +151,9 @@ def compute_metrics(
     off = e2e - mm(mm(e2e, problem.qb), problem.qb.T)
     clean_sq = _sq(mm(e2e, problem.y_test) - problem.x_test)
     e2e_sq = _sq(e2e)
-    sv, right = _spectrum(e2e, prec)
+    sv, right, off_sq = _spectrum(e2e, off, prec)
     left, _ = jnp.linalg.qr(mm(e2e, right[:, :s]))  # basis of the top-s left singular space
-    left_sin, left_cos2 = _alignment(left, problem.u)
-    right_sin, right_cos2 = _alignment(right[:, :s], problem.qb)
+    (left_sin, left_cos2), (right_sin, right_cos2) = _alignments([(left, problem.u), (right[:, :s], problem.qb)])
     prob = sv / jnp.sum(sv)
     entropy = -jnp.sum(jnp.where(prob > 0, prob * jnp.log(jnp.where(prob > 0, prob, 1.0)), 0.0))
     if e_star is None:
@@ -159,7 +165,7 @@ def compute_metrics(
         loss_reg=loss_reg,
         on_err=jnp.sqrt(_sq(mm(e2e, problem.b) - problem.u) / s),
         off_fro=jnp.sqrt(_sq(off)),
-        off_spec=jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(mm(off.T, off))[-1], 0.0)),
+        off_spec=jnp.sqrt(off_sq),
         w1_off_fro=jnp.sqrt(_sq(w1_off)),
         e2e_fro=jnp.sqrt(e2e_sq),
         test_err=jnp.sqrt(clean_sq / signal_sq),
