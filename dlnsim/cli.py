@@ -244,7 +244,13 @@ def _shard(args: argparse.Namespace) -> tuple[int, int] | None:
     if args.distributed:
         import jax
 
-        jax.distributed.initialize()  # reads SLURM / coordinator settings from the environment
+        try:  # None: detected from the cluster (SLURM, Open MPI, ...) or JAX_COORDINATOR_ADDRESS
+            jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        except (ValueError, RuntimeError) as e:
+            raise _Fail(
+                f"--distributed could not start ({e}): run under a cluster JAX detects (SLURM, Open MPI) "
+                "or give --coordinator HOST:PORT --num-processes N --process-id I"
+            ) from None
         return (jax.process_index(), jax.process_count()) if jax.process_count() > 1 else None
     if args.shard is None:
         return None
@@ -258,15 +264,20 @@ def _shard(args: argparse.Namespace) -> tuple[int, int] | None:
 
 
 def _merge_distributed(final: Path, shard: tuple[int, int]) -> int:
-    """Under ``--distributed`` every process wrote a shard next to ``final``; process 0 merges."""
-    from jax.experimental import multihost_utils
+    """Under ``--distributed`` every process writes its shard next to ``final`` (a shared file
+    system); process 0 waits for all of them (each appears atomically, complete) and merges."""
+    if shard[0] != 0:
+        return 0
+    from dlnsim.storage import merge_shards
 
-    multihost_utils.sync_global_devices("dlnsim shards written")  # needs a shared file system
-    if shard[0] == 0:
-        from dlnsim.storage import merge_shards
-
-        merge_shards([_part_path(final, i, shard[1]) for i in range(shard[1])], final)
-        print(f"wrote {final}: {shard[1]} process shards merged")
+    parts = [_part_path(final, i, shard[1]) for i in range(shard[1])]
+    while missing := [p for p in parts if not p.exists()]:
+        print(f"waiting for {len(missing)} of {len(parts)} process shards ({missing[0]}, ...)", file=sys.stderr, flush=True)
+        time.sleep(5.0)
+    merge_shards(parts, final)
+    for p in parts:
+        p.unlink()
+    print(f"wrote {final}: {shard[1]} process shards merged")
     return 0
 
 
@@ -421,6 +432,9 @@ def _parser() -> argparse.ArgumentParser:
         help="multi-host: call jax.distributed.initialize(); each process computes its shard into "
         "RESULTS.partIofN.nc and process 0 merges them into RESULTS",
     )
+    s.add_argument("--coordinator", metavar="HOST:PORT", help="--distributed: coordinator address (default: detected)")
+    s.add_argument("--num-processes", type=int, metavar="N", help="--distributed: number of processes (default: detected)")
+    s.add_argument("--process-id", type=int, metavar="I", help="--distributed: this process's index (default: detected)")
     s.set_defaults(func=cmd_sweep)
 
     s = sub.add_parser(

@@ -45,3 +45,26 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path):
     with pytest.raises(ValueError, match="both shard 0/2"):
         merge_shards([parts[0], parts[0]], tmp_path / "merged.nc")
     assert not (tmp_path / "merged.nc").exists()
+
+
+@pytest.mark.slow  # two JAX processes with a coordinator: ~30 s on 2 cores; run with -m slow
+def test_two_process_distributed_sweep_equals_single_run(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp_path / "tiny.toml"
+    config.write_text(dlnsim.dumps_config(CFG))
+    env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0")
+    cmd = [sys.executable, "-m", "dlnsim", "sweep", str(config), "-o", str(tmp_path / "dist.nc"), "-q", "--distributed",
+           "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+    procs = [subprocess.Popen([*cmd, "--process-id", str(i)], env=env) for i in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    dist, _ = open_results(tmp_path / "dist.nc")
+    whole, _ = run_sweep(CFG, tmp_path / "whole.nc")
+    xr.testing.assert_identical(dist.drop_attrs(), whole.drop_attrs())
+    assert not list(tmp_path.glob("dist.part*"))
