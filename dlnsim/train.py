@@ -69,7 +69,8 @@ def training_data(problem: Problem, model: ModelConfig, train: TrainConfig) -> D
     return raw_data(problem) if uses_raw_data(model, train) else reduce_data(problem)
 
 
-def _normaliser(train: TrainConfig, data: Data, problem: Problem) -> int:
+def _normaliser(train: TrainConfig, problem: Problem) -> int:
+    """N for the mean loss, 1 for the sum loss (SCIENCE.md section 2)."""
     return problem.x.shape[1] if train.loss == "mean" else 1
 
 
@@ -142,7 +143,7 @@ def simulate(
     m, d = problem.a.shape
     if data is None:
         data = training_data(problem, model, train)
-    n = _normaliser(train, data, problem)
+    n = _normaliser(train, problem)
     params = init_params(key, model, m, d, hp.init_scale, train.dtype)
     opt_state = () if train.optimizer == "gd" else _optimizer(train, hp).init(params)
     loss0 = _data_loss(params, data, n, model.activation, train.precision)

@@ -176,3 +176,13 @@ def test_new_hyperparameters_do_not_recompile():
     before = _simulate_jit._cache_size()
     _train(depth=3, lr=0.01, weight_decay=3e-2, init_scale=0.5, seed=4)
     assert _simulate_jit._cache_size() == before
+
+
+def test_sum_loss_is_mean_loss_with_rescaled_hyperparameters():
+    """GD on the sum loss at (eta, lambda) is GD on the mean loss at (eta N, lambda / N)."""
+    n = SMALL.n_train
+    run_sum = _train(depth=3, lr=0.05 / n, weight_decay=1e-2 * n, loss="sum")
+    run_mean = _train(depth=3, lr=0.05, weight_decay=1e-2)
+    for a, b in zip(run_sum.params, run_mean.params):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(run_sum.metrics.loss_data, n * run_mean.metrics.loss_data, rtol=1e-10)
