@@ -228,7 +228,8 @@ class SweepConfig:
         sharing the one of ``problem_seed`` across seeds.
       chunk_size: runs per compiled batch (``None``: as many as fit ``max_memory``).
       max_memory: memory budget of one batch, e.g. ``"4GB"`` (``None``: half of an
-        accelerator's memory, 4 GB on a CPU host); ignored when ``chunk_size`` is set.
+        accelerator's memory; 512 MB on a CPU host, where smaller chunks run faster);
+        ignored when ``chunk_size`` is set.
     """
 
     problem: ProblemConfig = ProblemConfig()
