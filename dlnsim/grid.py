@@ -169,9 +169,9 @@ def _batch_inputs(cfg: SweepConfig, runs: tuple[int, ...], pad: BatchShape):
     seeds = np.array([r.get("seed", 0) for r in rows], np.int32)
     # Each distinct teacher is drawn once (padding repeats the last one).
     teachers = _teachers(cfg, rows)
-    distinct = list(dict.fromkeys(teachers))
-    distinct += [distinct[-1]] * (pad.teachers - len(distinct))
-    which = np.array([distinct.index(t) for t in teachers], np.int32)
+    slot = {t: i for i, t in enumerate(dict.fromkeys(teachers))}
+    distinct = list(slot) + [teachers[-1]] * (pad.teachers - len(slot))
+    which = np.array([slot[t] for t in teachers], np.int32)
     keys = jnp.stack([problem_key(ps, sd) for ps, sd, _ in distinct])
     noises = np.array([n for _, _, n in distinct], dt)
     return keys, noises, which, seeds, hp
@@ -203,8 +203,8 @@ def run_chunk(cfg: SweepConfig, chunk: Chunk, pad: dict[int, BatchShape] | None 
     # Pad the spectrum to n_singular so groups with small m or d stack.
     sv = out["sv"]
     if sv.shape[-1] < cfg.train.n_singular:
-        pad = np.full(sv.shape[:-1] + (cfg.train.n_singular - sv.shape[-1],), np.nan, sv.dtype)
-        out["sv"] = np.concatenate([sv, pad], axis=-1)
+        fill = np.full(sv.shape[:-1] + (cfg.train.n_singular - sv.shape[-1],), np.nan, sv.dtype)
+        out["sv"] = np.concatenate([sv, fill], axis=-1)
     return ChunkResult(out, np.asarray(diverged)[:n], np.asarray(diverged_at)[:n], time.perf_counter() - start)
 
 
@@ -223,14 +223,15 @@ def assemble(cfg: SweepConfig, chunks: Iterable[Chunk], results: Iterable[ChunkR
     data: dict[str, np.ndarray] = {}
     diverged = np.zeros(shape, bool)
     diverged_at = np.full(shape, -1, np.int32)
+    flat = lambda a: a.reshape((cfg.n_runs, *a.shape[len(shape) :]))  # noqa: E731  a view: runs in C order
     for chunk, res in zip(chunks, results):
-        idx = np.unravel_index(np.asarray(chunk.runs), shape) if axes else (np.zeros(len(chunk.runs), int),)
+        runs = np.asarray(chunk.runs)
         for name, values in res.metrics.items():
             if name not in data:
                 data[name] = np.full(shape + values.shape[1:], np.nan, values.dtype)
-            data[name][idx if axes else 0] = values if axes else values[0]
-        diverged[idx if axes else ()] = res.diverged if axes else res.diverged[0]
-        diverged_at[idx if axes else ()] = res.diverged_at if axes else res.diverged_at[0]
+            flat(data[name])[runs] = values
+        flat(diverged)[runs] = res.diverged
+        flat(diverged_at)[runs] = res.diverged_at
     steps = np.arange(cfg.train.n_logs) * cfg.train.log_every
     variables = {name: (axes + ["step", *_metric_dims(name)], data[name]) for name in Metrics._fields}
     variables["diverged"] = (axes, diverged)

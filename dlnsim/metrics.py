@@ -126,7 +126,6 @@ def compute_metrics(
 
     if activation != "linear":
         out = forward(params, problem.y_test, activation, prec)
-        noisy = jax.vmap(lambda sg: _sq(forward(params, problem.y_test + sg * problem.e_test, activation, prec) - problem.x_test))(sig)
         return Metrics(
             loss_data=loss_data,
             loss_reg=loss_reg,
@@ -136,7 +135,7 @@ def compute_metrics(
             w1_off_fro=jnp.sqrt(_sq(w1_off)),
             e2e_fro=nan,
             test_err=jnp.sqrt(_sq(out - problem.x_test) / signal_sq),
-            noise_err=jnp.sqrt(noisy / signal_sq),
+            noise_err=noise_error_mc(params, problem, sigmas, activation, prec),
             align_left_sin=nan,
             align_left_cos2=nan,
             align_right_sin=nan,
@@ -181,7 +180,9 @@ def compute_metrics(
     )
 
 
-def noise_error_mc(params: Params, problem: Problem, sigmas: tuple[float, ...], activation: str = "linear") -> Array:
+def noise_error_mc(
+    params: Params, problem: Problem, sigmas: tuple[float, ...], activation: str = "linear", prec: str = "highest"
+) -> Array:
     """Monte Carlo relative test error at each sigma, on the problem's fixed noise draw.
 
     The independent check of the D4 closed form used in ``Metrics.noise_err``.
@@ -190,7 +191,7 @@ def noise_error_mc(params: Params, problem: Problem, sigmas: tuple[float, ...], 
     signal_sq = _sq(problem.x_test)
 
     def one(sg: Array) -> Array:
-        out = forward(params, problem.y_test + sg * problem.e_test, activation)
+        out = forward(params, problem.y_test + sg * problem.e_test, activation, prec)
         return jnp.sqrt(_sq(out - problem.x_test) / signal_sq)
 
     return jax.vmap(one)(sig)

@@ -92,3 +92,10 @@ def test_sweep_over_k_depths_compiles_k_times():
     dlnsim.sweep(_cfg({"depth": [1, 2, 4], "weight_decay": [0.0, 1e-2], "seed": [0, 1]}, chunk_size=3))
     assert grid_mod._train_batch._cache_size() == 3  # one program per depth, chunks reuse it
     assert grid_mod._make_problems._cache_size() == 1  # problems do not depend on depth
+
+
+def test_sweep_without_grid_axes_is_one_run():
+    ds = dlnsim.sweep(_cfg({}))
+    assert ds.on_err.dims == ("step",) and ds.diverged.dims == ()
+    alone = dlnsim.train(dlnsim.make_problem(PROBLEM, 0, dtype="float64"), ModelConfig(depth=3, width=8), TRAIN64, HParams(lr=0.05))
+    np.testing.assert_allclose(ds.on_err.values, alone.metrics.on_err, rtol=RTOL64)
