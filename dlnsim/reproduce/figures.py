@@ -1,7 +1,7 @@
 """Pictures of the reproduce experiments that :mod:`dlnsim.plotting` does not draw.
 
 Departure from STYLE.md (only ``dlnsim.plotting`` imports matplotlib): these figures
-belong to the experiments and ``dlnsim/plotting.py`` is owned elsewhere; like the CLI,
+belong to the experiments and ``dlnsim/plotting/`` is owned elsewhere; like the CLI,
 this package is an edge module and is never imported by the core.
 """
 

@@ -1,20 +1,16 @@
-"""Reductions of a sweep's results: per-run summaries, then statistics over seeds.
+"""Per-run reductions: metric histories to numbers per run, with their theory predictions.
 
-:func:`per_run` turns the metric histories of :func:`dlnsim.sweep` into numbers per run
-(phase durations, fitted decay rates, final values) next to their theoretical
-predictions (SCIENCE.md section 3); :func:`reduce` then summarises them over the
-``seed`` axis with diverged runs masked and counted; :func:`summary_table` prints the
-result. The module itself is callable, so ``dlnsim.reduce(ds)`` is :func:`reduce`
-while ``dlnsim.reduce.summary_table`` stays reachable.
+:func:`per_run` turns the metric histories of :func:`dlnsim.sweep` into phase durations,
+fitted decay rates and final values, next to the predictions of SCIENCE.md section 3
+(the D1 rate, the Phase III time, the whitened-code limit and the collapse ratio, the
+last two from the teacher redrawn with the sweep's keys). :func:`grid_dims`,
+:func:`config_of` and :func:`hparam` read a results dataset for the pictures too.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import sys
-import types
-import warnings
 from typing import Any
 
 import jax
@@ -30,35 +26,7 @@ from dlnsim.problem import make_problem, problem_key
 
 EPS3_REL = 1e-2  # default Phase III threshold, relative to the run's initial off_fro
 _FLOOR_EPS = 1e3  # rate fits ignore values below 1e3 * machine eps of their initial value
-STATS = ("mean", "std", "median", "q25", "q75", "ci95_lo", "ci95_hi", "count")
 _D1_OPTIMIZERS = ("gd", "adamw")  # decoupled decay: D1 holds exactly (SCIENCE.md)
-# Prediction columns: deterministic given the run, so never masked for divergence.
-_UNMASKED = ("pred_rate", "pred_steps_phase3", "pred_on_err_limit", "collapse_ratio", "eps3")
-
-# Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30 (scipy.stats.t.ppf).
-_T975 = (12.706204736, 4.30265273, 3.182446305, 2.776445105, 2.570581836, 2.446911851, 2.364624252,
-         2.306004135, 2.262157163, 2.228138852, 2.20098516, 2.17881283, 2.160368656, 2.144786688,
-         2.131449546, 2.119905299, 2.109815578, 2.10092204, 2.093024054, 2.085963447, 2.079613845,
-         2.073873068, 2.06865761, 2.063898562, 2.059538553, 2.055529439, 2.051830516, 2.048407142,
-         2.045229642, 2.042272456)  # fmt: skip
-
-
-def t975(df: Any) -> np.ndarray:
-    """Student-t 97.5% quantile (elementwise; NaN for df < 1).
-
-    Table for df <= 30, Cornish-Fisher expansion beyond (error < 1e-6 there).
-
-    Example:
-      >>> round(float(t975(4)), 3), round(float(t975(1000)), 3)
-      (2.776, 1.962)
-    """
-    df = np.asarray(df, float)
-    z = 1.959963984540054
-    v = np.maximum(df, 1.0)
-    cf = z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-    cf += (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
-    table = np.asarray(_T975)[np.clip(v.astype(int), 1, 30) - 1]
-    return np.where(df < 1, np.nan, np.where(df <= 30, table, cf))
 
 
 def grid_dims(ds: xr.Dataset) -> tuple[str, ...]:
@@ -273,137 +241,3 @@ def per_run(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, win
         window="last half of the logged steps above the rounding floor" if window is None else str(window),
     )
     return res
-
-
-def _seed_stats(da: xr.DataArray, valid: xr.DataArray | None) -> xr.DataArray:
-    if valid is not None:
-        da = da.where(valid)
-    da = da.astype(float)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells give NaN, as intended
-        count = da.count("seed")
-        mean, std = da.mean("seed"), da.std("seed", ddof=1)
-        half = xr.apply_ufunc(t975, count - 1) * std / np.sqrt(count)
-        parts = {
-            "mean": mean,
-            "std": std,
-            "median": da.median("seed"),
-            "q25": da.quantile(0.25, "seed").drop_vars("quantile"),
-            "q75": da.quantile(0.75, "seed").drop_vars("quantile"),
-            "ci95_lo": mean - half,
-            "ci95_hi": mean + half,
-            "count": count.astype(float),
-        }
-    return xr.concat(list(parts.values()), dim=xr.DataArray(list(parts), dims="stat", name="stat"))
-
-
-def reduce(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, window: Any = None) -> xr.Dataset:
-    """Per-run reductions (:func:`per_run`), then statistics over the ``seed`` axis.
-
-    Every variable of :func:`per_run` gets a ``stat`` dim in place of ``seed``: mean,
-    std, median, q25, q75, a t-based 95% confidence interval of the mean
-    (``ci95_lo``/``ci95_hi``, NaN with fewer than two values) and ``count`` (values
-    used). Diverged runs are masked (except for the ``pred_*`` theory columns) and counted in
-    ``n_diverged`` of ``n_runs``; runs that never reach a threshold give NaN steps and
-    drop out of the ``count`` of that variable. Without a ``seed`` axis each run is its
-    own one-seed group.
-
-    Args:
-      ds: results of :func:`dlnsim.sweep`.
-      eps1, eps3, window: see :func:`per_run`.
-
-    Returns:
-      Dataset over the non-seed run axes (+ ``stat``, ``sigma``, ``k``).
-
-    Example:
-      >>> import numpy as np, xarray as xr
-      >>> t = np.arange(0, 101, 10)
-      >>> ds = xr.Dataset({"w1_off_fro": (("seed", "step"), np.exp(-0.01 * t) * [[1.0], [2.0]]),
-      ...                  "diverged": ("seed", [False, False])}, coords={"seed": [0, 1], "step": t})
-      >>> round(float(reduce(ds).rate_w1_off.sel(stat="median")), 6)
-      -0.01
-    """
-    runs = per_run(ds, eps1=eps1, eps3=eps3, window=window)
-    if "seed" not in runs.dims:
-        runs = runs.expand_dims("seed")
-    valid = ~runs["diverged"]
-    out = {}
-    for name, da in runs.data_vars.items():
-        if name in ("diverged", "diverged_at"):
-            continue
-        out[name] = _seed_stats(da, None if name in _UNMASKED else valid)
-    res = xr.Dataset(out)
-    res["n_runs"] = xr.full_like(runs["diverged"].isel(seed=0, drop=True), runs.sizes["seed"], dtype=int)
-    res["n_diverged"] = runs["diverged"].sum("seed").astype(int)
-    res.attrs = dict(runs.attrs)
-    return res
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float | np.floating):
-        return "-" if not np.isfinite(v) else f"{v:.3g}"
-    return str(v)
-
-
-def summary_table(ds_or_reduced: xr.Dataset, **options: Any) -> str:
-    """A fixed-width table: one row per non-seed grid cell, medians over seeds.
-
-    Simulated columns: final ``on_err`` and ``off_fro``, steps to Phase I and III, the
-    fitted ``W_1 P_perp`` decay rate over the D1 prediction, diverged/total runs. Theory
-    columns (shown where defined): ``on_err*`` (whitened-code limit), predicted Phase III
-    steps, ``c/c*`` (weight decay relative to the collapse threshold of the depth, with
-    the median singular value of ``B``; > 1 predicts collapse to E = 0).
-
-    Args:
-      ds_or_reduced: results of :func:`dlnsim.sweep` or of :func:`reduce`.
-      **options: passed to :func:`reduce` when given raw results.
-    """
-    red = ds_or_reduced if "stat" in ds_or_reduced.dims else reduce(ds_or_reduced, **options)
-    med = lambda name: red[name].sel(stat="median") if name in red else None  # noqa: E731
-    columns = [
-        ("on_err", med("final_on_err")),
-        ("off_fro", med("final_off_fro")),
-        ("steps I", med("steps_phase1")),
-        ("steps III", med("steps_phase3")),
-        ("pred III", med("pred_steps_phase3")),
-        ("rate/D1", med("rate_ratio_w1_off")),
-        ("pred on_err*", med("pred_on_err_limit")),
-        ("c/c*", med("collapse_ratio")),
-    ]
-    # Simulated columns always show ("-": never reached); theory columns where defined.
-    theory_cols = ("pred III", "pred on_err*", "c/c*")
-    columns = [(h, da) for h, da in columns if da is not None and (h not in theory_cols or bool(da.notnull().any()))]
-    dims = list(red["n_runs"].dims)
-    header = dims + [h for h, _ in columns] + ["diverged"]
-    rows = []
-    for idx in np.ndindex(red["n_runs"].shape):
-        sel = dict(zip(dims, idx))
-        row = [_fmt(red[d].values[i].item()) for d, i in zip(dims, idx)]
-        row += [_fmt(float(da.isel(sel).values)) for _, da in columns]
-        row.append(f"{int(red['n_diverged'].isel(sel))}/{int(red['n_runs'].isel(sel))}")
-        rows.append(row)
-    widths = [max(len(r[j]) for r in rows + [header]) for j in range(len(header))]
-    line = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))  # noqa: E731
-    notes = [
-        "medians over seeds, diverged runs excluded (diverged = count / runs)",
-        f"steps I: first step with on_err <= {red.attrs.get('eps1')}; "
-        f"steps III: first step with off_fro <= {red.attrs.get('eps3')}",
-        f"rate/D1: fitted log-slope of ||W_1 P_perp|| ({red.attrs.get('window')}) / ln(1 - lr*wd)",
-        "theory (SCIENCE.md section 3): pred III = D1 decay time, pred on_err* = whitened-code limit, "
-        "c/c* = wd / (kappa sigma_med(B)^(2/L)) / c*(L), > 1: collapse to E = 0",
-    ]
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows), *notes])
-
-
-class _CallableModule(types.ModuleType):
-    """``dlnsim.reduce`` is both this module and, when called, :func:`reduce`.
-
-    The API promises ``dlnsim.reduce(ds)`` and ``dlnsim.reduce.summary_table(ds)``; a
-    function export would shadow the module, so the module is made callable instead.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> xr.Dataset:
-        return reduce(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -1,6 +1,6 @@
-"""TOML sweep config files: parse, validate, override and write a :class:`SweepConfig`.
+"""TOML sweep config files: parse, validate and override them into a :class:`SweepConfig`.
 
-A config file has one table per part of :func:`config_to_dict`::
+A config file has one table per part of :func:`dlnsim.configfile.config_to_dict`::
 
     [problem]   # ProblemConfig fields (d, m, s, n_train, ...)
     [model]     # ModelConfig fields (depth, width, init, activation)
@@ -19,29 +19,31 @@ Overrides (``--set train.steps=500``) are ``section.key=value`` strings whose va
 is parsed as a TOML value (``grid.depth=[2,3]``, ``train.optimizer="adam"``); a value
 that is not valid TOML is taken as a bare string (``train.optimizer=adam``).
 
-This module only turns text into configs and back; reading the file is the one
-side effect, and only :func:`load_config` does it.
+This module only turns text into configs (:mod:`dlnsim.configfile.write` goes back);
+reading the file is the one side effect, and only :func:`load_config` does it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 import re
 import tomllib
-import types
-import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dlnsim.config import GRID_AXES, STATIC_AXES, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
+from dlnsim.config import GRID_AXES, SweepConfig
+from dlnsim.configfile.schema import (
+    ALLOWED,
+    DATACLASS_SECTIONS,
+    REQUIRED_SECTIONS,
+    SCHEMA,
+    SECTIONS,
+    ConfigError,
+    bad,
+    coerce,
+    show,
+)
 from dlnsim.hparams import HParams
-
-REQUIRED_SECTIONS = ("problem", "model", "train", "grid")
-SECTIONS = ("problem", "model", "train", "hparams", "grid", "sweep")
-_INT_AXES = tuple(STATIC_AXES) + ("seed", "problem_seed")
 
 # The built-in default phase diagram (``dlnsim sweep`` with no config; also
 # examples/default.toml): depth x weight decay x seeds on a small whitened problem,
@@ -81,109 +83,6 @@ seed = [0, 1, 2, 3, 4, 5, 6, 7]
 """
 
 
-class ConfigError(ValueError):
-    """A config file or override is invalid; ``key`` is the offending key path."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(message)
-        self.key = key
-
-
-def _bad(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(key, f"{key} = {_show(value)} is invalid: {allowed}")
-
-
-def _show(value: Any) -> str:
-    """A value as it would be written in TOML (what the user typed), for messages."""
-    try:
-        return _toml_value(value)
-    except TypeError:
-        return repr(value)
-
-
-# ---------------------------------------------------------------- schema and types
-
-_DATACLASS_SECTIONS = {"problem": ProblemConfig, "model": ModelConfig, "train": TrainConfig}
-
-
-def _kind(tp: Any) -> str:
-    """Maps a dataclass field annotation to a TOML kind (see ``_ALLOWED``).
-
-    ``X | None`` fields are optional: leaving the key out means None.
-    """
-    args = set(typing.get_args(tp)) - {type(None)} if typing.get_origin(tp) in (typing.Union, types.UnionType) else {tp}
-    if args == {int, str}:
-        return "size"
-    if len(args) == 1:
-        (tp,) = args
-        if tp in (int, float, bool, str):
-            return tp.__name__
-        if typing.get_origin(tp) is tuple:
-            return "floats"
-    raise TypeError(f"no TOML kind for {tp!r}")  # a new field type needs a rule here
-
-
-_NOT_SWEEP_OPTIONS = ("problem", "model", "train", "hparams", "grid")
-
-
-def _schema() -> dict[str, dict[str, str]]:
-    out = {}
-    for name, cls in _DATACLASS_SECTIONS.items():
-        hints = typing.get_type_hints(cls)
-        out[name] = {f.name: _kind(hints[f.name]) for f in dataclasses.fields(cls)}
-    out["hparams"] = {f: "float" for f in HParams._fields}
-    out["grid"] = {a: "ints" if a in _INT_AXES else "floats" for a in GRID_AXES}
-    hints = typing.get_type_hints(SweepConfig)
-    out["sweep"] = {
-        f.name: _kind(hints[f.name]) for f in dataclasses.fields(SweepConfig) if f.name not in _NOT_SWEEP_OPTIONS
-    }
-    return out
-
-
-SCHEMA = _schema()
-
-_ALLOWED = {
-    "int": "must be an integer",
-    "float": "must be a number",
-    "bool": "must be true or false",
-    "str": "must be a string",
-    "floats": "must be a non-empty list of numbers",
-    "ints": "must be a non-empty list of integers",
-    "size": 'must be a size such as "4GB" or a number of bytes',
-}
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _coerce(key: str, kind: str, value: Any) -> Any:
-    """Checks a TOML value against its kind; ints become floats where numbers are wanted."""
-    ok = {
-        "int": _is_int(value),
-        "float": _is_num(value),
-        "bool": isinstance(value, bool),
-        "str": isinstance(value, str),
-        "floats": isinstance(value, list) and len(value) > 0 and all(map(_is_num, value)),
-        "ints": isinstance(value, list) and len(value) > 0 and all(map(_is_int, value)),
-        "size": _is_int(value) or isinstance(value, str),
-    }[kind]
-    if not ok:
-        raise _bad(key, value, _ALLOWED[kind])
-    if kind == "float":
-        return float(value)
-    if kind == "floats":
-        return [float(v) for v in value]
-    return value
-
-
-# ---------------------------------------------------------------- parsing
-
-
 def _check_structure(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for section, table in doc.items():
@@ -192,10 +91,10 @@ def _check_structure(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             if isinstance(table, dict):
                 raise ConfigError(section, f"[{section}] is an unknown section: allowed sections are {allowed}")
             raise ConfigError(
-                section, f"{section} = {_show(table)} is an unknown top-level key: keys belong in a section ({allowed})"
+                section, f"{section} = {show(table)} is an unknown top-level key: keys belong in a section ({allowed})"
             )
         if not isinstance(table, dict):
-            raise ConfigError(section, f"{section} = {_show(table)} is invalid: [{section}] must be a table (section)")
+            raise ConfigError(section, f"{section} = {show(table)} is invalid: [{section}] must be a table (section)")
         for key, value in table.items():
             if key not in SCHEMA[section]:
                 allowed = ", ".join(SCHEMA[section])
@@ -203,7 +102,7 @@ def _check_structure(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                     f"{section}.{key}", f"{section}.{key} is an unknown key: [{section}] allows {allowed}"
                 )
             if isinstance(value, dict):
-                raise _bad(f"{section}.{key}", value, _ALLOWED[SCHEMA[section][key]])
+                raise bad(f"{section}.{key}", value, ALLOWED[SCHEMA[section][key]])
         out[section] = dict(table)
     for section in REQUIRED_SECTIONS:
         if section not in out:
@@ -238,9 +137,9 @@ def _reraise(key: str, err: ValueError) -> ConfigError:
 
 def _build(doc: dict[str, dict[str, Any]]) -> SweepConfig:
     """Typed, validated :class:`SweepConfig` from the checked section tables."""
-    typed = {s: {k: _coerce(f"{s}.{k}", SCHEMA[s][k], v) for k, v in t.items()} for s, t in doc.items()}
+    typed = {s: {k: coerce(f"{s}.{k}", SCHEMA[s][k], v) for k, v in t.items()} for s, t in doc.items()}
     parts: dict[str, Any] = {}
-    for section, cls in _DATACLASS_SECTIONS.items():
+    for section, cls in DATACLASS_SECTIONS.items():
         table = typed.get(section, {})
         if "test_sigmas" in table:
             table["test_sigmas"] = tuple(table["test_sigmas"])
@@ -295,7 +194,7 @@ def _apply_overrides(doc: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             value = text  # a bare word: train.optimizer=adam
         table = doc.setdefault(section, {})
         if not isinstance(table, dict):
-            raise ConfigError(section, f"{section} = {_show(table)} is invalid: [{section}] must be a table (section)")
+            raise ConfigError(section, f"{section} = {show(table)} is invalid: [{section}] must be a table (section)")
         table[key] = value
     return doc
 
@@ -350,61 +249,3 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> SweepConfig:
 def default_config(overrides: Iterable[str] = ()) -> SweepConfig:
     """The built-in default phase diagram (:data:`DEFAULT_TOML`)."""
     return load_config_text(DEFAULT_TOML, overrides, source="<built-in default>")
-
-
-# ---------------------------------------------------------------- writing
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-        return repr(v)  # Python's shortest round-trip repr is valid TOML (1e-05, 0.001)
-    if isinstance(v, str):
-        return json.dumps(v)  # JSON string escapes are valid TOML basic strings
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {v!r} as a TOML value")
-
-
-def config_to_dict(cfg: SweepConfig) -> dict[str, Any]:
-    """Plain-data form of a sweep config, one table per section."""
-    return {
-        "problem": dataclasses.asdict(cfg.problem),
-        "model": dataclasses.asdict(cfg.model),
-        "train": dataclasses.asdict(cfg.train),
-        "hparams": dict(cfg.hparams),
-        "grid": {k: list(v) for k, v in cfg.grid.items()},
-        "sweep": {"teacher_per_seed": cfg.teacher_per_seed, "chunk_size": cfg.chunk_size, "max_memory": cfg.max_memory},
-    }
-
-
-def dumps_config(cfg: SweepConfig) -> str:
-    """The full config as canonical TOML text (every field written, defaults included).
-
-    Two configs describe the same sweep exactly when their texts are equal, and
-    ``load_config_text(dumps_config(cfg))`` rebuilds an equivalent config.
-
-    Example:
-      >>> cfg = default_config()
-      >>> dumps_config(load_config_text(dumps_config(cfg))) == dumps_config(cfg)
-      True
-    """
-    d = config_to_dict(cfg)
-    d["hparams"] = HParams(**cfg.hparams)._asdict()  # explicit: defaults may change
-    axes = d["grid"]
-    d["grid"] = {a: [float(x) if SCHEMA["grid"][a] == "floats" else x for x in vals] for a, vals in axes.items()}
-    lines = []
-    for section in SECTIONS:
-        table = {k: v for k, v in d[section].items() if v is not None}
-        lines.append(f"[{section}]")
-        for key, value in table.items():
-            if SCHEMA[section].get(key) == "float":
-                value = float(value)
-            lines.append(f"{key} = {_toml_value(value)}")
-        lines.append("")
-    return "\n".join(lines)

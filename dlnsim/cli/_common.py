@@ -1,0 +1,54 @@
+"""What every CLI module shares: defaults, the one-line user error, the jax.config settings."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = "results/sweep.nc"
+CACHE_ENV = "DLNSIM_COMPILE_CACHE"
+# The phase-diagram picture written by `dlnsim sweep`: the noisy test error at the largest
+# test sigma (the quantity of the paper's Figure 1). Small weight decay leaves E P_perp large,
+# which amplifies noise (D1, D4); large weight decay biases E and finally collapses it to 0.
+SWEEP_METRIC = "noise_err"
+PLOT_KINDS = ("heatmap", "curves", "offsubspace", "noise")
+# `dlnsim plot --kind` -> function of dlnsim.plotting (all take (ds, ..., path)).
+PLOT_FUNCS = {
+    "heatmap": "phase_diagram",
+    "curves": "learning_curves",
+    "offsubspace": "off_subspace_decay",
+    "noise": "noise_curves",
+}
+
+
+class Fail(Exception):
+    """A one-line error for the user, with the exit code to use."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def error(msg: str) -> None:
+    print(f"dlnsim: error: {msg}", file=sys.stderr)
+
+
+def setup_jax(args: argparse.Namespace, *, x64: bool = False) -> str | None:
+    """Applies the CLI's jax.config settings; returns the compilation cache dir (or None)."""
+    import jax
+
+    cache = getattr(args, "compile_cache", None) or os.environ.get(CACHE_ENV) or None
+    if cache:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+        # Cache every program: a sweep's groups each compile in seconds, below JAX's 1 s default.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    if x64:
+        jax.config.update("jax_enable_x64", True)
+    # JAX's CPU async dispatch can lose a wake-up and hang forever with idle threads
+    # (jax-ml/jax#25861; seen here twice in long runs). A sweep is a few large calls, so
+    # synchronous dispatch costs nothing.
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
+    return cache

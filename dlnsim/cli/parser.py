@@ -1,0 +1,126 @@
+"""The ``dlnsim`` argument parser: every subcommand, its options and its handler."""
+
+from __future__ import annotations
+
+import argparse
+
+from dlnsim.cli._common import CACHE_ENV, DEFAULT_OUT, PLOT_KINDS, SWEEP_METRIC
+from dlnsim.cli.commands import cmd_info, cmd_merge, cmd_plot, cmd_reproduce, cmd_summary, cmd_sweep
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dlnsim`` parser; a parsed subcommand's handler is ``args.func``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--compile-cache",
+        metavar="DIR",
+        help=f"persistent JAX compilation cache directory (default: ${CACHE_ENV}, else off)",
+    )
+    p = argparse.ArgumentParser(
+        prog="dlnsim", description="Simulate deep linear networks on subspace inverse problems."
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser(
+        "sweep",
+        parents=[common],
+        help="run a sweep into a results file",
+        description="Run a sweep (a TOML config; default: the built-in depth x weight-decay phase diagram), "
+        "write a NetCDF results file and a phase-diagram picture next to it, print a summary. "
+        "Rerunning the same command after an interruption resumes from the finished chunks.",
+    )
+    s.add_argument("config", nargs="?", metavar="CONFIG", help="TOML sweep config (default: built-in phase diagram)")
+    s.add_argument(
+        "-o", "--output", default=DEFAULT_OUT, metavar="RESULTS", help=f"results file (default: {DEFAULT_OUT})"
+    )
+    s.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, VALUE in TOML syntax (repeatable), e.g. --set train.steps=500 --set grid.depth=[2,3]",
+    )
+    s.add_argument(
+        "--force", action="store_true", help="overwrite results of a different (or the same) sweep at RESULTS"
+    )
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress output (the summary is still printed)")
+    s.add_argument(
+        "--chunk-size", type=int, metavar="N", help="runs per compiled batch (same as --set sweep.chunk_size=N)"
+    )
+    s.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="compute only slice I of N (0-based) of the sweep's chunks, e.g. one job of a SLURM array; "
+        "combine the N files with `dlnsim merge`",
+    )
+    s.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host: call jax.distributed.initialize(); each process computes its shard into "
+        "RESULTS.partIofN.nc and process 0 merges them into RESULTS",
+    )
+    s.add_argument("--coordinator", metavar="HOST:PORT", help="--distributed: coordinator address (default: detected)")
+    s.add_argument(
+        "--num-processes", type=int, metavar="N", help="--distributed: number of processes (default: detected)"
+    )
+    s.add_argument(
+        "--process-id", type=int, metavar="I", help="--distributed: this process's index (default: detected)"
+    )
+    s.set_defaults(func=cmd_sweep)
+
+    s = sub.add_parser(
+        "merge",
+        help="combine shard files into one results file",
+        description="Combine the files of `dlnsim sweep --shard I/N` (all N of them) into the file a single run writes.",
+    )
+    s.add_argument("parts", nargs="+", metavar="SHARD", help="shard results files")
+    s.add_argument("-o", "--output", required=True, metavar="RESULTS", help="merged results file")
+    s.set_defaults(func=cmd_merge)
+
+    s = sub.add_parser(
+        "summary",
+        parents=[common],
+        help="print reduced statistics of a results file",
+        description="Print a table of the reduced statistics (medians over seeds, phase durations, theory predictions).",
+    )
+    s.add_argument("results", metavar="RESULTS", help="results file written by `dlnsim sweep`")
+    s.set_defaults(func=cmd_summary)
+
+    s = sub.add_parser(
+        "plot",
+        parents=[common],
+        help="make pictures from a results file",
+        description="Make a picture from a results file.",
+    )
+    s.add_argument("results", metavar="RESULTS", help="results file written by `dlnsim sweep`")
+    s.add_argument(
+        "--kind",
+        choices=PLOT_KINDS,
+        default="heatmap",
+        help="heatmap: phase diagram over two grid axes (default); curves: learning curves; offsubspace: decay vs D1; noise: noise robustness",
+    )
+    s.add_argument("--x", metavar="AXIS", help="heatmap x axis (default: weight_decay or the first non-seed axis)")
+    s.add_argument("--y", metavar="AXIS", help="heatmap y axis (default: depth or the next non-seed axis)")
+    s.add_argument(
+        "--metric",
+        metavar="NAME",
+        help=f"metric of heatmap (final value; default {SWEEP_METRIC}) or curves (default on_err): a variable of the results file or of dlnsim.reduce.per_run",
+    )
+    s.add_argument(
+        "--sigma", type=float, metavar="S", help="test noise level of a noise_err heatmap (default: the largest)"
+    )
+    s.add_argument("--format", choices=("png", "svg", "pdf"), default="png", help="image format (default: png)")
+    s.add_argument("-o", "--output-dir", metavar="DIR", help="where to write (default: next to RESULTS)")
+    s.set_defaults(func=cmd_plot)
+
+    s = sub.add_parser(
+        "info",
+        parents=[common],
+        help="print versions, devices, precision and cache settings",
+        description="Print versions, devices, default precision and the compilation-cache setting.",
+    )
+    s.set_defaults(func=cmd_info)
+
+    from dlnsim import reproduce
+
+    reproduce.add_parser(sub, parents=[common], func=cmd_reproduce)
+    return p

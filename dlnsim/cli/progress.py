@@ -1,0 +1,65 @@
+"""Progress of a running sweep: a tqdm bar on a terminal, one log line per chunk otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+
+def _clock(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class Reporter:
+    """Progress over chunks: a tqdm bar on a terminal, one log line per chunk otherwise.
+
+    The rate is network-steps (runs x optimiser steps) per second of computing, compile
+    included; the ETA extrapolates it to the runs still to compute (loaded chunks cost
+    nothing).
+    """
+
+    def __init__(self, cfg: Any, n_chunks: int, stream: Any = None):
+        from dlnsim.config import static_combinations
+
+        self.stream = stream or sys.stderr
+        self.groups = static_combinations(cfg)
+        self.n_chunks = n_chunks
+        self.start = time.perf_counter()
+        self.computed = 0  # runs computed in this process
+        self.loaded = 0  # chunks loaded from an earlier run
+        self.bar = None
+        if self.stream.isatty():
+            from tqdm import tqdm
+
+            fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} runs [{elapsed}{postfix}]"
+            self.bar = tqdm(total=cfg.n_runs, unit="run", file=self.stream, bar_format=fmt, dynamic_ncols=True)
+
+    def __call__(self, ev: Any) -> None:
+        elapsed = time.perf_counter() - self.start
+        n = len(ev.chunk.runs)
+        if ev.skipped:
+            self.loaded += 1
+        else:
+            self.computed += n
+        rate = self.computed * ev.steps / elapsed if self.computed else float("nan")
+        left = (ev.n_runs - ev.runs_done) * ev.steps
+        eta = _clock(left / rate) if self.computed else "?"
+        group = " ".join(f"{k}={v}" for k, v in self.groups[ev.chunk.group].items()) or "all"
+        what = "loaded" if ev.skipped else f"{ev.seconds:.1f} s"
+        stats = f"{rate:.3g} net-steps/s, ETA {eta}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"chunk {ev.chunk.index + 1}/{self.n_chunks}, {stats}", refresh=False)
+            self.bar.update(n)
+        else:
+            print(
+                f"[dlnsim] chunk {ev.chunk.index + 1}/{self.n_chunks} ({group}, {what}): "
+                f"{ev.runs_done}/{ev.n_runs} runs, {stats}",
+                file=self.stream,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,19 @@
+"""Pictures of sweep results: the only package that imports matplotlib.
+
+Every function takes a results dataset of :func:`dlnsim.sweep` (or one opened from a
+results file) and a path, writes one figure (PNG by default; SVG or PDF by the path's
+extension) and returns the path. Figures are built on ``matplotlib.figure.Figure``
+directly: no pyplot, no global state, no display backend needed.
+
+Grid axes that a picture does not show are fixed at their first value unless
+``select={"axis": value}`` says otherwise; the title states the fixed values.
+
+Modules: :mod:`~dlnsim.plotting.diagram` (phase diagrams), :mod:`~dlnsim.plotting.curves`
+(learning, decay and noise curves), ``_common`` (labels, slicing, saving).
+"""
+
+from dlnsim.plotting._common import AXIS_LABELS, LABELS
+from dlnsim.plotting.curves import learning_curves, noise_curves, off_subspace_decay
+from dlnsim.plotting.diagram import _index_position, _is_log_grid, phase_diagram  # noqa: F401 (tests reach the helpers here)
+
+__all__ = ["AXIS_LABELS", "LABELS", "learning_curves", "noise_curves", "off_subspace_decay", "phase_diagram"]

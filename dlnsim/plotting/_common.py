@@ -1,0 +1,133 @@
+"""What every picture shares: labels, the slice of the results it shows, seed bands, saving.
+
+Grid axes that a picture does not show are fixed at their first value unless
+``select={"axis": value}`` says otherwise (:func:`fix`); :func:`context` states the
+fixed values and the config's sizes for the title.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+from matplotlib import colors
+from matplotlib.figure import Figure
+
+from dlnsim import reduce as _reduce
+
+LABELS = {
+    "loss_data": "data loss",
+    "loss_reg": "weight-decay loss",
+    "on_err": "on-subspace error ||EB - U||_F / sqrt(s)",
+    "off_fro": "off-subspace norm ||E P_perp||_F",
+    "off_spec": "off-subspace norm ||E P_perp||_2",
+    "w1_off_fro": "first-layer off-subspace norm ||W_1 P_perp||_F",
+    "e2e_fro": "||E||_F",
+    "test_err": "relative test error (clean)",
+    "noise_err": "relative test error (noisy)",
+    "align_left_sin": "sin largest angle, left space vs span(U)",
+    "align_left_cos2": "mean cos^2, left space vs span(U)",
+    "align_right_sin": "sin largest angle, right space vs range(B)",
+    "align_right_cos2": "mean cos^2, right space vs range(B)",
+    "sv": "singular value of E",
+    "eff_rank": "effective rank of E",
+    "balance": "imbalance max_l ||W_{l+1}^T W_{l+1} - W_l W_l^T|| (rel.)",
+    "limit_dist": "distance to limit ||E - E*||_F / ||E*||_F",
+    "steps_phase1": "steps to Phase I (on_err <= eps1)",
+    "steps_phase3": "steps to Phase III (off_fro <= eps3)",
+    "rate_ratio_w1_off": "fitted / D1 decay rate of ||W_1 P_perp||",
+    "rate_ratio_off": "fitted / D1 decay rate of ||E P_perp||",
+}
+AXIS_LABELS = {"weight_decay": "weight decay lambda", "lr": "step size eta", "depth": "depth L", "width": "width w"}
+# Line colours of the curve plots, from the first to the last value of the hue axis.
+HUE_COLORS = colors.LinearSegmentedColormap.from_list("hue", ["#1b4f9c", "#2ca02c", "#e08a00", "#c0272d"])
+
+
+def metric_label(name: str) -> str:
+    return LABELS.get(name.removeprefix("final_"), name)
+
+
+def axis_label(name: str) -> str:
+    return AXIS_LABELS.get(name, name)
+
+
+def fmt(v: Any) -> str:
+    v = v.item() if hasattr(v, "item") else v
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def fix(
+    ds: xr.Dataset, keep: tuple[str, ...], select: Mapping[str, Any] | None, metric: str | None = None
+) -> tuple[xr.Dataset, list[str]]:
+    """Fixes every run axis outside ``keep`` and ``seed`` (``select`` value, else the first).
+
+    ``sigma``/``k`` selections are applied too and named in the description only where
+    ``metric`` has that dim.
+    """
+    select = dict(select or {})
+    fixed = []
+    for axis in _reduce.grid_dims(ds):
+        if axis in keep or axis == "seed":
+            continue
+        value = select.pop(axis, ds[axis].values[0])
+        ds = ds.sel({axis: value})  # keeps the value as a scalar coordinate
+        fixed.append(f"{axis}={fmt(value)}")
+    for axis, value in select.items():  # sigma, k, or an axis shown in the picture
+        if axis in ds.dims:
+            if metric in ds and axis in ds[metric].dims:
+                fixed.append(f"{axis}={fmt(value)}")
+            ds = ds.sel({axis: value})
+    return ds, fixed
+
+
+def default_select(ds: xr.Dataset, metric: str, select: Mapping[str, Any] | None) -> dict[str, Any]:
+    select = dict(select or {})
+    if metric in ds and "sigma" in ds[metric].dims and "sigma" not in select:
+        select["sigma"] = ds["sigma"].values[-1]  # the noisiest level shows the effect
+    if metric in ds and "k" in ds[metric].dims and "k" not in select:
+        select["k"] = 0
+    return select
+
+
+def context(ds: xr.Dataset, fixed: list[str]) -> str:
+    """Problem sizes and base settings from the config, plus the fixed axes."""
+    cfg = _reduce.config_of(ds)
+    parts = []
+    if cfg is not None:
+        runs = _reduce.grid_dims(ds)
+        sizes = {"d": cfg.problem.d, "m": cfg.problem.m, "s": cfg.problem.s, "N": cfg.problem.n_train}
+        parts += [f"{k}={v}" for k, v in sizes.items() if {"N": "n_train"}.get(k, k) not in runs]
+        if "depth" not in runs:
+            parts.append(f"L={cfg.model.depth}")
+        if "width" not in runs:
+            parts.append(f"w={cfg.model.width}")
+        for name in ("lr", "weight_decay"):
+            if name not in runs:
+                parts.append(f"{name}={fmt(float(_reduce.hparam(ds, name, cfg)))}")
+        parts.append(f"{cfg.train.steps} steps")
+    return ", ".join(parts + fixed)
+
+
+def over_seeds(da: xr.DataArray, diverged: xr.DataArray, how: str) -> xr.DataArray:
+    """Median or mean over non-diverged seeds (NaN where every seed diverged)."""
+    da = da.where(~diverged)
+    if "seed" not in da.dims:
+        return da
+    if how not in ("median", "mean"):
+        raise ValueError(f"reduce = {how!r} is invalid: must be 'median' or 'mean'")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all seeds diverged: NaN, as intended
+        return getattr(da, how)("seed")
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    """Writes ``fig`` (PNG unless the path's extension says otherwise); returns the path."""
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    return path

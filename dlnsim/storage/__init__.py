@@ -1,0 +1,35 @@
+"""Results on disk: the only package that reads or writes result files.
+
+A sweep writes one self-contained NetCDF file (``RESULTS.nc``, xarray + h5netcdf) at
+the end. While it runs, every finished chunk is persisted in a sidecar directory
+``RESULTS.nc.chunks/`` next to it::
+
+    RESULTS.nc.chunks/
+      config.toml          # the sweep's canonical config (dumps_config)
+      chunk-00000.npz      # one per finished chunk: runs, metrics, diverged, timings
+
+Re-running the same sweep recomputes only the missing chunks; the sidecar directory is
+removed once the final file is in place. Every file is written atomically (a process
+killed at any moment leaves a complete file or none), and loading never executes code:
+NetCDF through ``xarray.open_dataset`` and ``.npz`` with ``allow_pickle=False``.
+
+Modules: :mod:`~dlnsim.storage.files` (atomic writes, the NetCDF file),
+:mod:`~dlnsim.storage.chunks` (the sidecar chunk files), :mod:`~dlnsim.storage.sweep`
+(the resumable sweep), :mod:`~dlnsim.storage.shards` (merging shard files).
+"""
+
+from dlnsim.storage.chunks import chunk_dir
+from dlnsim.storage.files import ENGINE, open_results
+from dlnsim.storage.shards import merge_shards
+from dlnsim.storage.sweep import VOLATILE_ATTRS, ExistingResultsError, Progress, run_sweep
+
+__all__ = [
+    "ENGINE",
+    "VOLATILE_ATTRS",
+    "ExistingResultsError",
+    "Progress",
+    "chunk_dir",
+    "merge_shards",
+    "open_results",
+    "run_sweep",
+]

@@ -1,0 +1,85 @@
+"""Results files on disk: atomic writes and the NetCDF file written and read back.
+
+Every file is written to a temporary name in the same directory, flushed to disk and
+then renamed over its final name (``os.replace`` is atomic on POSIX), so a process
+killed at any moment leaves either a complete file or none. Loading never executes
+code (NetCDF through ``xarray.open_dataset``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import xarray as xr
+
+from dlnsim.config import SweepConfig
+from dlnsim.configfile import load_config_text
+
+ENGINE = "h5netcdf"
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[str]:
+    """A temporary file next to ``path`` to write; on success, renamed over ``path`` durably."""
+    fd, tmp = _mkstemp(path)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def atomic(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Opens a temporary file next to ``path``; on success, fsyncs and renames it over ``path``."""
+    with _replacing(path) as tmp, open(tmp, mode) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_netcdf(ds: xr.Dataset, path: Path) -> None:
+    """Writes ``ds`` to ``path`` atomically (a temporary file renamed over it)."""
+    with _replacing(path) as tmp:
+        ds.to_netcdf(tmp, engine=ENGINE)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Makes a rename durable (the directory entry itself is flushed)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _mkstemp(path: Path) -> tuple[int, str]:
+    """A temporary file in ``path``'s directory (same file system, so the rename is atomic)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results files get the usual mode
+    return fd, tmp
+
+
+def open_results(path: str | Path) -> tuple[xr.Dataset, SweepConfig]:
+    """Loads a results file into memory with its config (no code is executed).
+
+    Returns:
+      ``(dataset, config)``; the config is parsed from the ``config_toml`` attribute.
+    """
+    with xr.open_dataset(path, engine=ENGINE) as f:
+        ds = f.load()
+    return ds, load_config_text(ds.attrs["config_toml"], source=f"{path} (config_toml)")

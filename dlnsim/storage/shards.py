@@ -1,0 +1,64 @@
+"""Shards of one sweep, computed by separate jobs, merged into the file a single run writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from dlnsim.configfile import dumps_config
+from dlnsim.storage.files import open_results, write_netcdf
+
+_SHARD_ATTRS = ("shard", "shard_runs")  # set by run_sweep(shard=...), absent from the merged file
+
+
+def merge_shards(paths: list[str | Path], out_path: str | Path) -> xr.Dataset:
+    """Combines the n shard files of one sweep into the file a single run writes.
+
+    Every shard must hold the same config and the slices ``0..n-1`` exactly once. Data,
+    coordinates and attributes equal those of an unsharded run, except the volatile
+    timing attributes, which are combined (earliest start, latest end, summed walls).
+
+    Raises:
+      ValueError: the files are not the complete set of shards of one sweep.
+    """
+    parts = [(Path(p), *open_results(p)) for p in paths]
+    path0, first, cfg = parts[0]
+    n = _shard_of(path0, first)[1]
+    seen: dict[int, Path] = {}
+    for path, ds, c in parts:
+        i, n_i = _shard_of(path, ds)
+        if c != cfg or n_i != n:
+            raise ValueError(f"{path} is a shard of a different sweep than {path0}")
+        if i in seen:
+            raise ValueError(f"{path} and {seen[i]} are both shard {i}/{n}")
+        seen[i] = path
+    missing = sorted(set(range(n)) - set(seen))
+    if missing:
+        raise ValueError(f"shards {', '.join(f'{i}/{n}' for i in missing)} are missing: merge needs all {n}")
+    merged = first.copy(deep=True)
+    axes = list(cfg.grid)
+    for _, ds, _ in parts[1:]:
+        runs = np.asarray(ds.attrs["shard_runs"])
+        for name, var in ds.data_vars.items():
+            target = merged[name].values.reshape((cfg.n_runs, *var.shape[len(axes) :]))
+            target[runs] = var.values.reshape(target.shape)[runs]
+    merged.attrs = {k: v for k, v in first.attrs.items() if k not in _SHARD_ATTRS}
+    merged.attrs["config_toml"] = dumps_config(cfg)
+    walls = np.sum([json.loads(ds.attrs["group_wall_seconds"]) for _, ds, _ in parts], axis=0)
+    merged.attrs["group_wall_seconds"] = json.dumps([round(float(w), 3) for w in walls])
+    merged.attrs["start_time"] = min(ds.attrs["start_time"] for _, ds, _ in parts)
+    merged.attrs["end_time"] = max(ds.attrs["end_time"] for _, ds, _ in parts)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_netcdf(merged, out)
+    return merged
+
+
+def _shard_of(path: Path, ds: xr.Dataset) -> tuple[int, int]:
+    if "shard" not in ds.attrs:
+        raise ValueError(f"{path} is not a shard file (no 'shard' attribute): written without --shard")
+    i, n = (int(v) for v in str(ds.attrs["shard"]).split("/"))
+    return i, n

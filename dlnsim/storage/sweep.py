@@ -1,0 +1,194 @@
+"""Running a sweep into a results file, resumably: the chunk loop and the final file.
+
+While a sweep runs, every finished chunk is persisted in the sidecar directory
+``RESULTS.nc.chunks/`` (:mod:`dlnsim.storage.chunks`). Re-running the same sweep
+recomputes only the missing chunks; a different config at the same path is refused
+(:class:`ExistingResultsError`) unless forced. The final NetCDF file is written once
+every chunk is done, and the sidecar directory is removed.
+
+The final file's data, coordinates and attributes depend only on the config, the
+software versions and the device, except for the attributes in
+:data:`VOLATILE_ATTRS` (start/end time and wall time per group), which record when
+each chunk was actually computed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import shutil
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import xarray as xr
+
+from dlnsim.config import SweepConfig, static_combinations
+from dlnsim.configfile import dumps_config
+from dlnsim.grid import Chunk, assemble, batch_shape, plan, run_attrs, run_chunk
+from dlnsim.storage.chunks import Stored, chunk_dir, load_chunk, save_chunk
+from dlnsim.storage.files import ENGINE, atomic, open_results, write_netcdf
+
+# Attributes that record when the work was done: they differ between two runs of the
+# same sweep, and between an interrupted-and-resumed run and an uninterrupted one.
+VOLATILE_ATTRS = ("start_time", "end_time", "group_wall_seconds")
+# Appended to a shard's config text: its chunks and file are told apart from other slices'.
+_SHARD_LINE = "# shard {0}/{1}: this file holds slice {0} of {1} of the sweep's chunks\n"
+
+
+class ExistingResultsError(ValueError):
+    """The output path already holds results (or a partial sweep) of a different config."""
+
+
+class Progress(NamedTuple):
+    """Reported to the ``progress`` callback of :func:`run_sweep` after every chunk."""
+
+    chunk: Chunk  # the chunk just finished
+    n_chunks: int  # chunks in the plan
+    runs_done: int  # runs finished so far, loaded ones included
+    n_runs: int  # runs in the sweep
+    skipped: bool  # True: loaded from an earlier, interrupted run; False: computed now
+    seconds: float  # compute time of this chunk (0 when skipped)
+    steps: int  # optimiser steps per run
+
+
+# ---------------------------------------------------------------- config identity
+
+
+def _flatten(text: str) -> dict[str, Any]:
+    doc = tomllib.loads(text)
+    return {f"{s}.{k}": v for s, table in doc.items() for k, v in table.items()}
+
+
+def _differences(old: str, new: str, limit: int = 4) -> str:
+    a, b = _flatten(old), _flatten(new)
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
+    parts = [f"{k}: {a.get(k, '(unset)')} there, {b.get(k, '(unset)')} here" for k in keys[:limit]]
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return "; ".join(parts) + more
+
+
+def _refuse(where: Path, old: str, new: str) -> ExistingResultsError:
+    return ExistingResultsError(
+        f"{where} holds results of a different sweep ({_differences(old, new)}); "
+        "write elsewhere, or pass force=True (--force) to discard them"
+    )
+
+
+def _existing_config(out: Path) -> str:
+    try:
+        with xr.open_dataset(out, engine=ENGINE) as ds:
+            return str(ds.attrs["config_toml"])
+    except (OSError, KeyError, ValueError) as e:
+        raise ExistingResultsError(
+            f"{out} exists and is not a dlnsim results file ({e}); write elsewhere, or pass force=True (--force) to overwrite it"
+        ) from None
+
+
+# ---------------------------------------------------------------- the sweep
+
+
+def _iso(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat(timespec="seconds")
+
+
+def _attrs(cfg: SweepConfig, chunks: list[Chunk], stored: list[Stored]) -> dict[str, Any]:
+    attrs = run_attrs(cfg)
+    groups = static_combinations(cfg)
+    wall = np.zeros(len(groups))
+    for chunk, s in zip(chunks, stored):
+        wall[chunk.group] += s.result.seconds
+    attrs["groups"] = json.dumps(groups)
+    # JSON text, like "groups": NetCDF would turn a length-1 array attribute into a scalar.
+    attrs["group_wall_seconds"] = json.dumps([round(float(w), 3) for w in wall])
+    attrs["start_time"] = _iso(min(s.started for s in stored))
+    attrs["end_time"] = _iso(max(s.finished for s in stored))
+    return attrs
+
+
+def run_sweep(
+    cfg: SweepConfig,
+    out_path: str | Path,
+    *,
+    force: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+    shard: tuple[int, int] | None = None,
+) -> tuple[xr.Dataset, int]:
+    """Runs a sweep into a NetCDF file, resuming from the chunks an earlier run finished.
+
+    Args:
+      cfg: the sweep.
+      out_path: the results file (``.nc``); its directory is created if needed.
+      force: discard existing results or partial chunks of a *different* config
+        (otherwise :class:`ExistingResultsError`), and recompute even if ``out_path``
+        already holds this very sweep.
+      progress: called with a :class:`Progress` after every chunk (computed or loaded).
+      shard: ``(i, n)``: compute only slice i of n of the sweep's chunks (0-based), for
+        one job of an array of jobs; :func:`~dlnsim.storage.merge_shards` combines the n files into the
+        file a single run writes. The other runs are NaN in a shard's file.
+
+    Returns:
+      ``(dataset, skipped)``: the dataset written to the file (read back from it when
+      the file was already complete), and how many chunks
+      were loaded from an earlier run instead of computed (all of them when the file
+      was already complete).
+
+    Raises:
+      ExistingResultsError: ``out_path`` or its chunk directory belongs to another config.
+    """
+    out = Path(out_path)
+    side = chunk_dir(out)
+    text = dumps_config(cfg) + (_SHARD_LINE.format(*shard) if shard else "")
+    all_chunks = plan(cfg)
+    # Padding comes from the whole plan, so a shard runs the very programs a single run does.
+    pad = batch_shape(cfg, all_chunks)
+    chunks = [c for c in all_chunks if shard is None or c.index % shard[1] == shard[0]]
+    if force:
+        shutil.rmtree(side, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            out.unlink()
+    elif out.exists():
+        old = _existing_config(out)
+        if old != text:
+            raise _refuse(out, old, text)
+        return open_results(out)[0], len(chunks)
+    elif (side / "config.toml").exists():
+        old = (side / "config.toml").read_text(encoding="utf-8")
+        if old != text:
+            raise _refuse(side, old, text)
+    side.mkdir(parents=True, exist_ok=True)
+    for junk in side.glob(".*.tmp"):  # temporaries of a killed write: never complete
+        junk.unlink()
+    with atomic(side / "config.toml") as f:
+        f.write(text.encode())
+
+    stored: list[Stored] = []
+    skipped = runs_done = 0
+    for chunk in chunks:
+        s = load_chunk(side, chunk)
+        loaded = s is not None
+        if s is None:
+            started = time.time()
+            res = run_chunk(cfg, chunk, pad)
+            s = Stored(res, started, time.time())
+            save_chunk(side, chunk, res, s.started, s.finished)
+        skipped += loaded
+        stored.append(s)
+        runs_done += len(chunk.runs)
+        if progress is not None:
+            seconds = 0.0 if loaded else s.result.seconds
+            n_runs = sum(len(c.runs) for c in chunks)
+            progress(Progress(chunk, len(chunks), runs_done, n_runs, loaded, seconds, cfg.train.steps))
+    attrs = _attrs(cfg, chunks, stored)
+    if shard:
+        attrs["config_toml"] = text
+        attrs["shard"] = f"{shard[0]}/{shard[1]}"
+        attrs["shard_runs"] = np.array(sorted(r for c in chunks for r in c.runs), np.int64)
+    ds = assemble(cfg, chunks, [s.result for s in stored], attrs=attrs)
+    write_netcdf(ds, out)
+    shutil.rmtree(side, ignore_errors=True)
+    return ds, skipped
