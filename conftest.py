@@ -23,3 +23,17 @@ jax.config.update("jax_cpu_enable_async_dispatch", False)
 def _doctest_namespace(doctest_namespace):
     doctest_namespace.update(dlnsim=dlnsim, jax=jax, jnp=jnp, jr=jr)
     doctest_namespace.update({name: getattr(dlnsim, name) for name in dlnsim.__all__})
+
+
+# The suite runs on two pytest-xdist workers, one test file per worker at a time
+# (pyproject: -n 2 --dist loadfile). These files are compile-bound and long (tens of seconds
+# each), so they go first and the short ones fill in around them.
+_LONG_FIRST = ("test_reproduce.py", "test_notebooks.py", "test_cli.py", "test_benchmarks.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return _LONG_FIRST.index(name) if name in _LONG_FIRST else len(_LONG_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file is kept

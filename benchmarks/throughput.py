@@ -2,7 +2,9 @@
 
 Measures network-steps per second (one GD step of one network = one network-step) for:
 
-  * ``dlnsim_reduced``: ``dlnsim.sweep`` over seeds, ``TrainConfig(data="reduced")``
+  * ``dlnsim_reduced``: ``dlnsim.sweep`` over seeds, ``TrainConfig(data="reduced")``: the
+    hand-written backward with the rank-r update fused into the decay (``dlnsim.backward``)
+  * ``dlnsim_autodiff``: the same with ``TrainConfig(backward="autodiff")`` (``jax.grad``)
   * ``dlnsim_raw``: the same on all N raw samples, ``TrainConfig(data="raw")``
   * ``torch_naive``: a PyTorch loop, one network after another (``peers.torch_naive``)
   * ``torch_vmap``: a torch.func ensemble (``peers.torch_vmap``)
@@ -57,7 +59,7 @@ import peers  # noqa: E402
 import dlnsim  # noqa: E402
 
 SCHEMA = "dlnsim-throughput/1"
-METHODS = ("dlnsim_reduced", "dlnsim_raw", "torch_naive", "torch_vmap", "jax_naive")
+METHODS = ("dlnsim_reduced", "dlnsim_autodiff", "dlnsim_raw", "torch_naive", "torch_vmap", "jax_naive")
 TORCH_METHODS = ("torch_naive", "torch_vmap")
 HPARAMS = {"lr": 0.02, "weight_decay": 1e-3}  # stable for every size here (SCIENCE.md section 2)
 
@@ -157,19 +159,22 @@ def copy_bandwidth(n_bytes: int, repeats: int = 5) -> dict[str, float]:
     return {"array_bytes": int(x.nbytes), "seconds": best, "bytes_per_s": 2 * x.nbytes / best}
 
 
-def _sweep_cfg(sz: Sizes, runs: int, steps: int, log_every: int, data: str) -> dlnsim.SweepConfig:
+def _sweep_cfg(sz: Sizes, runs: int, steps: int, log_every: int, data: str, backward: str) -> dlnsim.SweepConfig:
     return dlnsim.SweepConfig(
         problem=dlnsim.ProblemConfig(d=sz.d, m=sz.m, s=sz.s, n_train=sz.n_train),
         model=dlnsim.ModelConfig(depth=sz.depth, width=sz.width),
-        train=dlnsim.TrainConfig(steps=steps, log_every=log_every, data=data, dtype="float32", precision="highest"),
+        train=dlnsim.TrainConfig(
+            steps=steps, log_every=log_every, data=data, backward=backward, dtype="float32", precision="highest"
+        ),
         hparams=HPARAMS,
         grid={"seed": range(runs)},
     )
 
 
-def time_dlnsim(sz: Sizes, runs: int, steps: int, *, data: str, log_every: int | None = None, repeats: int = 1) -> dict:
+def time_dlnsim(sz: Sizes, runs: int, steps: int, *, data: str, log_every: int | None = None, repeats: int = 1,
+                backward: str = "auto") -> dict:
     """Times ``dlnsim.sweep`` over ``runs`` seeds of ``steps`` steps (public API only)."""
-    cfg = _sweep_cfg(sz, runs, steps, log_every or steps, data)
+    cfg = _sweep_cfg(sz, runs, steps, log_every or steps, data, backward)
     with compile_clock() as clock:
         t0 = time.perf_counter()
         ds = dlnsim.sweep(cfg)
@@ -232,6 +237,9 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
 
     log(f"[{name}] dlnsim reduced: {budget.runs} runs x {budget.steps} steps")
     methods["dlnsim_reduced"] = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats)
+    log(f"[{name}] dlnsim reduced, autodiff: {budget.runs} runs x {budget.steps} steps")
+    methods["dlnsim_autodiff"] = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats,
+                                             backward="autodiff")
     log(f"[{name}] dlnsim raw: {budget.raw[0]} runs x {budget.raw[1]} steps")
     methods["dlnsim_raw"] = time_dlnsim(sz, *budget.raw, data="raw", repeats=repeats)
 

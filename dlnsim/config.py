@@ -22,6 +22,7 @@ OPTIMIZERS = ("gd", "momentum", "adam", "adamw")
 DTYPES = ("float32", "float64")
 LOSS_NORMS = ("mean", "sum")
 DATA_PATHS = ("reduced", "raw")
+BACKWARDS = ("auto", "autodiff")
 ACTIVATIONS = ("linear", "relu")
 PRECISIONS = ("highest", "default")
 
@@ -163,6 +164,10 @@ class TrainConfig:
         ``"default"`` (opt-in fast mode, TF32 on recent GPUs).
       data: ``"reduced"`` trains on the exact rank-r factors of the data (SCIENCE.md
         "Exact data reduction"), ``"raw"`` on all N samples.
+      backward: ``"auto"`` (default) takes the hand-written backward pass with the
+        rank-r update fused into the decay wherever it applies (gradient descent on a
+        linear network) and ``jax.grad`` elsewhere; ``"autodiff"`` always takes
+        ``jax.grad``. Both compute the same step (tested to rounding).
       divergence_cap: a run is flagged diverged when its data loss is not finite or
         exceeds ``divergence_cap`` times its initial data loss (then it is frozen).
       n_singular: how many top singular values of the end-to-end map to record.
@@ -175,6 +180,7 @@ class TrainConfig:
     dtype: str = "float32"
     precision: str = "highest"
     data: str = "reduced"
+    backward: str = "auto"
     divergence_cap: float = 1e8
     n_singular: int = 8
 
@@ -189,6 +195,7 @@ class TrainConfig:
         _check_choice(c, "dtype", self.dtype, DTYPES)
         _check_choice(c, "precision", self.precision, PRECISIONS)
         _check_choice(c, "data", self.data, DATA_PATHS)
+        _check_choice(c, "backward", self.backward, BACKWARDS)
         _check_float(c, "divergence_cap", self.divergence_cap, lo=1.0, strict=True)
         _check_int(c, "n_singular", self.n_singular, 1)
 

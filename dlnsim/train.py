@@ -16,6 +16,7 @@ import jax.random as jr
 import optax
 
 from dlnsim import theory
+from dlnsim.backward import gd_step
 from dlnsim.config import ModelConfig, TrainConfig
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics, compute_metrics
@@ -64,6 +65,12 @@ def uses_raw_data(model: ModelConfig, train: TrainConfig) -> bool:
     return train.data == "raw" or model.activation != "linear"
 
 
+def uses_fused_step(model: ModelConfig, train: TrainConfig) -> bool:
+    """Whether a step takes the hand-written backward (:func:`dlnsim.backward.gd_step`):
+    plain gradient descent on a linear network, unless ``backward = "autodiff"``."""
+    return train.backward == "auto" and train.optimizer == "gd" and model.activation == "linear"
+
+
 def training_data(problem: Problem, model: ModelConfig, train: TrainConfig) -> Data:
     """What the loss trains on (see :func:`uses_raw_data`)."""
     return raw_data(problem) if uses_raw_data(model, train) else reduce_data(problem)
@@ -88,20 +95,26 @@ def make_step(model: ModelConfig, train: TrainConfig, n: int):
     (a result, never an exception).
     """
     value_and_grad = jax.value_and_grad(_data_loss)
+    fused = uses_fused_step(model, train)
 
-    def step(state: TrainState, data: Data, hp: HParams) -> TrainState:
-        loss, grads = value_and_grad(state.params, data, n, model.activation, train.precision)
-        bad = ~jnp.isfinite(loss) | (loss > train.divergence_cap * state.loss0)
-        frozen = state.diverged | bad
+    def update(params: Params, opt_state: Any, data: Data, hp: HParams) -> tuple[Array, Params, Any]:
+        """(data loss before the step, new params, new optimiser state)."""
+        if fused:
+            loss, new = gd_step(params, data.y, data.x, data.c0, n, hp.lr, hp.weight_decay, train.precision)
+            return loss, new, opt_state
+        loss, grads = value_and_grad(params, data, n, model.activation, train.precision)
         if train.optimizer == "gd":
             decay = 1.0 - hp.lr * hp.weight_decay
-            new_params = tuple(decay * w - hp.lr * g for w, g in zip(state.params, grads))
-            new_opt = state.opt_state
-        else:
-            if train.optimizer != "adamw":  # coupled weight decay: gradient of the L2 term
-                grads = tuple(g + hp.weight_decay * w for w, g in zip(state.params, grads))
-            updates, new_opt = _optimizer(train, hp).update(grads, state.opt_state, state.params)
-            new_params = optax.apply_updates(state.params, updates)
+            return loss, tuple(decay * w - hp.lr * g for w, g in zip(params, grads)), opt_state
+        if train.optimizer != "adamw":  # coupled weight decay: gradient of the L2 term
+            grads = tuple(g + hp.weight_decay * w for w, g in zip(params, grads))
+        updates, new_opt = _optimizer(train, hp).update(grads, opt_state, params)
+        return loss, optax.apply_updates(params, updates), new_opt
+
+    def step(state: TrainState, data: Data, hp: HParams) -> TrainState:
+        loss, new_params, new_opt = update(state.params, state.opt_state, data, hp)
+        bad = ~jnp.isfinite(loss) | (loss > train.divergence_cap * state.loss0)
+        frozen = state.diverged | bad
         # The select fuses into the update kernel: freezing costs no extra pass over weights.
         keep = lambda new, old: jnp.where(frozen, old, new)  # noqa: E731
         return TrainState(
@@ -147,7 +160,9 @@ def simulate(
     params = init_params(key, model, m, d, hp.init_scale, train.dtype)
     opt_state = () if train.optimizer == "gd" else _optimizer(train, hp).init(params)
     loss0 = _data_loss(params, data, n, model.activation, train.precision)
-    state = TrainState(jnp.zeros((), jnp.int32), params, opt_state, jnp.zeros((), bool), jnp.full((), -1, jnp.int32), loss0)
+    state = TrainState(
+        jnp.zeros((), jnp.int32), params, opt_state, jnp.zeros((), bool), jnp.full((), -1, jnp.int32), loss0
+    )
 
     problem_cfg = problem.cfg
     e_star = None

@@ -17,7 +17,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
-METHODS = ("dlnsim_reduced", "dlnsim_raw", "torch_naive", "torch_vmap", "jax_naive")
+METHODS = ("dlnsim_reduced", "dlnsim_autodiff", "dlnsim_raw", "torch_naive", "torch_vmap", "jax_naive")
 METHOD_FIELDS = (
     "networks", "steps", "seconds", "compile_s", "steady_state", "extrapolated",
     "network_steps_per_s", "ratio_vs_torch_naive", "bound_fraction",
@@ -72,7 +72,7 @@ def test_throughput_tiny_writes_complete_json(tmp_path):
             assert _positive(entry["ratio_vs_torch_naive"]), name
         else:
             assert entry["ratio_vs_torch_naive"] is None
-    for name in ("dlnsim_reduced", "dlnsim_raw", "jax_naive"):
+    for name in ("dlnsim_reduced", "dlnsim_autodiff", "dlnsim_raw", "jax_naive"):
         assert _positive(pre["methods"][name]["compile_s"]), name
     assert pre["methods"]["dlnsim_reduced"]["diverged_runs"] == 0
     assert set(pre["logging"]) >= set(LOGGING_FIELDS)

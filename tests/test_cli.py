@@ -44,10 +44,11 @@ def _dlnsim(env, *args, cwd=None):
 
 @pytest.fixture(scope="module")
 def runs(env, tmp_path_factory):
-    """A sweep killed with SIGKILL after its first chunk file, the same command rerun, and an uninterrupted run.
+    """A sweep killed with SIGKILL after its first chunk, the same command rerun, and an uninterrupted run.
 
-    The kill lands while the killed process compiles its second group (seconds on a cold
-    cache), long after the 10 ms poll sees the first chunk file.
+    The kill lands once the first chunk's progress line is out (the chunk file is written
+    before it), usually while the killed process compiles its second group (seconds on a
+    cold cache).
     """
     d = tmp_path_factory.mktemp("cli")
     killed = d / "killed.nc"
@@ -59,9 +60,10 @@ def runs(env, tmp_path_factory):
             stderr=err,
         )
         deadline = time.monotonic() + TIMEOUT
-        while not list(chunk_dir(killed).glob("chunk-*.npz")):
-            assert proc.poll() is None, "the sweep ended before writing a chunk"
-            assert time.monotonic() < deadline, "no chunk file appeared"
+        # The progress line follows the chunk file, so waiting for it means both are out.
+        while "[dlnsim] chunk 1/4" not in (d / "killed.err").read_text():
+            assert proc.poll() is None, "the sweep ended before reporting a chunk"
+            assert time.monotonic() < deadline, "no chunk was reported"
             time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)

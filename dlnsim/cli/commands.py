@@ -55,10 +55,8 @@ def _summary_text(ds: Any) -> str:
 
 
 def _plotting() -> Any:
-    try:
-        from dlnsim import plotting
-    except ImportError as e:  # TODO(lead): drop once dlnsim.plotting has landed
-        raise Fail(f"plotting is not available in this build ({e})", code=1) from None
+    from dlnsim import plotting  # lazily: matplotlib only for the commands that draw
+
     return plotting
 
 
@@ -200,11 +198,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     ds = _open(args.results)
     plotting = _plotting()
-    func = getattr(plotting, PLOT_FUNCS[args.kind], None)
-    if func is None:  # TODO(lead): every kind should exist once dlnsim.plotting is complete
-        raise Fail(
-            f"--kind {args.kind} is not available yet (dlnsim.plotting.{PLOT_FUNCS[args.kind]} is missing)", code=1
-        )
+    func = getattr(plotting, PLOT_FUNCS[args.kind])
     outdir = Path(args.output_dir) if args.output_dir else Path(args.results).parent
     outdir.mkdir(parents=True, exist_ok=True)
     stem = Path(args.results).stem

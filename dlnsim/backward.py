@@ -1,0 +1,77 @@
+"""The gradient-descent step of one linear network, with a hand-written backward pass.
+
+``jax.grad`` of the data loss gives each layer's gradient as an outer product
+``G_l = delta_l h_{l-1}^T`` written to memory, then a separate pass applies
+``W_l <- (1 - eta lambda) W_l - eta G_l``. Here the backward pass is written out and, when
+the data has few columns (the reduced path: r = rank Y), the rank-r product is a sum of r
+broadcast products inside the same elementwise expression as the decay, so the compiler
+fuses the whole update into one pass that reads and writes each weight once. Measured on
+2 CPU cores this is 1.1-1.5x faster than autodiff (``benchmarks/throughput.py``); on GPUs it
+removes a weight-sized temporary per layer.
+
+The step is exactly SCIENCE.md section 2; tests check it against ``jax.grad`` to float64
+rounding.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from dlnsim.model import Params, precision
+
+Array = jax.Array
+
+FUSE_MAX_COLUMNS = 8  # up to this many data columns the rank-r update is elementwise
+
+
+def _outer(delta: Array, h: Array, prec: jax.lax.Precision) -> Array:
+    """``delta @ h.T``; as a sum of r broadcast products when r is small (fusable)."""
+    r = delta.shape[1]
+    if r > FUSE_MAX_COLUMNS:
+        return jnp.matmul(delta, h.T, precision=prec)
+    out = delta[:, 0, None] * h[None, :, 0]
+    for k in range(1, r):
+        out = out + delta[:, k, None] * h[None, :, k]
+    return out
+
+
+def gd_step(
+    params: Params, y: Array, x: Array, c0: Array, n: int, lr: Array, weight_decay: Array, prec: str = "highest"
+) -> tuple[Array, Params]:
+    """One GD step on ``F = (||W_L ... W_1 y - x||_F^2 + c0) / (2n) + (lambda/2) sum ||W_l||^2``.
+
+    Args:
+      params: ``(W_1, ..., W_L)``.
+      y, x: training inputs (m, k) and targets (d, k), raw samples or reduced factors.
+      c0: the constant part of the reduced loss (0 for raw data).
+      n: the loss normaliser (N for the mean loss, 1 for the sum loss).
+      lr, weight_decay: eta and lambda.
+      prec: matmul precision name.
+
+    Returns:
+      ``(data loss before the step, updated params)``.
+
+    Example:
+      >>> ws = (jnp.eye(2), 2.0 * jnp.eye(2))
+      >>> loss, new = gd_step(ws, jnp.eye(2), jnp.eye(2), jnp.zeros(()), 1, 0.1, 0.0)
+      >>> float(loss), round(float(new[1][0, 0]), 6)  # E = 2 I: loss 1, dF/dW_2 = (E - I) W_1^T = I
+      (1.0, 1.9)
+    """
+    p = precision(prec)
+    hs = [y]
+    for w in params:
+        hs.append(jnp.matmul(w, hs[-1], precision=p))
+    resid = hs[-1] - x
+    loss = 0.5 * (jnp.sum(resid * resid) + c0) / n
+    # delta_l scaled by eta: the step is W_l <- (1 - eta lambda) W_l - (eta delta_l) h_{l-1}^T,
+    # and eta delta_{l-1} = W_l^T (eta delta_l) uses the weights before the update.
+    delta = (lr / n) * resid
+    decay = 1.0 - lr * weight_decay
+    new = list(params)
+    for i in reversed(range(len(params))):
+        w = params[i]
+        below = jnp.matmul(w.T, delta, precision=p) if i else None
+        new[i] = decay * w - _outer(delta, hs[i], p)
+        delta = below
+    return loss, tuple(new)
