@@ -5,6 +5,9 @@ import os
 # Tests run toy sizes where XLA's compile time dominates: skip LLVM's expensive backend
 # optimisations (2-3x faster compiles; results equal within the float tolerances used).
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# On a GPU, several JAX processes share the device (two xdist workers, the CLI and notebook
+# subprocesses they start): none may grab 75% of its memory up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -94,10 +94,10 @@ class Budget:
 
 
 # Defaults per (size, device class). CPU budgets keep the whole benchmark to a few minutes
-# on 2 cores; on CPU the paper-size reduced path times 64 of the issue's 256 runs (its
-# rate does not depend on the batch once the batch fills the cores; --runs overrides).
+# on 2 cores (about 6 minutes at the paper's sizes, where the dlnsim paths time all 256
+# runs of the issue: fewer runs leave first-call costs unamortised; --runs overrides).
 BUDGETS = {
-    ("paper", "cpu"): Budget(64, 200, raw=(16, 10), torch_naive=(1, 10), torch_vmap=(8, 2), jax_naive=(1, 10)),
+    ("paper", "cpu"): Budget(256, 200, raw=(16, 10), torch_naive=(1, 10), torch_vmap=(8, 2), jax_naive=(1, 10)),
     ("small", "cpu"): Budget(256, 1000, raw=(64, 20), torch_naive=(1, 200), torch_vmap=(256, 20), jax_naive=(1, 200)),
     ("paper", "gpu"): Budget(256, 2000, raw=(256, 100), torch_naive=(2, 50), torch_vmap=(256, 10), jax_naive=(2, 50)),
     ("small", "gpu"): Budget(4096, 2000, raw=(4096, 200), torch_naive=(2, 200), torch_vmap=(4096, 50), jax_naive=(2, 200)),

@@ -1,6 +1,6 @@
 """``dlnsim reproduce NAME``: the paper's findings as named, shipped experiments.
 
-Each experiment loads ``experiments/NAME.toml`` (``NAME_full.toml`` with ``full=True``: the
+Each experiment loads ``dlnsim/reproduce/experiments/NAME.toml`` (``NAME_full.toml`` with ``full=True``: the
 paper's sizes, for a GPU), runs it resumably into ``OUT/*.nc`` (:func:`dlnsim.run_sweep`),
 draws PNGs and writes ``OUT/NAME.md`` with the measured numbers next to the prediction.
 
@@ -66,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
         "reproduce",
         parents=parents,
         help="reproduce a finding of the paper (results, pictures, Markdown report)",
-        description="Run a named experiment shipped in experiments/: results (NetCDF, resumable), PNG pictures "
+        description="Run a named experiment shipped in dlnsim/reproduce/experiments/: results (NetCDF, resumable), PNG pictures "
         "and a Markdown report OUT/NAME.md with measured numbers next to the predictions of SCIENCE.md. "
         "Default sizes run in minutes on 2 CPU cores; --full uses the paper's sizes (for a GPU).",
     )

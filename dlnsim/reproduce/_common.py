@@ -17,8 +17,8 @@ from dlnsim.configfile import load_config
 from dlnsim.problem import make_problem, problem_key
 from dlnsim.storage import run_sweep
 
-# The experiment configs ship in the repository next to the package (editable install).
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+# The experiment configs ship inside the package (package data), so any install has them.
+EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,12 +51,12 @@ class Outcome(NamedTuple):
 
 
 def config(ctx: Context, name: str, smoke: Iterable[str] = (), extra: Iterable[str] = ()) -> SweepConfig:
-    """``experiments/NAME[_full].toml`` with the smoke overrides (in smoke mode) and ``extra``."""
+    """``dlnsim/reproduce/experiments/NAME[_full].toml`` with the smoke overrides (in smoke mode) and ``extra``."""
     path = EXPERIMENTS_DIR / f"{name}_full.toml"
     if not (ctx.full and not ctx.smoke and path.is_file()):  # no _full variant: same sizes in both
         path = EXPERIMENTS_DIR / f"{name}.toml"
     if not path.is_file():
-        raise FileNotFoundError(f"experiment config {path} is missing (dlnsim must be installed from its repository)")
+        raise FileNotFoundError(f"experiment config {path} is missing (a broken install: reinstall dlnsim)")
     return load_config(path, [*(smoke if ctx.smoke else ()), *extra])
 
 

@@ -3,7 +3,7 @@
 Panel (a) the deep linear network, panel (b) a ReLU network of the same sizes on the same
 data, several seeds each; the linear panel is checked against the D4 noise decomposition
 of SCIENCE.md (closed form vs Monte Carlo, and the predicted curves) and the D4 table is
-measured at the paper's sizes with N = 100 (``experiments/fig1_d4.toml``).
+measured at the paper's sizes with N = 100 (``reproduce/experiments/fig1_d4.toml``).
 """
 
 from __future__ import annotations
