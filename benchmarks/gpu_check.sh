@@ -74,7 +74,8 @@ fi
 
 # ---------------------------------------------------------------- 2. tests on the GPU
 say "running the test suite on the GPU (timeout ${TEST_TIMEOUT:-200} s)"
-timeout "${TEST_TIMEOUT:-200}" "$PY" -m pytest -q -p no:cacheprovider --junitxml="$OUT/tests.xml" >"$OUT/tests.txt" 2>&1
+# Four xdist workers share the GPU (conftest.py turns off JAX's memory preallocation).
+timeout "${TEST_TIMEOUT:-200}" "$PY" -m pytest -q -n 4 -p no:cacheprovider --junitxml="$OUT/tests.xml" >"$OUT/tests.txt" 2>&1
 TEST_RC=$?
 tail -n 3 "$OUT/tests.txt" | tee -a "$LOG"
 [ $TEST_RC = 124 ] && say "tests TIMED OUT (partial results in tests.txt)"
