@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
+from dlnsim._random import normal
 from dlnsim.config import ModelConfig
 
 Array = jax.Array
@@ -55,7 +56,7 @@ def init_params(
             w = jax.nn.initializers.orthogonal()(layer_key, (fan_out, fan_in), dt)
         else:
             var = {"lecun": 1.0 / fan_in, "he": 2.0 / fan_in, "xavier": 2.0 / (fan_in + fan_out)}[model.init]
-            w = math.sqrt(var) * jr.normal(layer_key, (fan_out, fan_in), dt)
+            w = math.sqrt(var) * normal(layer_key, (fan_out, fan_in), dt)
         params.append(jnp.asarray(init_scale, dt) * w)
     return tuple(params)
 

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
+from dlnsim._random import normal
 from dlnsim.config import ProblemConfig
 
 Array = jax.Array
@@ -62,9 +63,9 @@ class Data(NamedTuple):
 def _operator(key: Array, cfg: ProblemConfig, dtype: jnp.dtype) -> Array:
     d, m = cfg.d, cfg.m
     if cfg.operator == "gaussian":
-        return jr.normal(key, (m, d), dtype) / math.sqrt(m)
+        return normal(key, (m, d), dtype) / math.sqrt(m)
     if cfg.operator == "orthonormal":
-        q, _ = jnp.linalg.qr(jr.normal(key, (d, m), dtype))
+        q, _ = jnp.linalg.qr(normal(key, (d, m), dtype))
         return math.sqrt(d / m) * q.T
     # Subsampled orthonormal DCT-II: the usual compressed-sensing operator.
     n = jnp.arange(d, dtype=dtype)
@@ -130,17 +131,17 @@ def make_problem(
 def _draw(cfg: ProblemConfig, key: Array, train_noise: Array, *, dtype: str, noise_free: bool) -> Problem:
     dt = jnp.dtype(dtype)
     k_u, k_a, k_z, k_noise, k_test, k_etest = jr.split(key, 6)
-    u, _ = jnp.linalg.qr(jr.normal(k_u, (cfg.d, cfg.s), dt))
+    u, _ = jnp.linalg.qr(normal(k_u, (cfg.d, cfg.s), dt))
     a = _operator(k_a, cfg, dt)
-    z = jr.normal(k_z, (cfg.s, cfg.n_train), dt)
+    z = normal(k_z, (cfg.s, cfg.n_train), dt)
     if cfg.whiten:
         z = _whiten(z)
     x = u @ z
     noise = jnp.asarray(train_noise, dt)
     y = a @ x
     if not noise_free:
-        y = y + noise * jr.normal(k_noise, (cfg.m, cfg.n_train), dt)
-    x_test = u @ jr.normal(k_test, (cfg.s, cfg.n_test), dt)
+        y = y + noise * normal(k_noise, (cfg.m, cfg.n_train), dt)
+    x_test = u @ normal(k_test, (cfg.s, cfg.n_test), dt)
     b = a @ u
     qb, _ = jnp.linalg.qr(b)
     return Problem(
@@ -154,7 +155,7 @@ def _draw(cfg: ProblemConfig, key: Array, train_noise: Array, *, dtype: str, noi
         y=y,
         x_test=x_test,
         y_test=a @ x_test,
-        e_test=jr.normal(k_etest, (cfg.m, cfg.n_test), dt),
+        e_test=normal(k_etest, (cfg.m, cfg.n_test), dt),
         train_noise=noise,
     )
 
