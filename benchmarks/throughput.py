@@ -269,8 +269,11 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
         entry["ratio_vs_torch_naive"] = rate / ref if rate is not None and ref else None
         entry["bound_fraction"] = rate / bound if rate is not None else None
 
-    # Logging cost: the reduced run again, metrics every LOG_EVERY steps instead of at the end.
-    every = min(LOG_EVERY, budget.steps // 2)
+    # Logging cost: the reduced run again with metrics at (at least) 20 points instead of
+    # only at the start and the end. A log point costs the same whatever the cadence, so the
+    # cost of one is measured over many (a difference of two noisy timings needs a large
+    # signal) and reported relative to LOG_EVERY = 50 training steps.
+    every = max(1, min(LOG_EVERY, budget.steps // 20))
     log(f"[{name}] logging cost: reduced path, metrics every {every} steps")
     logged = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=repeats)
     base = methods["dlnsim_reduced"]
