@@ -159,12 +159,14 @@ def copy_bandwidth(n_bytes: int, repeats: int = 5) -> dict[str, float]:
     return {"array_bytes": int(x.nbytes), "seconds": best, "bytes_per_s": 2 * x.nbytes / best}
 
 
-def _sweep_cfg(sz: Sizes, runs: int, steps: int, log_every: int, data: str, backward: str) -> dlnsim.SweepConfig:
+def _sweep_cfg(sz: Sizes, runs: int, steps: int, log_every: int, data: str, backward: str,
+               balance: bool = True) -> dlnsim.SweepConfig:
     return dlnsim.SweepConfig(
         problem=dlnsim.ProblemConfig(d=sz.d, m=sz.m, s=sz.s, n_train=sz.n_train),
         model=dlnsim.ModelConfig(depth=sz.depth, width=sz.width),
         train=dlnsim.TrainConfig(
-            steps=steps, log_every=log_every, data=data, backward=backward, dtype="float32", precision="highest"
+            steps=steps, log_every=log_every, data=data, backward=backward, dtype="float32", precision="highest",
+            balance=balance,
         ),
         hparams=HPARAMS,
         grid={"seed": range(runs)},
@@ -172,9 +174,9 @@ def _sweep_cfg(sz: Sizes, runs: int, steps: int, log_every: int, data: str, back
 
 
 def time_dlnsim(sz: Sizes, runs: int, steps: int, *, data: str, log_every: int | None = None, repeats: int = 1,
-                backward: str = "auto") -> dict:
+                backward: str = "auto", balance: bool = True) -> dict:
     """Times ``dlnsim.sweep`` over ``runs`` seeds of ``steps`` steps (public API only)."""
-    cfg = _sweep_cfg(sz, runs, steps, log_every or steps, data, backward)
+    cfg = _sweep_cfg(sz, runs, steps, log_every or steps, data, backward, balance)
     with compile_clock() as clock:
         t0 = time.perf_counter()
         ds = dlnsim.sweep(cfg)
@@ -276,9 +278,12 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
     every = max(1, min(LOG_EVERY, budget.steps // 20))
     log(f"[{name}] logging cost: reduced path, metrics every {every} steps")
     logged = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=repeats)
+    log(f"[{name}] logging cost without the balancedness metric (TrainConfig.balance = False)")
+    lean = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=repeats, balance=False)
     base = methods["dlnsim_reduced"]
     extra_logs = budget.steps // every - 1
     per_log = max(logged["seconds"] - base["seconds"], 0.0) / max(extra_logs, 1)
+    per_log_lean = max(lean["seconds"] - base["seconds"], 0.0) / max(extra_logs, 1)
     per_step = max(base["seconds"] - 2 * per_log, 1e-12) / budget.steps
     logging = {
         "log_every": every,
@@ -293,6 +298,8 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
         "seconds_per_log_point": per_log,
         "seconds_per_step": per_step,
         "overhead_every_50_steps": per_log / (LOG_EVERY * per_step),
+        "seconds_log_every_no_balance": lean["seconds"],
+        "overhead_every_50_steps_no_balance": per_log_lean / (LOG_EVERY * per_step),
     }
 
     targets: dict[str, Any] = {}
@@ -401,7 +408,7 @@ def table(result: dict) -> str:
         lines.append(f"  logging every {lg['log_every']} steps vs at the end: {lg['seconds_log_every']:.3g} s vs "
                      f"{lg['seconds_log_at_end']:.3g} s ({100 * lg['measured_overhead']:+.0f}% for {lg['steps']} steps); "
                      f"one log point = {lg['seconds_per_log_point']:.3g} s = {100 * lg['overhead_every_50_steps']:.0f}% "
-                     f"of 50 steps")
+                     f"of 50 steps ({100 * lg['overhead_every_50_steps_no_balance']:.0f}% with balance = False)")
         for k, t in pre["targets"].items():
             verdict = "n/a" if t["met"] is None else ("met" if t["met"] else "NOT met")
             lines.append(f"  target {k}: goal {_fmt(t['goal'])}, have {_fmt(t['value'])} -> {verdict}")

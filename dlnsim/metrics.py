@@ -97,6 +97,7 @@ def compute_metrics(
     n_singular: int,
     activation: str = "linear",
     prec: str = "highest",
+    balance: bool = True,
 ) -> Metrics:
     """All metrics of one network.
 
@@ -111,6 +112,7 @@ def compute_metrics(
       n_singular: number of top singular values to report.
       activation: "linear" or "relu".
       prec: matmul precision name.
+      balance: compute the balancedness (else NaN; see ``TrainConfig.balance``).
     """
     p = precision(prec)
     mm = lambda a, b: jnp.matmul(a, b, precision=p)  # noqa: E731
@@ -175,7 +177,7 @@ def compute_metrics(
         align_right_cos2=right_cos2,
         sv=sv[:k],
         eff_rank=jnp.exp(entropy),
-        balance=balancedness(params, prec),
+        balance=balancedness(params, prec) if balance else nan,
         limit_dist=limit_dist,
     )
 

@@ -178,6 +178,7 @@ def simulate(
         sigmas=problem_cfg.test_sigmas,
         n=n,
         n_singular=train.n_singular,
+        balance=train.balance,
         activation=model.activation,
         prec=train.precision,
     )

@@ -186,3 +186,16 @@ def test_sum_loss_is_mean_loss_with_rescaled_hyperparameters():
     for a, b in zip(run_sum.params, run_mean.params):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(run_sum.metrics.loss_data, n * run_mean.metrics.loss_data, rtol=1e-10)
+
+
+def test_balance_off_records_nan_and_changes_nothing_else():
+    on = _train(depth=3, steps=100)
+    off = _train(depth=3, steps=100, balance=False)
+    assert np.isnan(off.metrics.balance).all() and np.isfinite(on.metrics.balance).all()
+    for name in on.metrics._fields:
+        if name != "balance":
+            np.testing.assert_array_equal(getattr(on.metrics, name), getattr(off.metrics, name), err_msg=name)
+    for a, b in zip(on.params, off.params):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="balance"):
+        TrainConfig(balance=1)
