@@ -1,0 +1,53 @@
+"""Validation of config values: errors that name the field, the value and what is allowed.
+
+Shared by the frozen configs in :mod:`dlnsim.config` (STYLE.md, Architecture 8).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def parse_bytes(value: int | str) -> int:
+    """``4GB``, ``512MiB`` or a plain integer of bytes.
+
+    Example:
+      >>> parse_bytes("1.5GB"), parse_bytes("512MiB"), parse_bytes(1000)
+      (1500000000, 536870912, 1000)
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+    if match and match.group(2).upper() in _UNITS and float(match.group(1)) > 0:
+        return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    raise ValueError(f"max_memory = {value!r} is invalid: must be a positive size such as 4GB, 512MiB or bytes")
+
+
+def fail(cls: str, field: str, value: Any, allowed: str) -> None:
+    raise ValueError(f"{cls}.{field} = {value!r} is invalid: {allowed}")
+
+
+def check_int(cls: str, field: str, value: Any, lo: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        fail(cls, field, value, f"must be an integer >= {lo}")
+    if value < lo:
+        fail(cls, field, value, f"must be an integer >= {lo}")
+
+
+def check_choice(cls: str, field: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        fail(cls, field, value, f"must be one of {', '.join(map(repr, choices))}")
+
+
+def check_float(cls: str, field: str, value: Any, *, lo: float, strict: bool) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok:
+        ok = value > lo if strict else value >= lo
+        ok = ok and math.isfinite(value)
+    if not ok:
+        fail(cls, field, value, f"must be a finite number {'>' if strict else '>='} {lo}")
