@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -141,8 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     plot(result, png)
     print(f"wrote {png}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        throughput.write_json(args.out, result)
         print(f"wrote {args.out}")
     return result
 

@@ -430,6 +430,12 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def write_json(path: Path, result: dict) -> None:
+    """``result`` as indented JSON (non-finite numbers as null), parent folders created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", choices=["paper", "small"], default=["paper", "small"])
@@ -468,14 +474,12 @@ def main(argv: list[str] | None = None) -> dict:
             use_torch=use_torch, torch_dev=torch_dev, repeats=repeats, log=log,
         )
         if args.out:  # after each size, so an interrupted run keeps what it measured
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+            write_json(args.out, result)
     result["load_average_end"] = list(os.getloadavg())
     result = _jsonable(result)
     print(table(result))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
         print(f"\nwrote {args.out}")
     return result
 

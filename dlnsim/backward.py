@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from dlnsim.model import Params, precision
+from dlnsim.problem import data_loss
 
 Array = jax.Array
 
@@ -64,7 +65,7 @@ def gd_step(
     for w in params:
         hs.append(jnp.matmul(w, hs[-1], precision=p))
     resid = hs[-1] - x
-    loss = 0.5 * (jnp.sum(resid * resid) + c0) / n
+    loss = data_loss(resid, c0, n)
     # delta_l scaled by eta: the step is W_l <- (1 - eta lambda) W_l - (eta delta_l) h_{l-1}^T,
     # and eta delta_{l-1} = W_l^T (eta delta_l) uses the weights before the update.
     delta = (lr / n) * resid

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from dlnsim import theory
 from dlnsim.model import Params, end_to_end, forward, precision
-from dlnsim.problem import Data, Problem
+from dlnsim.problem import Data, Problem, data_loss
 
 Array = jax.Array
 
@@ -119,7 +119,7 @@ def compute_metrics(
     dt = params[0].dtype
     nan = jnp.full((), jnp.nan, dt)
     s = problem.u.shape[1]
-    loss_data = 0.5 * (_sq(forward(params, data.y, activation, prec) - data.x) + data.c0) / n
+    loss_data = data_loss(forward(params, data.y, activation, prec) - data.x, data.c0, n)
     loss_reg = 0.5 * weight_decay * sum(_sq(w) for w in params)
     w1_off = params[0] - mm(mm(params[0], problem.qb), problem.qb.T)
     signal_sq = _sq(problem.x_test)

@@ -60,6 +60,11 @@ class Data(NamedTuple):
     c0: Array  # () constant part of the squared residual ||X (I - V_r V_r^T)||_F^2
 
 
+def data_loss(resid: Array, c0: Array, n: int) -> Array:
+    """``F_data`` from the residual ``E y - x`` of :class:`Data`: ``(||resid||_F^2 + c0) / (2 n)``."""
+    return 0.5 * (jnp.sum(resid * resid) + c0) / n
+
+
 def _operator(key: Array, cfg: ProblemConfig, dtype: jnp.dtype) -> Array:
     d, m = cfg.d, cfg.m
     if cfg.operator == "gaussian":

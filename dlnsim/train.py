@@ -21,7 +21,7 @@ from dlnsim.config import ModelConfig, TrainConfig
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics, compute_metrics
 from dlnsim.model import Params, forward, init_params
-from dlnsim.problem import Data, Problem, raw_data, reduce_data
+from dlnsim.problem import Data, Problem, data_loss, raw_data, reduce_data
 
 Array = jax.Array
 
@@ -82,8 +82,7 @@ def _normaliser(train: TrainConfig, problem: Problem) -> int:
 
 
 def _data_loss(params: Params, data: Data, n: int, activation: str, prec: str) -> Array:
-    r = forward(params, data.y, activation, prec) - data.x
-    return 0.5 * (jnp.sum(r * r) + data.c0) / n
+    return data_loss(forward(params, data.y, activation, prec) - data.x, data.c0, n)
 
 
 def make_step(model: ModelConfig, train: TrainConfig, n: int):

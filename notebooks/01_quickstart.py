@@ -9,18 +9,16 @@
 # Set the environment variable `DLNSIM_SMOKE=1` to run everything at toy sizes (the test suite does).
 
 # %%
-import io
 import os
 import tempfile
 
 import jax
 import numpy as np
-import PIL.Image
-from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 import dlnsim
 import dlnsim.plotting
+from dlnsim.plotting import show
 
 # Synchronous CPU dispatch: building these notebooks once hung in an asynchronously dispatched computation
 # (cf. jax-ml/jax#25861); the cost is negligible here.
@@ -28,17 +26,6 @@ jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 SMOKE = os.environ.get("DLNSIM_SMOKE", "0") == "1"
 OUT = tempfile.mkdtemp(prefix="dlnsim_nb01_")  # pictures written by dlnsim.plotting
-
-
-def show(picture: Figure | str | os.PathLike, width: int | None = None) -> None:
-    """Displays a matplotlib figure or a PNG file inline as a compact 256-colour PNG (no pyplot needed)."""
-    buf = io.BytesIO()
-    if isinstance(picture, Figure):
-        picture.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-        picture = buf
-    out = io.BytesIO()
-    PIL.Image.open(picture).convert("RGB").quantize(256).save(out, format="PNG", optimize=True)
-    display(Image(out.getvalue(), width=width))
 
 
 print("smoke mode" if SMOKE else "normal size", "| dlnsim", dlnsim.__version__)

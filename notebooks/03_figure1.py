@@ -17,17 +17,15 @@
 # `lambda = 0.01`. `DLNSIM_SMOKE=1` runs toy sizes.
 
 # %%
-import io
 import os
 
 import jax
 import numpy as np
-import PIL.Image
-from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 import dlnsim
 from dlnsim.metrics import noise_error_mc
+from dlnsim.plotting import show
 
 # Synchronous CPU dispatch: building these notebooks once hung in an asynchronously dispatched computation
 # (cf. jax-ml/jax#25861); the cost is negligible here.
@@ -35,17 +33,6 @@ jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 SMOKE = os.environ.get("DLNSIM_SMOKE", "0") == "1"
 PAPER_SIZES = False  # True: d=200, m=100, width 400 (meant for a GPU)
-
-
-def show(picture: Figure | str | os.PathLike, width: int | None = None) -> None:
-    """Displays a matplotlib figure or a PNG file inline as a compact 256-colour PNG (no pyplot needed)."""
-    buf = io.BytesIO()
-    if isinstance(picture, Figure):
-        picture.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-        picture = buf
-    out = io.BytesIO()
-    PIL.Image.open(picture).convert("RGB").quantize(256).save(out, format="PNG", optimize=True)
-    display(Image(out.getvalue(), width=width))
 
 
 sigmas = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)

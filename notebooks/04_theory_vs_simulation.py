@@ -11,7 +11,6 @@
 # `DLNSIM_SMOKE=1` runs toy sizes.
 
 # %%
-import io
 import os
 import tempfile
 
@@ -23,27 +22,15 @@ jax.config.update("jax_enable_x64", True)  # float64 for the theory checks (must
 jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 import numpy as np
-import PIL.Image
-from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 import dlnsim
 import dlnsim.plotting
 from dlnsim import theory
+from dlnsim.plotting import show
 
 SMOKE = os.environ.get("DLNSIM_SMOKE", "0") == "1"
 OUT = tempfile.mkdtemp(prefix="dlnsim_nb04_")
-
-
-def show(picture: Figure | str | os.PathLike, width: int | None = None) -> None:
-    """Displays a matplotlib figure or a PNG file inline as a compact 256-colour PNG (no pyplot needed)."""
-    buf = io.BytesIO()
-    if isinstance(picture, Figure):
-        picture.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-        picture = buf
-    out = io.BytesIO()
-    PIL.Image.open(picture).convert("RGB").quantize(256).save(out, format="PNG", optimize=True)
-    display(Image(out.getvalue(), width=width))
 
 
 if SMOKE:

@@ -44,14 +44,16 @@ def test_one_step_equals_autodiff(depth, cols):
 
 
 # Noise-free reduced data has r = s = 3 columns (the fused rank-r update); noisy reduced
-# data has r = m = 12 and raw data N = 40 (the matmul branch).
+# data has r = m = 12 and raw data N = 40 (the matmul branch). The two paths sum in a
+# different order; measured gaps after 300 steps, relative to the largest entry: 1.4e-15
+# (float64) and 5e-7 (float32), so the tolerances leave 10-20x room.
 @pytest.mark.parametrize(
     "dtype,rtol,data,noise",
     [
-        ("float64", 1e-10, "reduced", 0.0),
-        ("float32", 1e-4, "reduced", 0.0),
-        ("float64", 1e-10, "reduced", 0.05),
-        ("float64", 1e-10, "raw", 0.0),
+        ("float64", 1e-12, "reduced", 0.0),
+        ("float32", 1e-5, "reduced", 0.0),
+        ("float64", 1e-12, "reduced", 0.05),
+        ("float64", 1e-12, "raw", 0.0),
     ],
 )
 def test_training_runs_match_autodiff(dtype, rtol, data, noise):
@@ -66,9 +68,10 @@ def test_training_runs_match_autodiff(dtype, rtol, data, noise):
     fused, ref = runs
     for a, b in zip(fused.params, ref.params):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * float(jnp.abs(b).max()))
-    for name in ("loss_data", "on_err", "off_fro", "test_err", "balance"):
+    for name in ref.metrics._fields:
         a, b = np.asarray(getattr(fused.metrics, name)), np.asarray(getattr(ref.metrics, name))
-        np.testing.assert_allclose(a, b, rtol=10 * rtol, atol=10 * rtol * np.abs(b).max())
+        scale = np.nanmax(np.abs(b)) if np.isfinite(b).any() else 0.0  # limit_dist is NaN here (no E*)
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * scale, err_msg=name)
     assert float(ref.metrics.loss_data[-1]) < 0.1 * float(ref.metrics.loss_data[0])  # it trained
 
 

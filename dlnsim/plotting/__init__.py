@@ -9,11 +9,13 @@ Grid axes that a picture does not show are fixed at their first value unless
 ``select={"axis": value}`` says otherwise; the title states the fixed values.
 
 Modules: :mod:`~dlnsim.plotting.diagram` (phase diagrams), :mod:`~dlnsim.plotting.curves`
-(learning, decay and noise curves), ``_common`` (labels, slicing, saving).
+(learning, decay and noise curves), :mod:`~dlnsim.plotting.display` (``show``: a picture
+inline in a notebook), ``_common`` (labels, slicing, saving).
 """
 
 from dlnsim.plotting._common import AXIS_LABELS, LABELS
 from dlnsim.plotting.curves import learning_curves, noise_curves, off_subspace_decay
 from dlnsim.plotting.diagram import _index_position, _is_log_grid, phase_diagram  # noqa: F401 (tests reach the helpers here)
+from dlnsim.plotting.display import show
 
-__all__ = ["AXIS_LABELS", "LABELS", "learning_curves", "noise_curves", "off_subspace_decay", "phase_diagram"]
+__all__ = ["AXIS_LABELS", "LABELS", "learning_curves", "noise_curves", "off_subspace_decay", "phase_diagram", "show"]
