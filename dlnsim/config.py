@@ -23,7 +23,7 @@ OPTIMIZERS = ("gd", "momentum", "adam", "adamw")
 DTYPES = ("float32", "float64")
 LOSS_NORMS = ("mean", "sum")
 DATA_PATHS = ("reduced", "raw")
-BACKWARDS = ("auto", "autodiff")
+BACKWARDS = ("auto", "fused", "blocked", "autodiff")
 ACTIVATIONS = ("linear", "relu")
 PRECISIONS = ("highest", "default")
 
@@ -122,10 +122,14 @@ class TrainConfig:
         ``"default"`` (opt-in fast mode, TF32 on recent GPUs).
       data: ``"reduced"`` trains on the exact rank-r factors of the data (SCIENCE.md
         "Exact data reduction"), ``"raw"`` on all N samples.
-      backward: ``"auto"`` (default) takes the hand-written backward pass with the
-        rank-r update fused into the decay wherever it applies (gradient descent on a
-        linear network) and ``jax.grad`` elsewhere; ``"autodiff"`` always takes
-        ``jax.grad``. Both compute the same step (tested to rounding).
+      backward: how a gradient-descent step on a linear network is computed (other
+        optimisers and ReLU networks always take ``jax.grad``). ``"fused"``: a
+        hand-written backward pass with the rank-r update fused into the decay
+        (``dlnsim.backward``); ``"blocked"``: the same step on a block of runs at once,
+        run axis last (``dlnsim.blocked``); ``"autodiff"``: ``jax.grad``. ``"auto"``
+        (default) takes ``"blocked"`` on CPUs for small networks on few data columns,
+        where it is about 4x faster, and ``"fused"`` elsewhere. All compute the same
+        step (tested to rounding).
       divergence_cap: a run is flagged diverged when its data loss is not finite or
         exceeds ``divergence_cap`` times its initial data loss (then it is frozen).
       n_singular: how many top singular values of the end-to-end map to record.

@@ -35,6 +35,7 @@ from dlnsim import devices
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics
 from dlnsim.problem import make_problem, problem_key, raw_data, reduce_data
+from dlnsim.blocked import CPU_COMPILER_OPTIONS
 from dlnsim.train import init_key, simulate, uses_raw_data
 
 
@@ -116,7 +117,7 @@ def _make_problems(keys, noises, *, problem_cfg, dtype, raw, noisy):
     return jax.vmap(one)(keys, noises)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "train"))
+@functools.partial(jax.jit, static_argnames=("model", "train"), compiler_options=CPU_COMPILER_OPTIONS)
 def _train_batch(problems, datas, which, seeds, hp, *, model, train):
     """vmap of one run over the batch: the only vmap over runs in dlnsim.
 

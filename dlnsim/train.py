@@ -16,7 +16,8 @@ import jax.random as jr
 import optax
 
 from dlnsim import theory
-from dlnsim.backward import gd_step
+from dlnsim.backward import FUSE_MAX_COLUMNS, gd_step
+from dlnsim.blocked import CPU_COMPILER_OPTIONS, MAX_WIDTH, gd_step_block, run_axis_last
 from dlnsim.config import ModelConfig, TrainConfig
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics, compute_metrics
@@ -65,10 +66,22 @@ def uses_raw_data(model: ModelConfig, train: TrainConfig) -> bool:
     return train.data == "raw" or model.activation != "linear"
 
 
-def uses_fused_step(model: ModelConfig, train: TrainConfig) -> bool:
-    """Whether a step takes the hand-written backward (:func:`dlnsim.backward.gd_step`):
-    plain gradient descent on a linear network, unless ``backward = "autodiff"``."""
-    return train.backward == "auto" and train.optimizer == "gd" and model.activation == "linear"
+def step_kind(model: ModelConfig, train: TrainConfig, m: int, d: int, columns: int) -> str:
+    """How a step is computed: ``"blocked"`` (:func:`dlnsim.blocked.gd_step_block` on a
+    block of runs), ``"fused"`` (:func:`dlnsim.backward.gd_step`) or ``"autodiff"``.
+
+    The hand-written steps do plain gradient descent on a linear network. ``backward =
+    "auto"`` takes the block step on CPUs when every layer is at most
+    :data:`dlnsim.blocked.MAX_WIDTH` wide and the data has at most
+    :data:`dlnsim.backward.FUSE_MAX_COLUMNS` columns (the reduced path), the fused step
+    otherwise.
+    """
+    if train.backward == "autodiff" or train.optimizer != "gd" or model.activation != "linear":
+        return "autodiff"
+    if train.backward != "auto":
+        return train.backward
+    small = max(m, d, model.width) <= MAX_WIDTH and columns <= FUSE_MAX_COLUMNS
+    return "blocked" if small and jax.default_backend() == "cpu" else "fused"
 
 
 def training_data(problem: Problem, model: ModelConfig, train: TrainConfig) -> Data:
@@ -85,20 +98,23 @@ def _data_loss(params: Params, data: Data, n: int, activation: str, prec: str) -
     return data_loss(forward(params, data.y, activation, prec) - data.x, data.c0, n)
 
 
-def make_step(model: ModelConfig, train: TrainConfig, n: int):
+def make_step(model: ModelConfig, train: TrainConfig, n: int, kind: str = "autodiff"):
     """One pure training step ``step(state, data, hp) -> state``.
 
     Gradient descent follows SCIENCE.md section 2 exactly:
     ``W_l <- (1 - eta lambda) W_l - eta grad_l F_data``. A run whose data loss is not
     finite or exceeds ``divergence_cap`` times its initial loss is frozen and flagged
-    (a result, never an exception).
+    (a result, never an exception). ``kind`` is a :func:`step_kind`; for ``"blocked"``
+    every array has a trailing run axis (the freezing below broadcasts over it).
     """
     value_and_grad = jax.value_and_grad(_data_loss)
-    fused = uses_fused_step(model, train)
 
     def update(params: Params, opt_state: Any, data: Data, hp: HParams) -> tuple[Array, Params, Any]:
         """(data loss before the step, new params, new optimiser state)."""
-        if fused:
+        if kind == "blocked":
+            loss, new = gd_step_block(params, data.y, data.x, data.c0, n, hp.lr, hp.weight_decay)
+            return loss, new, opt_state
+        if kind == "fused":
             loss, new = gd_step(params, data.y, data.x, data.c0, n, hp.lr, hp.weight_decay, train.precision)
             return loss, new, opt_state
         loss, grads = value_and_grad(params, data, n, model.activation, train.precision)
@@ -181,22 +197,26 @@ def simulate(
         activation=model.activation,
         prec=train.precision,
     )
-    step = make_step(model, train, n)
+    kind = step_kind(model, train, m, d, data.y.shape[1])
+    step = make_step(model, train, n, kind)
 
-    def advance(state: TrainState) -> TrainState:
+    def advance(state: TrainState, data: Data, hp: HParams) -> TrainState:
         return jax.lax.scan(lambda s, _: (step(s, data, hp), None), state, None, length=train.log_every)[0]
+
+    if kind == "blocked":  # under the sweep's vmap, one block of all runs (dlnsim.blocked)
+        advance = run_axis_last(advance)
 
     def log_point(state: TrainState, i: Array) -> tuple[TrainState, Metrics]:
         # Log point 0 is the initial state. The predicate is the same for every run, so
         # under vmap this stays a real branch, and the metrics are compiled only once.
-        state = jax.lax.cond(i > 0, advance, lambda s: s, state)
+        state = jax.lax.cond(i > 0, lambda s: advance(s, data, hp), lambda s: s, state)
         return state, measure(state.params)
 
     state, metrics = jax.lax.scan(log_point, state, jnp.arange(train.n_logs))
     return Run(state.params, metrics, state.diverged, state.diverged_at)
 
 
-_simulate_jit = jax.jit(simulate, static_argnames=("model", "train"))
+_simulate_jit = jax.jit(simulate, static_argnames=("model", "train"), compiler_options=CPU_COMPILER_OPTIONS)
 
 
 def train(

@@ -1,4 +1,5 @@
-"""The hand-written GD step against ``jax.grad``: one step exactly, whole runs to rounding."""
+"""The hand-written GD steps (per network and on a block of runs) against ``jax.grad``:
+one step exactly, whole runs to rounding."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,9 @@ import pytest
 import dlnsim
 from dlnsim import HParams, ModelConfig, ProblemConfig, TrainConfig
 from dlnsim.backward import FUSE_MAX_COLUMNS, gd_step
+from dlnsim.blocked import MAX_WIDTH, gd_step_block, run_axis_last
 from dlnsim.model import init_params
+from dlnsim.train import step_kind
 
 SMALL = ProblemConfig(d=24, m=12, s=3, n_train=40, n_test=50)
 
@@ -43,10 +46,63 @@ def test_one_step_equals_autodiff(depth, cols):
     assert max(float(jnp.abs(a - w).max()) for a, w in zip(new, params)) > 1e-4
 
 
+@pytest.mark.parametrize("depth", [1, 4])
+@pytest.mark.parametrize("cols", [3, FUSE_MAX_COLUMNS + 5])
+def test_block_step_equals_autodiff_per_run(depth, cols):
+    """Three runs with their own weights, data, step size and weight decay in one block."""
+    m, d, runs = 6, 9, 3
+    params = [init_params(jr.key(10 * r + depth), ModelConfig(depth=depth, width=7), m, d, 1.0, "float64") for r in range(runs)]
+    ys = [jr.normal(jr.key(100 + r), (m, cols), jnp.float64) for r in range(runs)]
+    xs = [jr.normal(jr.key(200 + r), (d, cols), jnp.float64) for r in range(runs)]
+    c0, lr, wd = jnp.asarray([0.3, 0.0, 1.2]), jnp.asarray([0.07, 0.01, 0.03]), jnp.asarray([0.02, 0.0, 0.5])
+    last = lambda arrays: jnp.stack(arrays, axis=-1)  # noqa: E731
+    block = tuple(last([p[layer] for p in params]) for layer in range(depth))
+    loss, new = gd_step_block(block, last(ys), last(xs), c0, 17, lr, wd)
+    for r in range(runs):
+        ref_loss, ref = _autodiff_step(params[r], ys[r], xs[r], c0[r], 17, lr[r], wd[r])
+        np.testing.assert_allclose(loss[r], ref_loss, rtol=1e-13)
+        for a, b in zip(new, ref):
+            np.testing.assert_allclose(a[..., r], b, rtol=1e-12, atol=1e-14)
+
+
+def test_run_axis_last_is_a_per_network_function():
+    """Alone, under vmap with broadcast arguments, and in any batch: the same numbers per run.
+
+    Blocks are padded to whole vectors, so a run does not depend on its block (bitwise).
+    """
+
+    def scaled_norms(w, s):  # w (o, i, B), s (B,)
+        return jnp.sum(w * w, axis=(0, 1)) * s, w[0] * s
+
+    f = run_axis_last(scaled_norms)
+    ws = jr.normal(jr.key(0), (11, 4, 5), jnp.float32)
+    alone = [f(w, 3.0) for w in ws]
+    for batch in (ws, ws[:5], ws[3:4]):
+        norms, rows = jax.jit(jax.vmap(f, in_axes=(0, None)))(batch, 3.0)
+        assert norms.shape == (len(batch),) and rows.shape == (len(batch), 5)
+    norms, rows = jax.jit(jax.vmap(f, in_axes=(0, None)))(ws, 3.0)
+    np.testing.assert_array_equal(norms, jnp.stack([a[0] for a in alone]))
+    np.testing.assert_array_equal(rows, jnp.stack([a[1] for a in alone]))
+    np.testing.assert_allclose(norms, 3.0 * jnp.sum(ws * ws, axis=(1, 2)), rtol=1e-6)
+
+
+def test_step_kind():
+    small, wide = ModelConfig(depth=3, width=16), ModelConfig(depth=3, width=MAX_WIDTH + 1)
+    auto = TrainConfig()
+    assert step_kind(small, auto, 12, 24, 3) == ("blocked" if jax.default_backend() == "cpu" else "fused")
+    assert step_kind(wide, auto, 12, 24, 3) == "fused"
+    assert step_kind(small, auto, 12, 24, FUSE_MAX_COLUMNS + 1) == "fused"
+    assert step_kind(wide, TrainConfig(backward="blocked"), 12, 24, 40) == "blocked"
+    assert step_kind(small, TrainConfig(backward="autodiff"), 12, 24, 3) == "autodiff"
+    assert step_kind(small, TrainConfig(optimizer="adam", backward="blocked"), 12, 24, 3) == "autodiff"
+    assert step_kind(ModelConfig(depth=3, width=16, activation="relu"), auto, 12, 24, 3) == "autodiff"
+
+
 # Noise-free reduced data has r = s = 3 columns (the fused rank-r update); noisy reduced
 # data has r = m = 12 and raw data N = 40 (the matmul branch). The two paths sum in a
 # different order; measured gaps after 300 steps, relative to the largest entry: 1.4e-15
 # (float64) and 5e-7 (float32), so the tolerances leave 10-20x room.
+@pytest.mark.parametrize("backward", ["fused", "blocked"])
 @pytest.mark.parametrize(
     "dtype,rtol,data,noise",
     [
@@ -56,14 +112,14 @@ def test_one_step_equals_autodiff(depth, cols):
         ("float64", 1e-12, "raw", 0.0),
     ],
 )
-def test_training_runs_match_autodiff(dtype, rtol, data, noise):
-    """300 steps with every metric: the fused path and ``backward="autodiff"`` agree to rounding."""
+def test_training_runs_match_autodiff(backward, dtype, rtol, data, noise):
+    """300 steps with every metric: each hand-written step and ``backward="autodiff"`` agree to rounding."""
     prob = dlnsim.make_problem(SMALL, seed=3, train_noise=noise, dtype=dtype)
     model = ModelConfig(depth=3, width=16)
     hp = HParams(lr=0.05, weight_decay=1e-2)
     runs = [
         dlnsim.train(prob, model, TrainConfig(steps=300, log_every=100, dtype=dtype, data=data, backward=b), hp, seed=1)
-        for b in ("auto", "autodiff")
+        for b in (backward, "autodiff")
     ]
     fused, ref = runs
     for a, b in zip(fused.params, ref.params):
@@ -75,12 +131,13 @@ def test_training_runs_match_autodiff(dtype, rtol, data, noise):
     assert float(ref.metrics.loss_data[-1]) < 0.1 * float(ref.metrics.loss_data[0])  # it trained
 
 
-def test_fused_step_freezes_a_diverging_run():
+@pytest.mark.parametrize("backward", ["fused", "blocked"])
+def test_hand_written_steps_freeze_a_diverging_run(backward):
     prob = dlnsim.make_problem(SMALL, seed=3, dtype="float64")
     run = dlnsim.train(
         prob,
         ModelConfig(depth=3, width=16),
-        TrainConfig(steps=100, log_every=50, dtype="float64"),
+        TrainConfig(steps=100, log_every=50, dtype="float64", backward=backward),
         HParams(lr=50.0, weight_decay=0.0),
     )
     assert bool(run.diverged) and 0 <= int(run.diverged_at) < 100
