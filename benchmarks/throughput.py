@@ -2,8 +2,11 @@
 
 Measures network-steps per second (one GD step of one network = one network-step) for:
 
-  * ``dlnsim_reduced``: ``dlnsim.sweep`` over seeds, ``TrainConfig(data="reduced")``: the
-    hand-written backward with the rank-r update fused into the decay (``dlnsim.backward``)
+  * ``dlnsim_reduced``: ``dlnsim.sweep`` over seeds, ``TrainConfig(data="reduced")``, the
+    default step: on CPUs at the small sizes the block step (``dlnsim.blocked``), elsewhere
+    the hand-written backward with the rank-r update fused into the decay (``dlnsim.backward``)
+  * ``dlnsim_fused``: the same with ``TrainConfig(backward="fused")``, where that is not
+    already the default step (null otherwise)
   * ``dlnsim_autodiff``: the same with ``TrainConfig(backward="autodiff")`` (``jax.grad``)
   * ``dlnsim_raw``: the same on all N raw samples, ``TrainConfig(data="raw")``
   * ``torch_naive``: a PyTorch loop, one network after another (``peers.torch_naive``)
@@ -57,9 +60,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
 
 import dlnsim  # noqa: E402
+from dlnsim.train import step_kind  # noqa: E402
 
 SCHEMA = "dlnsim-throughput/1"
-METHODS = ("dlnsim_reduced", "dlnsim_autodiff", "dlnsim_raw", "torch_naive", "torch_vmap", "jax_naive")
+METHODS = ("dlnsim_reduced", "dlnsim_fused", "dlnsim_autodiff", "dlnsim_raw", "torch_naive", "torch_vmap", "jax_naive")
 TORCH_METHODS = ("torch_naive", "torch_vmap")
 HPARAMS = {"lr": 0.02, "weight_decay": 1e-3}  # stable for every size here (SCIENCE.md section 2)
 
@@ -239,6 +243,13 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
 
     log(f"[{name}] dlnsim reduced: {budget.runs} runs x {budget.steps} steps")
     methods["dlnsim_reduced"] = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats)
+    default = step_kind(dlnsim.ModelConfig(depth=sz.depth, width=sz.width), dlnsim.TrainConfig(), sz.m, sz.d, sz.s)
+    if default == "fused":
+        methods["dlnsim_fused"] = _null_entry("the default step here: see dlnsim_reduced")
+    else:
+        log(f"[{name}] dlnsim reduced, fused step: {budget.runs} runs x {budget.steps} steps")
+        methods["dlnsim_fused"] = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats,
+                                              backward="fused")
     log(f"[{name}] dlnsim reduced, autodiff: {budget.runs} runs x {budget.steps} steps")
     methods["dlnsim_autodiff"] = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats,
                                              backward="autodiff")
