@@ -13,7 +13,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from dlnsim.config import ModelConfig, ProblemConfig, TrainConfig
+from dlnsim.backward import FUSE_MAX_COLUMNS
 from dlnsim.model import layer_shapes
+from dlnsim.train import step_kind
 
 # Default per-chunk budget on CPU hosts. Memory is rarely the limit there, cache is: at the
 # paper's sizes 256 runs in chunks of 32 train at 560 network-steps/s, in one chunk at 309
@@ -28,11 +30,13 @@ def run_bytes(problem: ProblemConfig, model: ModelConfig, train: TrainConfig, ra
     Counts the weights with their gradient, update and optimiser state, the data the
     loss sees (r columns reduced, N raw) with its activations, the test set gathered per
     run, and the metric temporaries (end-to-end map, SVD copies, Gram matrices), with a
-    factor 1.5 for XLA's buffers. ``benchmarks/memory.py`` compares it with the peak
-    resident memory of a real sweep.
+    factor 1.5 for XLA's buffers. The block step (``dlnsim.blocked``) also writes out the
+    products of a layer with the data columns. ``benchmarks/memory.py`` compares the
+    estimate with the peak resident memory of a real sweep.
     """
     d, m = problem.d, problem.m
-    n_params = sum(a * b for a, b in layer_shapes(model, m, d))
+    shapes = layer_shapes(model, m, d)
+    n_params = sum(a * b for a, b in shapes)
     copies = {"gd": 3, "momentum": 4, "adam": 5, "adamw": 5}[train.optimizer]
     cols = problem.n_train if raw else min(m, problem.n_train)
     widest = max(model.width, d, m)
@@ -42,6 +46,8 @@ def run_bytes(problem: ProblemConfig, model: ModelConfig, train: TrainConfig, ra
     metric_tmp = 4 * d * m + gram
     logs = train.n_logs * (20 + len(problem.test_sigmas) + train.n_singular)
     words = copies * n_params + data + test + metric_tmp + logs
+    if step_kind(model, train, m, d, problem.n_train if raw else problem.s) == "blocked":
+        words += 2 * min(cols, FUSE_MAX_COLUMNS) * max(a * b for a, b in shapes)
     return int(1.5 * words * np.dtype(train.dtype).itemsize)
 
 
