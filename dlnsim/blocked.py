@@ -3,10 +3,14 @@
 ``vmap`` of the per-network step (:func:`dlnsim.backward.gd_step`) puts the run axis first,
 so every product ``W h`` becomes a batch of tiny matrix products: at the small sizes
 (width 40, two data columns) XLA's CPU runtime spends about 1.5 us on each and the step runs
-at a few GFLOP/s. With the run axis *last*, each product is one multiply-and-sum loop over
-the weights that the compiler vectorises across runs, and the step reads each weight three
-times (forward, backward, update) as in the fused per-network step. Measured on 2 CPU cores
-(``benchmarks/throughput.py``): about 4-5x the per-network fused step at the small sizes.
+at a few GFLOP/s. With the run axis *last*, each product is an elementwise multiply over
+the weights and a sum over the contraction axis, loops that the compiler vectorises across
+runs. (XLA's CPU compiler writes the products out and sums them in a second loop, as it
+does for every sum of more than 32 terms: about twice the ideal memory traffic. Sums cut
+into pieces of at most 32 terms, or written as chains of adds, measured 2-50x slower.)
+Measured on 2 CPU cores
+(``benchmarks/throughput.py``): 3x the per-network fused step at the small sizes (133k against
+44k network-steps per second for 256 runs).
 
 :func:`run_axis_last` lifts a function written for a trailing run axis into a per-network
 function (``jax.custom_batching.custom_vmap``): called on one network it runs on a block of
