@@ -9,8 +9,8 @@ runs. (XLA's CPU compiler writes the products out and sums them in a second loop
 does for every sum of more than 32 terms: about twice the ideal memory traffic. Sums cut
 into pieces of at most 32 terms, or written as chains of adds, measured 2-50x slower.)
 Measured on 2 CPU cores
-(``benchmarks/throughput.py``): 3x the per-network fused step at the small sizes (133k against
-44k network-steps per second for 256 runs).
+(``benchmarks/throughput.py``): 2-3x the per-network fused step at the small sizes (93k-133k
+against 44k-48k network-steps per second for 256 runs, two runs).
 
 :func:`run_axis_last` lifts a function written for a trailing run axis into a per-network
 function (``jax.custom_batching.custom_vmap``): called on one network it runs on a block of

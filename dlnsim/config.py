@@ -128,7 +128,7 @@ class TrainConfig:
         (``dlnsim.backward``); ``"blocked"``: the same step on a block of runs at once,
         run axis last (``dlnsim.blocked``); ``"autodiff"``: ``jax.grad``. ``"auto"``
         (default) takes ``"blocked"`` on CPUs for small networks on few data columns,
-        where it is about 3x faster, and ``"fused"`` elsewhere. All compute the same
+        where it is 2-3x faster, and ``"fused"`` elsewhere. All compute the same
         step (tested to rounding).
       divergence_cap: a run is flagged diverged when its data loss is not finite or
         exceeds ``divergence_cap`` times its initial data loss (then it is frozen).
