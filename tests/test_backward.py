@@ -12,7 +12,7 @@ from dlnsim import HParams, ModelConfig, ProblemConfig, TrainConfig
 from dlnsim.backward import FUSE_MAX_COLUMNS, gd_step
 from dlnsim.blocked import MAX_WIDTH, gd_step_block, run_axis_last
 from dlnsim.model import init_params
-from dlnsim.train import step_kind
+from dlnsim.train import init_key, step_kind
 
 SMALL = ProblemConfig(d=24, m=12, s=3, n_train=40, n_test=50)
 
@@ -147,3 +147,19 @@ def test_hand_written_steps_freeze_a_diverging_run(backward):
 def test_backward_is_validated():
     with pytest.raises(ValueError, match="backward"):
         TrainConfig(backward="manual")
+
+
+def test_block_step_under_nested_vmap_equals_runs_alone():
+    """vmap over step sizes of vmap over seeds (the batching rule itself batched again)."""
+    prob = dlnsim.make_problem(ProblemConfig(d=12, m=6, s=2, n_train=20), dtype="float64")
+    model, train = ModelConfig(depth=3, width=8), TrainConfig(steps=100, log_every=50, dtype="float64", backward="blocked")
+
+    def one(lr, seed):
+        hp = HParams(lr=lr, weight_decay=1e-3)
+        return dlnsim.simulate(prob, hp, init_key(seed), model=model, train=train).metrics.on_err
+
+    lrs, seeds = jnp.asarray([0.02, 0.05, 0.1]), jnp.arange(4)
+    nested = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))(lrs, seeds)
+    alone = np.array([[np.asarray(jax.jit(one)(lr, s)) for s in seeds] for lr in lrs])
+    np.testing.assert_allclose(nested, alone, rtol=1e-12)
+    assert float(alone[..., -1].max()) < 0.5 * float(alone[..., 0].min())  # they trained
