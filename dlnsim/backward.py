@@ -6,8 +6,8 @@
 the data has few columns (the reduced path: r = rank Y), the rank-r product is a sum of r
 broadcast products inside the same elementwise expression as the decay, so the compiler
 fuses the whole update into one pass that reads and writes each weight once. Measured on
-2 CPU cores (``benchmarks/throughput.py``) it is 1.03-1.06x faster than autodiff at the
-paper's sizes and 1.17x at the small ones; on GPUs it also removes a weight-sized
+2 CPU cores (``benchmarks/throughput.py``) it is 1.03-1.25x faster than autodiff at the
+paper's sizes and 1.2-1.5x at the small ones; on GPUs it also removes a weight-sized
 temporary per layer (not measured yet).
 
 The step is exactly SCIENCE.md section 2; tests check it against ``jax.grad`` to float64
