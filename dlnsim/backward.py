@@ -16,6 +16,8 @@ rounding.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -36,6 +38,51 @@ def _outer(delta: Array, h: Array, prec: jax.lax.Precision) -> Array:
     for k in range(1, r):
         out = out + delta[:, k, None] * h[None, :, k]
     return out
+
+
+def descend(
+    params: Params,
+    y: Array,
+    x: Array,
+    c0: Array,
+    n: int,
+    lr: Array,
+    weight_decay: Array,
+    *,
+    matmul: Callable[[Array, Array], Array],
+    matmul_t: Callable[[Array, Array], Array],
+    update: Callable[[Array, Array, Array, Array], Array],
+) -> tuple[Array, Params]:
+    """The GD step of SCIENCE.md section 2 written out, given how its products are computed.
+
+    :func:`gd_step` (one network) and :func:`dlnsim.blocked.gd_step_block` (a block of
+    runs, run axis last) are this step with their own array layouts.
+
+    Args:
+      params, y, x, c0, n, lr, weight_decay: as in :func:`gd_step`.
+      matmul: ``(w, h) -> w @ h``.
+      matmul_t: ``(w, h) -> w.T @ h``.
+      update: ``(w, decay, delta, h) -> decay w - delta h^T``.
+
+    Returns:
+      ``(data loss before the step, updated params)``.
+    """
+    hs = [y]
+    for w in params:
+        hs.append(matmul(w, hs[-1]))
+    resid = hs[-1] - x
+    loss = data_loss(resid, c0, n)
+    # delta_l scaled by eta: the step is W_l <- (1 - eta lambda) W_l - (eta delta_l) h_{l-1}^T,
+    # and eta delta_{l-1} = W_l^T (eta delta_l) uses the weights before the update.
+    delta = (lr / n) * resid
+    decay = 1.0 - lr * weight_decay
+    new = list(params)
+    for i in reversed(range(len(params))):
+        w = params[i]
+        below = matmul_t(w, delta) if i else None
+        new[i] = update(w, decay, delta, hs[i])
+        delta = below
+    return loss, tuple(new)
 
 
 def gd_step(
@@ -61,19 +108,9 @@ def gd_step(
       (1.0, 1.9)
     """
     p = precision(prec)
-    hs = [y]
-    for w in params:
-        hs.append(jnp.matmul(w, hs[-1], precision=p))
-    resid = hs[-1] - x
-    loss = data_loss(resid, c0, n)
-    # delta_l scaled by eta: the step is W_l <- (1 - eta lambda) W_l - (eta delta_l) h_{l-1}^T,
-    # and eta delta_{l-1} = W_l^T (eta delta_l) uses the weights before the update.
-    delta = (lr / n) * resid
-    decay = 1.0 - lr * weight_decay
-    new = list(params)
-    for i in reversed(range(len(params))):
-        w = params[i]
-        below = jnp.matmul(w.T, delta, precision=p) if i else None
-        new[i] = decay * w - _outer(delta, hs[i], p)
-        delta = below
-    return loss, tuple(new)
+    return descend(
+        params, y, x, c0, n, lr, weight_decay,
+        matmul=lambda w, h: jnp.matmul(w, h, precision=p),
+        matmul_t=lambda w, h: jnp.matmul(w.T, h, precision=p),
+        update=lambda w, decay, delta, h: decay * w - _outer(delta, h, p),
+    )

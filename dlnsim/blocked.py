@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
 
+from dlnsim.backward import descend
 from dlnsim.model import Params
 
 Array = jax.Array
@@ -56,7 +57,8 @@ def matmul_t(w: Array, h: Array) -> Array:
 def gd_step_block(
     params: Params, y: Array, x: Array, c0: Array, n: int, lr: Array, weight_decay: Array
 ) -> tuple[Array, Params]:
-    """One GD step of each run of a block: :func:`dlnsim.backward.gd_step` with a trailing run axis.
+    """One GD step of each run of a block: :func:`dlnsim.backward.gd_step` with a trailing run axis
+    (both are :func:`dlnsim.backward.descend`).
 
     Args:
       params: ``(W_1, ..., W_L)``, each (fan_out, fan_in, B).
@@ -75,23 +77,15 @@ def gd_step_block(
       >>> float(loss[0]), round(float(new[1][0, 0, 0]), 6)  # as gd_step's example
       (1.0, 1.9)
     """
-    hs = [y]
-    for w in params:
-        hs.append(matmul(w, hs[-1]))
-    resid = hs[-1] - x
-    loss = 0.5 * (jnp.sum(resid * resid, axis=(0, 1)) + c0) / n
-    delta = (lr / n) * resid  # eta delta_L; see gd_step
-    decay = 1.0 - lr * weight_decay
-    new = list(params)
-    for i in reversed(range(len(params))):
-        w = params[i]
-        below = matmul_t(w, delta) if i else None
-        out = decay * w
-        for k in range(delta.shape[1]):
-            out = out - delta[:, None, k, :] * hs[i][None, :, k, :]
-        new[i] = out
-        delta = below
-    return loss, tuple(new)
+    return descend(params, y, x, c0, n, lr, weight_decay, matmul=matmul, matmul_t=matmul_t, update=_update)
+
+
+def _update(w: Array, decay: Array, delta: Array, h: Array) -> Array:
+    """``decay w - delta h^T`` per run, a sum of k broadcast products (one fused loop)."""
+    out = decay * w
+    for k in range(delta.shape[1]):
+        out = out - delta[:, None, k, :] * h[None, :, k, :]
+    return out
 
 
 def run_axis_last(fn: Callable) -> Callable:

@@ -12,8 +12,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from dlnsim.config import ModelConfig, ProblemConfig, TrainConfig
 from dlnsim.backward import FUSE_MAX_COLUMNS
+from dlnsim.config import ModelConfig, ProblemConfig, TrainConfig
 from dlnsim.model import layer_shapes
 from dlnsim.train import step_kind
 

@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from dlnsim import devices
+from dlnsim.blocked import CPU_COMPILER_OPTIONS
 from dlnsim.config import (
     STATIC_AXES,
     ModelConfig,
@@ -31,11 +33,9 @@ from dlnsim.config import (
     problem_and_model,
     static_combinations,
 )
-from dlnsim import devices
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics
 from dlnsim.problem import make_problem, problem_key, raw_data, reduce_data
-from dlnsim.blocked import CPU_COMPILER_OPTIONS
 from dlnsim.train import init_key, simulate, uses_raw_data
 
 

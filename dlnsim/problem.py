@@ -61,8 +61,11 @@ class Data(NamedTuple):
 
 
 def data_loss(resid: Array, c0: Array, n: int) -> Array:
-    """``F_data`` from the residual ``E y - x`` of :class:`Data`: ``(||resid||_F^2 + c0) / (2 n)``."""
-    return 0.5 * (jnp.sum(resid * resid) + c0) / n
+    """``F_data`` from the residual ``E y - x`` of :class:`Data`: ``(||resid||_F^2 + c0) / (2 n)``.
+
+    ``resid`` is (d, k), or (d, k, B) for a block of runs (then c0 is (B,) and so is the loss).
+    """
+    return 0.5 * (jnp.sum(resid * resid, axis=(0, 1)) + c0) / n
 
 
 def _operator(key: Array, cfg: ProblemConfig, dtype: jnp.dtype) -> Array:

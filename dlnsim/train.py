@@ -98,7 +98,7 @@ def _data_loss(params: Params, data: Data, n: int, activation: str, prec: str) -
     return data_loss(forward(params, data.y, activation, prec) - data.x, data.c0, n)
 
 
-def make_step(model: ModelConfig, train: TrainConfig, n: int, kind: str = "autodiff"):
+def make_step(model: ModelConfig, train: TrainConfig, n: int, kind: str):
     """One pure training step ``step(state, data, hp) -> state``.
 
     Gradient descent follows SCIENCE.md section 2 exactly:
