@@ -24,6 +24,7 @@ rounding, and a run's result does not depend on which runs share its block.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -40,8 +41,29 @@ MAX_WIDTH = 64  # widest hidden layer the block step is chosen for by default (C
 
 # XLA's CPU compiler hands reductions to YNNPACK by default, which runs the block step's
 # multiply-and-sum loops 4x slower than its own vectorised loops (measured: 470 us against
-# 112 us for a (40, 40) block of 256 runs). Dots still go to YNNPACK. GPUs ignore the option.
+# 112 us for a (40, 40) block of 256 runs). Dots still go to YNNPACK.
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+
+
+@functools.cache
+def compiler_options() -> dict[str, str]:
+    """The options dlnsim's jits compile with: :data:`CPU_COMPILER_OPTIONS` on a CPU backend
+    whose XLA knows them, else none.
+
+    Option names are XLA internals that come and go between jaxlib versions, and XLA
+    rejects a name it does not know, which would fail every compile. So they are checked
+    once, the first time a sweep compiles (not at import: that would start the backends).
+    """
+    return supported(CPU_COMPILER_OPTIONS) if jax.default_backend() == "cpu" else {}
+
+
+def supported(options: dict[str, str]) -> dict[str, str]:
+    """``options`` if a one-line program compiles with them on the default backend, else ``{}``."""
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=options).lower(jnp.zeros(())).compile()
+    except (RuntimeError, TypeError):  # XLA's "No such compile option", or no such jit argument
+        return {}
+    return dict(options)
 
 
 def matmul(w: Array, h: Array) -> Array:

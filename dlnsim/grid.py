@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from dlnsim import devices
-from dlnsim.blocked import CPU_COMPILER_OPTIONS
+from dlnsim.blocked import compiler_options
 from dlnsim.config import (
     STATIC_AXES,
     ModelConfig,
@@ -117,7 +117,6 @@ def _make_problems(keys, noises, *, problem_cfg, dtype, raw, noisy):
     return jax.vmap(one)(keys, noises)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "train"), compiler_options=CPU_COMPILER_OPTIONS)
 def _train_batch(problems, datas, which, seeds, hp, *, model, train):
     """vmap of one run over the batch: the only vmap over runs in dlnsim.
 
@@ -132,6 +131,12 @@ def _train_batch(problems, datas, which, seeds, hp, *, model, train):
         return run.metrics, run.diverged, run.diverged_at
 
     return jax.vmap(one)(which, seeds, hp)
+
+
+@functools.cache
+def _train_batch_jit():
+    """``jit(_train_batch)``, made on first use (its compiler options need the backend)."""
+    return jax.jit(_train_batch, static_argnames=("model", "train"), compiler_options=compiler_options())
 
 
 def _teachers(cfg: SweepConfig, rows: list[dict[str, Any]]) -> list[tuple[int, int | None, float]]:
@@ -199,7 +204,7 @@ def run_chunk(cfg: SweepConfig, chunk: Chunk, pad: dict[int, BatchShape] | None 
     split, replicated = devices.run_sharding()
     problems, datas = jax.device_put((problems, datas), replicated)
     which, seeds, hp = jax.device_put((which, seeds, hp), split)
-    metrics, diverged, diverged_at = _train_batch(problems, datas, which, seeds, hp, model=model, train=cfg.train)
+    metrics, diverged, diverged_at = _train_batch_jit()(problems, datas, which, seeds, hp, model=model, train=cfg.train)
     out = {k: np.asarray(v)[:n] for k, v in metrics._asdict().items()}
     # Pad the spectrum to n_singular so groups with small m or d stack.
     sv = out["sv"]

@@ -8,6 +8,7 @@ metrics reduced inside the scan (STYLE.md, Architecture 4).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -17,7 +18,7 @@ import optax
 
 from dlnsim import theory
 from dlnsim.backward import FUSE_MAX_COLUMNS, gd_step
-from dlnsim.blocked import CPU_COMPILER_OPTIONS, MAX_WIDTH, gd_step_block, run_axis_last
+from dlnsim.blocked import MAX_WIDTH, compiler_options, gd_step_block, run_axis_last
 from dlnsim.config import ModelConfig, TrainConfig
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics, compute_metrics
@@ -216,7 +217,10 @@ def simulate(
     return Run(state.params, metrics, state.diverged, state.diverged_at)
 
 
-_simulate_jit = jax.jit(simulate, static_argnames=("model", "train"), compiler_options=CPU_COMPILER_OPTIONS)
+@functools.cache
+def _simulate_jit() -> Callable[..., Run]:
+    """``jit(simulate)``, made on first use (its compiler options need the backend)."""
+    return jax.jit(simulate, static_argnames=("model", "train"), compiler_options=compiler_options())
 
 
 def train(
@@ -250,4 +254,4 @@ def train(
     hp = HParams(*(jnp.asarray(v, dt) for v in hp))
     is_key = isinstance(seed, jax.Array) and jnp.issubdtype(seed.dtype, jax.dtypes.prng_key)
     key = seed if is_key else init_key(seed)
-    return _simulate_jit(problem, hp, key, model=model, train=train_cfg)
+    return _simulate_jit()(problem, hp, key, model=model, train=train_cfg)

@@ -10,7 +10,7 @@ import pytest
 import dlnsim
 from dlnsim import HParams, ModelConfig, ProblemConfig, TrainConfig
 from dlnsim.backward import FUSE_MAX_COLUMNS, gd_step
-from dlnsim.blocked import MAX_WIDTH, gd_step_block, run_axis_last
+from dlnsim.blocked import CPU_COMPILER_OPTIONS, MAX_WIDTH, compiler_options, gd_step_block, run_axis_last, supported
 from dlnsim.model import init_params
 from dlnsim.train import init_key, step_kind
 
@@ -163,3 +163,12 @@ def test_block_step_under_nested_vmap_equals_runs_alone():
     alone = np.array([[np.asarray(jax.jit(one)(lr, s)) for s in seeds] for lr in lrs])
     np.testing.assert_allclose(nested, alone, rtol=1e-12)
     assert float(alone[..., -1].max()) < 0.5 * float(alone[..., 0].min())  # they trained
+
+
+def test_compiler_options_are_checked_before_use():
+    # XLA fails every compile that names an option it does not know (they change between
+    # jaxlib versions), so unknown options are dropped rather than passed on.
+    assert supported({"xla_cpu_no_such_option": "1"}) == {}
+    assert supported({"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_NO_SUCH_TYPE"}) == {}
+    want = CPU_COMPILER_OPTIONS if jax.default_backend() == "cpu" else {}
+    assert compiler_options() == want  # this jaxlib knows them, so the sweep's jits use them

@@ -79,18 +79,18 @@ def test_diverging_run_is_flagged_and_isolated():
 
 
 def test_new_step_sizes_and_weight_decays_do_not_retrace():
-    grid_mod._train_batch.clear_cache()
+    grid_mod._train_batch_jit().clear_cache()
     dlnsim.sweep(_cfg({"lr": [0.01, 0.02], "weight_decay": [0.0, 1e-2]}))
-    assert grid_mod._train_batch._cache_size() == 1
+    assert grid_mod._train_batch_jit()._cache_size() == 1
     dlnsim.sweep(_cfg({"lr": [0.03, 0.04], "weight_decay": [1e-3, 3e-3]}))
-    assert grid_mod._train_batch._cache_size() == 1
+    assert grid_mod._train_batch_jit()._cache_size() == 1
 
 
 def test_sweep_over_k_depths_compiles_k_times():
-    grid_mod._train_batch.clear_cache()
+    grid_mod._train_batch_jit().clear_cache()
     grid_mod._make_problems.clear_cache()
     dlnsim.sweep(_cfg({"depth": [1, 2, 4], "weight_decay": [0.0, 1e-2], "seed": [0, 1]}, chunk_size=3))
-    assert grid_mod._train_batch._cache_size() == 3  # one program per depth, chunks reuse it
+    assert grid_mod._train_batch_jit()._cache_size() == 3  # one program per depth, chunks reuse it
     assert grid_mod._make_problems._cache_size() == 1  # problems do not depend on depth
 
 

@@ -173,9 +173,9 @@ def test_new_hyperparameters_do_not_recompile():
     from dlnsim.train import _simulate_jit
 
     _train(depth=3, lr=0.03, weight_decay=1e-3)
-    before = _simulate_jit._cache_size()
+    before = _simulate_jit()._cache_size()
     _train(depth=3, lr=0.01, weight_decay=3e-2, init_scale=0.5, seed=4)
-    assert _simulate_jit._cache_size() == before
+    assert _simulate_jit()._cache_size() == before
 
 
 def test_sum_loss_is_mean_loss_with_rescaled_hyperparameters():
