@@ -9,12 +9,21 @@ SCIENCE.md section 2::
 Init is LeCun normal N(0, 1/fan_in). All maths is float32 at full precision (no TF32).
 
 Peers:
-  * ``torch_naive``: one network after another, a Python loop over steps, autograd.
+  * ``torch_naive``: the PyTorch loop a researcher writes first: ``nn.Sequential`` of
+    bias-free ``nn.Linear`` layers, ``torch.optim.SGD(weight_decay=...)``, ``zero_grad`` /
+    ``backward`` / ``step``; one network after another. The issue's speed targets on CPUs
+    are ratios to this loop.
+  * ``torch_tuned``: the same loop hand-tuned: bare weight tensors, the update written in
+    place (``mul_`` then ``sub_``), gradients dropped instead of zeroed. No module, no
+    optimizer object. It shows how much of the naive loop is per-step framework overhead.
   * ``torch_vmap``: a torch.func ensemble (``stack_module_state`` + ``functional_call`` +
     ``vmap(grad(...))``), all networks of the batch in one call per step.
   * ``jax_naive``: ``jax.jit`` of one network's step, Python loops over networks and steps.
 
-Each function returns a :class:`Timing`: the steady-state seconds of ``networks * steps``
+Each peer is a *trainer* ``train(weights, steps) -> weights`` on NumPy arrays (one network's
+list of float32 matrices; for ``torch_vmap`` each matrix has a leading network axis), so the
+tests can check that every peer computes the update above. The ``time_*`` functions time a
+trainer and return a :class:`Timing`: the steady-state seconds of ``networks * steps``
 network-steps, plus the warm-up (first call: compilation, allocation) timed separately.
 PyTorch is imported lazily so that this module imports without it.
 """
@@ -23,7 +32,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -31,6 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 Shapes = Sequence[tuple[int, int]]  # (fan_out, fan_in) of each layer, first to last
+Weights = list[np.ndarray]  # one network's weight matrices, first layer first
+Trainer = Callable[[Weights, int], Weights]
 
 
 class Timing(NamedTuple):
@@ -50,6 +61,12 @@ def layer_shapes(d: int, m: int, depth: int, width: int) -> list[tuple[int, int]
     """(fan_out, fan_in) of the layers of a depth-L, width-w network from R^m to R^d."""
     dims = [m] + [width] * (depth - 1) + [d]
     return [(dims[i + 1], dims[i]) for i in range(depth)]
+
+
+def init_weights(shapes: Shapes, rng: np.random.Generator, networks: int | None = None) -> Weights:
+    """LeCun normal float32 weights; with ``networks``, each matrix gets a leading network axis."""
+    lead = () if networks is None else (networks,)
+    return [rng.standard_normal((*lead, fo, fi), np.float32) / np.float32(math.sqrt(fi)) for fo, fi in shapes]
 
 
 def torch_available() -> bool:
@@ -77,30 +94,47 @@ def _torch_setup():
     return torch
 
 
-def _sync(torch, device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
+# ---------------------------------------------------------------- trainers
 
 
-def torch_naive(
-    y: np.ndarray, x: np.ndarray, shapes: Shapes, *, networks: int, steps: int, lr: float, weight_decay: float,
-    device: str = "cpu", seed: int = 0,
-) -> Timing:
-    """Trains ``networks`` networks one after another, ``steps`` GD steps each (PyTorch autograd).
-
-    One extra network of ``min(steps, 5)`` steps runs first as warm-up (CUDA context,
-    allocator, kernel selection) and is not timed.
-    """
+def torch_naive(y: np.ndarray, x: np.ndarray, *, lr: float, weight_decay: float, device: str = "cpu") -> Trainer:
+    """The textbook PyTorch loop: ``nn.Sequential``, ``optim.SGD``, autograd."""
     torch = _torch_setup()
-    gen = torch.Generator().manual_seed(seed)
+    from torch import nn
+
+    # nn.Linear works on rows: samples are (N, m) -> (N, d).
+    yt = torch.as_tensor(y.T, dtype=torch.float32, device=device).contiguous()
+    xt = torch.as_tensor(x.T, dtype=torch.float32, device=device).contiguous()
+    n = yt.shape[0]
+
+    def train(weights: Weights, steps: int) -> Weights:
+        layers = [nn.Linear(w.shape[1], w.shape[0], bias=False) for w in weights]
+        with torch.no_grad():
+            for layer, w in zip(layers, weights):
+                layer.weight.copy_(torch.from_numpy(w))
+        model = nn.Sequential(*layers).to(device)
+        opt = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = 0.5 * ((model(yt) - xt) ** 2).sum() / n
+            loss.backward()
+            opt.step()
+        return [layer.weight.detach().cpu().numpy() for layer in layers]
+
+    return train
+
+
+def torch_tuned(y: np.ndarray, x: np.ndarray, *, lr: float, weight_decay: float, device: str = "cpu") -> Trainer:
+    """The PyTorch loop without module or optimizer: bare tensors, update in place."""
+    torch = _torch_setup()
     yt = torch.as_tensor(y, dtype=torch.float32, device=device)
     xt = torch.as_tensor(x, dtype=torch.float32, device=device)
     n = yt.shape[1]
     decay = 1.0 - lr * weight_decay
 
-    def one_network(n_steps: int) -> None:
-        ws = [(torch.randn(fo, fi, generator=gen) / math.sqrt(fi)).to(device).requires_grad_() for fo, fi in shapes]
-        for _ in range(n_steps):
+    def train(weights: Weights, steps: int) -> Weights:
+        ws = [torch.from_numpy(w).to(device).requires_grad_() for w in weights]
+        for _ in range(steps):
             h = yt
             for w in ws:
                 h = w @ h
@@ -110,81 +144,44 @@ def torch_naive(
                 for w in ws:
                     w.mul_(decay).sub_(w.grad, alpha=lr)
                     w.grad = None
-        _sync(torch, device)
+        return [w.detach().cpu().numpy() for w in ws]
 
-    t0 = time.perf_counter()
-    one_network(min(steps, 5))
-    warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(networks):
-        one_network(steps)
-    return Timing(networks, steps, time.perf_counter() - t0, warm)
+    return train
 
 
-def torch_vmap(
-    y: np.ndarray, x: np.ndarray, shapes: Shapes, *, networks: int, steps: int, lr: float, weight_decay: float,
-    device: str = "cpu", seed: int = 0,
-) -> Timing:
-    """Trains ``networks`` networks together with a torch.func ensemble, ``steps`` GD steps.
+def torch_vmap(y: np.ndarray, x: np.ndarray, *, lr: float, weight_decay: float, device: str = "cpu") -> Trainer:
+    """A torch.func ensemble; ``train`` takes and returns matrices with a leading network axis.
 
     The standard torch.func ensembling recipe: stacked module state, ``functional_call`` of a
-    stateless copy, ``vmap(grad(loss))`` over the stacked parameters. One untimed step first.
+    stateless copy, ``vmap(grad(loss))`` over the stacked parameters.
     """
     torch = _torch_setup()
-    import copy
-
     from torch import nn
-    from torch.func import functional_call, grad, stack_module_state, vmap
+    from torch.func import functional_call, grad, vmap
 
-    torch.manual_seed(seed)
-
-    def make_net() -> nn.Module:
-        layers = [nn.Linear(fi, fo, bias=False) for fo, fi in shapes]
-        for layer, (_, fi) in zip(layers, shapes):
-            nn.init.normal_(layer.weight, std=1.0 / math.sqrt(fi))
-        return nn.Sequential(*layers).to(device)
-
-    nets = [make_net() for _ in range(networks)]
-    params, buffers = stack_module_state(nets)
-    base = copy.deepcopy(nets[0]).to("meta")
-    del nets
-    # nn.Linear works on rows: samples are (N, m) -> (N, d).
     yt = torch.as_tensor(y.T, dtype=torch.float32, device=device).contiguous()
     xt = torch.as_tensor(x.T, dtype=torch.float32, device=device).contiguous()
     n = yt.shape[0]
     decay = 1.0 - lr * weight_decay
 
-    def loss(p, b, yy, xx):
-        out = functional_call(base, (p, b), (yy,))
-        return 0.5 * ((out - xx) ** 2).sum() / n
+    def train(weights: Weights, steps: int) -> Weights:
+        base = nn.Sequential(*[nn.Linear(w.shape[2], w.shape[1], bias=False) for w in weights]).to("meta")
 
-    grads_of = vmap(grad(loss), in_dims=(0, 0, None, None))
+        def loss(p, yy, xx):
+            return 0.5 * ((functional_call(base, p, (yy,)) - xx) ** 2).sum() / n
 
-    def step(p):
-        g = grads_of(p, buffers, yt, xt)
-        return {k: decay * v - lr * g[k] for k, v in p.items()}
+        grads_of = vmap(grad(loss), in_dims=(0, None, None))
+        params = {f"{i}.weight": torch.from_numpy(w).to(device) for i, w in enumerate(weights)}
+        for _ in range(steps):
+            g = grads_of(params, yt, xt)
+            params = {k: decay * v - lr * g[k] for k, v in params.items()}
+        return [params[f"{i}.weight"].cpu().numpy() for i in range(len(weights))]
 
-    with torch.no_grad():
-        params = {k: v.detach() for k, v in params.items()}
-    t0 = time.perf_counter()
-    params = step(params)
-    _sync(torch, device)
-    warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        params = step(params)
-    _sync(torch, device)
-    return Timing(networks, steps, time.perf_counter() - t0, warm)
+    return train
 
 
-def jax_naive(
-    y: np.ndarray, x: np.ndarray, shapes: Shapes, *, networks: int, steps: int, lr: float, weight_decay: float,
-    seed: int = 0,
-) -> Timing:
-    """``jax.jit`` of one network's GD step; Python loops over networks and steps.
-
-    The warm-up (compilation and one network of ``min(steps, 5)`` steps) is untimed.
-    """
+def jax_naive(y: np.ndarray, x: np.ndarray, *, lr: float, weight_decay: float) -> Trainer:
+    """``jax.jit`` of one network's GD step, called once per step."""
     # Full float32 everywhere. On CPUs XLA multiplies float32 in full precision at any
     # setting and its HIGHEST path skips the fast GEMM kernels, so CPUs get DEFAULT (the
     # same rule as dlnsim.model.precision); GPUs get HIGHEST (no TF32).
@@ -204,18 +201,44 @@ def jax_naive(
         return tuple((1 - lr * wd) * w - lr * gw for w, gw in zip(ws, g))
 
     lr_a, wd_a = jnp.float32(lr), jnp.float32(weight_decay)
-    rng = np.random.default_rng(seed)
 
-    def one_network(n_steps: int) -> None:
-        ws = tuple(jnp.asarray(rng.standard_normal((fo, fi), np.float32) / math.sqrt(fi)) for fo, fi in shapes)
-        for _ in range(n_steps):
+    def train(weights: Weights, steps: int) -> Weights:
+        ws = tuple(jnp.asarray(w) for w in weights)
+        for _ in range(steps):
             ws = step(ws, yj, xj, lr_a, wd_a)
-        jax.block_until_ready(ws)
+        return [np.asarray(w) for w in ws]
 
+    return train
+
+
+# ---------------------------------------------------------------- timing
+
+
+def time_loop(train: Trainer, shapes: Shapes, *, networks: int, steps: int, seed: int = 0) -> Timing:
+    """Times ``networks`` networks trained one after another, ``steps`` steps each.
+
+    One extra network of ``min(steps, 5)`` steps runs first as warm-up (compilation, CUDA
+    context, allocator, kernel selection) and is not timed. Initial weights are drawn
+    before the clock starts.
+    """
+    rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
-    one_network(min(steps, 5))
+    train(init_weights(shapes, rng), min(steps, 5))
+    warm = time.perf_counter() - t0
+    inits = [init_weights(shapes, rng) for _ in range(networks)]
+    t0 = time.perf_counter()
+    for ws in inits:
+        train(ws, steps)
+    return Timing(networks, steps, time.perf_counter() - t0, warm)
+
+
+def time_ensemble(train: Trainer, shapes: Shapes, *, networks: int, steps: int, seed: int = 0) -> Timing:
+    """Times one ensemble of ``networks`` networks for ``steps`` steps, after one untimed step."""
+    rng = np.random.default_rng(seed)
+    ws = init_weights(shapes, rng, networks)
+    t0 = time.perf_counter()
+    ws = train(ws, 1)
     warm = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for _ in range(networks):
-        one_network(steps)
+    train(ws, steps)
     return Timing(networks, steps, time.perf_counter() - t0, warm)

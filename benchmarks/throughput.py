@@ -9,7 +9,10 @@ Measures network-steps per second (one GD step of one network = one network-step
     already the default step (null otherwise)
   * ``dlnsim_autodiff``: the same with ``TrainConfig(backward="autodiff")`` (``jax.grad``)
   * ``dlnsim_raw``: the same on all N raw samples, ``TrainConfig(data="raw")``
-  * ``torch_naive``: a PyTorch loop, one network after another (``peers.torch_naive``)
+  * ``torch_naive``: the textbook PyTorch loop (``nn.Sequential``, ``optim.SGD``), one network
+    after another (``peers.torch_naive``); the CPU targets are ratios to it
+  * ``torch_tuned``: the same loop hand-tuned (bare tensors, in-place update;
+    ``peers.torch_tuned``), timed on the same budget as ``torch_naive``
   * ``torch_vmap``: a torch.func ensemble (``peers.torch_vmap``)
   * ``jax_naive``: jit of one network's step, Python loops (``peers.jax_naive``)
 
@@ -60,11 +63,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
 
 import dlnsim  # noqa: E402
+from dlnsim.blocked import compiler_options  # noqa: E402
 from dlnsim.train import step_kind  # noqa: E402
 
 SCHEMA = "dlnsim-throughput/1"
-METHODS = ("dlnsim_reduced", "dlnsim_fused", "dlnsim_autodiff", "dlnsim_raw", "torch_naive", "torch_vmap", "jax_naive")
-TORCH_METHODS = ("torch_naive", "torch_vmap")
+METHODS = (
+    "dlnsim_reduced", "dlnsim_fused", "dlnsim_autodiff", "dlnsim_raw", "torch_naive", "torch_tuned", "torch_vmap", "jax_naive",
+)
+TORCH_METHODS = ("torch_naive", "torch_tuned", "torch_vmap")
 HPARAMS = {"lr": 0.02, "weight_decay": 1e-3}  # stable for every size here (SCIENCE.md section 2)
 
 
@@ -92,7 +98,7 @@ class Budget:
     runs: int  # dlnsim reduced: runs of the sweep
     steps: int  # dlnsim reduced: steps (a multiple of 50 for the logging line)
     raw: tuple[int, int]  # dlnsim raw
-    torch_naive: tuple[int, int]
+    torch_naive: tuple[int, int]  # also used for torch_tuned
     torch_vmap: tuple[int, int]
     jax_naive: tuple[int, int]
 
@@ -134,20 +140,28 @@ class _CompileClock:
     seconds = 0.0
 
 
+_CLOCKS: list[_CompileClock] = []  # the clocks of the open compile_clock blocks
+
+
+def _on_event(event: str, duration: float, **_: Any) -> None:
+    if event in _COMPILE_EVENTS:
+        for clock in _CLOCKS:
+            clock.seconds += duration
+
+
+# One listener for the whole process (jax 0.5 cannot unregister one).
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
 @contextlib.contextmanager
 def compile_clock():
     """Sums JAX's tracing + lowering + backend compile durations inside the block."""
     clock = _CompileClock()
-
-    def listener(event: str, duration: float, **_: Any) -> None:
-        if event in _COMPILE_EVENTS:
-            clock.seconds += duration
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
+    _CLOCKS.append(clock)
     try:
         yield clock
     finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
+        _CLOCKS.remove(clock)
 
 
 def copy_bandwidth(n_bytes: int, repeats: int = 5) -> dict[str, float]:
@@ -257,11 +271,14 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
     methods["dlnsim_raw"] = time_dlnsim(sz, *budget.raw, data="raw", repeats=repeats)
 
     if use_torch:
-        log(f"[{name}] torch naive loop: {budget.torch_naive[0]} networks x {budget.torch_naive[1]} steps ({torch_dev})")
-        t = peers.torch_naive(y, x, shapes, networks=budget.torch_naive[0], steps=budget.torch_naive[1], device=torch_dev, **kw)
-        methods["torch_naive"] = _peer_entry(t, extrapolated=True, compile_s=None, note="timed subset, extrapolated per network-step")
+        for key, what in (("torch_naive", "torch naive loop"), ("torch_tuned", "torch hand-tuned loop")):
+            nets, steps = budget.torch_naive
+            log(f"[{name}] {what}: {nets} networks x {steps} steps ({torch_dev})")
+            t = peers.time_loop(getattr(peers, key)(y, x, device=torch_dev, **kw), shapes, networks=nets, steps=steps)
+            methods[key] = _peer_entry(t, extrapolated=True, compile_s=None, note="timed subset, extrapolated per network-step")
         log(f"[{name}] torch.func vmap: {budget.torch_vmap[0]} networks x {budget.torch_vmap[1]} steps ({torch_dev})")
-        t = peers.torch_vmap(y, x, shapes, networks=budget.torch_vmap[0], steps=budget.torch_vmap[1], device=torch_dev, **kw)
+        t = peers.time_ensemble(peers.torch_vmap(y, x, device=torch_dev, **kw), shapes,
+                                networks=budget.torch_vmap[0], steps=budget.torch_vmap[1])
         partial = budget.torch_vmap[0] < budget.runs
         methods["torch_vmap"] = _peer_entry(
             t, extrapolated=partial, compile_s=None,
@@ -273,7 +290,7 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
 
     log(f"[{name}] naive JAX loop: {budget.jax_naive[0]} networks x {budget.jax_naive[1]} steps")
     with compile_clock() as clock:
-        t = peers.jax_naive(y, x, shapes, networks=budget.jax_naive[0], steps=budget.jax_naive[1], **kw)
+        t = peers.time_loop(peers.jax_naive(y, x, **kw), shapes, networks=budget.jax_naive[0], steps=budget.jax_naive[1])
     methods["jax_naive"] = _peer_entry(t, extrapolated=True, compile_s=clock.seconds, note="timed subset, extrapolated per network-step")
 
     ref = methods["torch_naive"]["network_steps_per_s"]
@@ -379,6 +396,7 @@ def environment(use_torch: bool, torch_dev: str | None) -> dict:
             "hostname": platform.node(),
         },
         "versions": versions,
+        "compiler_options": compiler_options(),  # XLA options of dlnsim's jits on this jaxlib
         "torch": torch_info,
     }
 

@@ -19,7 +19,9 @@ import jax
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
-METHODS = ("dlnsim_reduced", "dlnsim_fused", "dlnsim_autodiff", "dlnsim_raw", "torch_naive", "torch_vmap", "jax_naive")
+METHODS = (
+    "dlnsim_reduced", "dlnsim_fused", "dlnsim_autodiff", "dlnsim_raw", "torch_naive", "torch_tuned", "torch_vmap", "jax_naive",
+)
 METHOD_FIELDS = (
     "networks", "steps", "seconds", "compile_s", "steady_state", "extrapolated",
     "network_steps_per_s", "ratio_vs_torch_naive", "bound_fraction",
@@ -54,6 +56,7 @@ def test_throughput_tiny_writes_complete_json(tmp_path):
     assert (res["versions"]["torch"] is not None) == HAS_TORCH
     assert res["torch"]["available"] == HAS_TORCH
     assert _positive(res["bandwidth"]["bytes_per_s"])
+    assert isinstance(res["compiler_options"], dict)
 
     pre = res["presets"]["tiny"]
     assert set(pre["sizes"]) >= {"d", "m", "s", "depth", "width", "n_train", "runs"}
