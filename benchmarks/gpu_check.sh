@@ -13,9 +13,15 @@
 # the install step (a CPU run is not a GPU check); without torch the torch columns are null.
 # Pre-install them (pip download on a connected machine, pip install --no-index) if needed.
 #
+# Wheels for packages the GPU machine lacks can travel with the checkout: put them in
+# ROOT/.whl (or name a folder in WHEELS) and they are installed first, offline. On an image
+# that has JAX with CUDA, PyTorch, xarray and h5py, h5netcdf is the only one dlnsim needs
+# (the notebook tests skip themselves without nbclient).
+#
 # Environment knobs: PYTHON (interpreter, default python3), SKIP_INSTALL=1 (use the current
-# environment as is), TEST_TIMEOUT (seconds, default 200), BENCH_TIMEOUT (seconds per size,
-# default 110): with a minute of installing, 8 minutes at most.
+# environment as is), WHEELS (folder of wheels, default ROOT/.whl), TEST_TIMEOUT (seconds,
+# default 200), BENCH_TIMEOUT (seconds per size, default 110): with a minute of installing,
+# 8 minutes at most. OUTDIR receives 8 files (some remote runners return no more).
 
 set -u
 OUT="${1:?usage: bash benchmarks/gpu_check.sh OUTDIR}"
@@ -33,7 +39,12 @@ has_gpu_jax() { "$PY" -c 'import jax, sys; sys.exit(0 if jax.default_backend() =
 has_torch() { "$PY" -c 'import torch' >/dev/null 2>&1; }
 
 # ---------------------------------------------------------------- 1. install
+WHEELS="${WHEELS:-$ROOT/.whl}"
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+  if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+    say "installing the wheels in $WHEELS (offline)"
+    "$PY" -m pip install -q --no-index --no-deps "$WHEELS"/*.whl >>"$LOG" 2>&1 || say "WARNING: could not install the wheels in $WHEELS"
+  fi
   say "installing dlnsim (pip install -e .[test])"
   if ! "$PY" -m pip install -q -e ".[test]" >>"$LOG" 2>&1; then
     # Offline, the isolated build env cannot fetch setuptools: build with what is installed.
@@ -75,7 +86,7 @@ fi
 # ---------------------------------------------------------------- 2. tests on the GPU
 say "running the test suite on the GPU (timeout ${TEST_TIMEOUT:-200} s)"
 # Four xdist workers share the GPU (conftest.py turns off JAX's memory preallocation).
-timeout "${TEST_TIMEOUT:-200}" "$PY" -m pytest -q -n 4 -p no:cacheprovider --junitxml="$OUT/tests.xml" >"$OUT/tests.txt" 2>&1
+timeout "${TEST_TIMEOUT:-200}" "$PY" -m pytest -q -n 4 -p no:cacheprovider -rfE >"$OUT/tests.txt" 2>&1
 TEST_RC=$?
 tail -n 3 "$OUT/tests.txt" | tee -a "$LOG"
 [ $TEST_RC = 124 ] && say "tests TIMED OUT (partial results in tests.txt)"
