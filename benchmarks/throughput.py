@@ -7,6 +7,9 @@ Measures network-steps per second (one GD step of one network = one network-step
     the hand-written backward with the rank-r update fused into the decay (``dlnsim.backward``)
   * ``dlnsim_fused``: the same with ``TrainConfig(backward="fused")``, where that is not
     already the default step (null otherwise)
+  * ``dlnsim_pallas``: the same with ``TrainConfig(backward="pallas")``, the Pallas kernel
+    that keeps each network on chip across steps (``dlnsim.onchip``); GPUs and small
+    networks only (null otherwise, or with the error if the kernel fails there)
   * ``dlnsim_autodiff``: the same with ``TrainConfig(backward="autodiff")`` (``jax.grad``)
   * ``dlnsim_raw``: the same on all N raw samples, ``TrainConfig(data="raw")``
   * ``torch_naive``: the textbook PyTorch loop (``nn.Sequential``, ``optim.SGD``), one network
@@ -68,7 +71,8 @@ from dlnsim.train import step_kind  # noqa: E402
 
 SCHEMA = "dlnsim-throughput/1"
 METHODS = (
-    "dlnsim_reduced", "dlnsim_fused", "dlnsim_autodiff", "dlnsim_raw", "torch_naive", "torch_tuned", "torch_vmap", "jax_naive",
+    "dlnsim_reduced", "dlnsim_fused", "dlnsim_pallas", "dlnsim_autodiff", "dlnsim_raw",
+    "torch_naive", "torch_tuned", "torch_vmap", "jax_naive",
 )
 TORCH_METHODS = ("torch_naive", "torch_tuned", "torch_vmap")
 HPARAMS = {"lr": 0.02, "weight_decay": 1e-3}  # stable for every size here (SCIENCE.md section 2)
@@ -264,6 +268,18 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
         log(f"[{name}] dlnsim reduced, fused step: {budget.runs} runs x {budget.steps} steps")
         methods["dlnsim_fused"] = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats,
                                               backward="fused")
+    if device_class != "gpu":
+        methods["dlnsim_pallas"] = _null_entry("GPU only: on other devices Pallas interprets the kernel")
+    elif max(sz.d, sz.m, sz.width) > 64:
+        methods["dlnsim_pallas"] = _null_entry("small networks only: a program holds one network's weights on chip")
+    else:
+        log(f"[{name}] dlnsim reduced, Pallas kernel: {budget.runs} runs x {budget.steps} steps")
+        try:
+            methods["dlnsim_pallas"] = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats,
+                                                   backward="pallas")
+        except Exception as e:  # not yet run on a GPU: a failure is a finding, not the end of the benchmark
+            log(f"[{name}] Pallas kernel failed: {type(e).__name__}: {str(e)[:2000]}")
+            methods["dlnsim_pallas"] = _null_entry(f"failed: {type(e).__name__}: {str(e)[:500]}")
     log(f"[{name}] dlnsim reduced, autodiff: {budget.runs} runs x {budget.steps} steps")
     methods["dlnsim_autodiff"] = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats,
                                              backward="autodiff")

@@ -67,13 +67,13 @@ def supported(options: dict[str, str]) -> dict[str, str]:
 
 
 def matmul(w: Array, h: Array) -> Array:
-    """``w @ h`` per run: w (o, i, B), h (i, k, B) -> (o, k, B)."""
-    return jnp.sum(w[:, :, None, :] * h[None, :, :, :], axis=1)
+    """``w @ h`` per run: w (o, i, B), h (i, k, B) -> (o, k, B) (or without the run axis)."""
+    return jnp.sum(w[:, :, None, ...] * h[None, :, :, ...], axis=1)
 
 
 def matmul_t(w: Array, h: Array) -> Array:
-    """``w.T @ h`` per run: w (o, i, B), h (o, k, B) -> (i, k, B)."""
-    return jnp.sum(w[:, :, None, :] * h[:, None, :, :], axis=0)
+    """``w.T @ h`` per run: w (o, i, B), h (o, k, B) -> (i, k, B) (or without the run axis)."""
+    return jnp.sum(w[:, :, None, ...] * h[:, None, :, ...], axis=0)
 
 
 def gd_step_block(
@@ -106,7 +106,7 @@ def _update(w: Array, decay: Array, delta: Array, h: Array) -> Array:
     """``decay w - delta h^T`` per run, a sum of k broadcast products (one fused loop)."""
     out = decay * w
     for k in range(delta.shape[1]):
-        out = out - delta[:, None, k, :] * h[None, :, k, :]
+        out = out - delta[:, None, k, ...] * h[None, :, k, ...]
     return out
 
 

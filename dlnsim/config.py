@@ -23,7 +23,7 @@ OPTIMIZERS = ("gd", "momentum", "adam", "adamw")
 DTYPES = ("float32", "float64")
 LOSS_NORMS = ("mean", "sum")
 DATA_PATHS = ("reduced", "raw")
-BACKWARDS = ("auto", "fused", "blocked", "autodiff")
+BACKWARDS = ("auto", "fused", "blocked", "pallas", "autodiff")
 ACTIVATIONS = ("linear", "relu")
 PRECISIONS = ("highest", "default")
 
@@ -126,7 +126,10 @@ class TrainConfig:
         optimisers and ReLU networks always take ``jax.grad``). ``"fused"``: a
         hand-written backward pass with the rank-r update fused into the decay
         (``dlnsim.backward``); ``"blocked"``: the same step on a block of runs at once,
-        run axis last (``dlnsim.blocked``); ``"autodiff"``: ``jax.grad``. ``"auto"``
+        run axis last (``dlnsim.blocked``); ``"pallas"``: the block step's arithmetic in
+        one Pallas kernel per log interval, a network's weights kept on chip across the
+        steps (``dlnsim.onchip``; for GPUs, not yet measured on one, interpreted
+        elsewhere); ``"autodiff"``: ``jax.grad``. ``"auto"``
         (default) takes ``"blocked"`` on CPUs for small networks on few data columns,
         where it is 2-3x faster, and ``"fused"`` elsewhere. All compute the same
         step (tested to rounding).

@@ -15,6 +15,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from dlnsim.backward import FUSE_MAX_COLUMNS
 from dlnsim.config import ModelConfig, ProblemConfig, TrainConfig
 from dlnsim.model import layer_shapes
+from dlnsim.onchip import pow2
 from dlnsim.train import step_kind
 
 # Default per-chunk budget on CPU hosts. Memory is rarely the limit there, cache is: at the
@@ -31,7 +32,8 @@ def run_bytes(problem: ProblemConfig, model: ModelConfig, train: TrainConfig, ra
     loss sees (r columns reduced, N raw) with its activations, the test set gathered per
     run, and the metric temporaries (end-to-end map, SVD copies, Gram matrices), with a
     factor 1.5 for XLA's buffers. The block step (``dlnsim.blocked``) also writes out the
-    products of a layer with the data columns. ``benchmarks/memory.py`` compares the
+    products of a layer with the data columns; the Pallas step (``dlnsim.onchip``) copies
+    the weights zero-padded in and out of its kernel. ``benchmarks/memory.py`` compares the
     estimate with the peak resident memory of a real sweep.
     """
     d, m = problem.d, problem.m
@@ -46,8 +48,11 @@ def run_bytes(problem: ProblemConfig, model: ModelConfig, train: TrainConfig, ra
     metric_tmp = 4 * d * m + gram
     logs = train.n_logs * (20 + len(problem.test_sigmas) + train.n_singular)
     words = copies * n_params + data + test + metric_tmp + logs
-    if step_kind(model, train, m, d, problem.n_train if raw else problem.s) == "blocked":
+    kind = step_kind(model, train, m, d, problem.n_train if raw else problem.s)
+    if kind == "blocked":
         words += 2 * min(cols, FUSE_MAX_COLUMNS) * max(a * b for a, b in shapes)
+    elif kind == "pallas":  # the kernel's zero-padded weights in and out (power-of-two shapes)
+        words += 2 * sum(pow2(a) * pow2(b) for a, b in shapes)
     return int(1.5 * words * np.dtype(train.dtype).itemsize)
 
 

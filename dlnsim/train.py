@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import optax
 
-from dlnsim import theory
+from dlnsim import onchip, theory
 from dlnsim.backward import FUSE_MAX_COLUMNS, gd_step
 from dlnsim.blocked import MAX_WIDTH, compiler_options, gd_step_block, run_axis_last
 from dlnsim.config import ModelConfig, TrainConfig
@@ -69,7 +69,8 @@ def uses_raw_data(model: ModelConfig, train: TrainConfig) -> bool:
 
 def step_kind(model: ModelConfig, train: TrainConfig, m: int, d: int, columns: int) -> str:
     """How a step is computed: ``"blocked"`` (:func:`dlnsim.blocked.gd_step_block` on a
-    block of runs), ``"fused"`` (:func:`dlnsim.backward.gd_step`) or ``"autodiff"``.
+    block of runs), ``"fused"`` (:func:`dlnsim.backward.gd_step`), ``"pallas"`` (the block
+    step in a Pallas kernel, :mod:`dlnsim.onchip`; only when asked for) or ``"autodiff"``.
 
     The hand-written steps do plain gradient descent on a linear network. ``backward =
     "auto"`` takes the block step on CPUs when every layer is at most
@@ -112,8 +113,9 @@ def make_step(model: ModelConfig, train: TrainConfig, n: int, kind: str):
 
     def update(params: Params, opt_state: Any, data: Data, hp: HParams) -> tuple[Array, Params, Any]:
         """(data loss before the step, new params, new optimiser state)."""
-        if kind == "blocked":
-            loss, new = gd_step_block(params, data.y, data.x, data.c0, n, hp.lr, hp.weight_decay)
+        if kind in ("blocked", "pallas"):
+            gd = gd_step_block if kind == "blocked" else onchip.gd_step
+            loss, new = gd(params, data.y, data.x, data.c0, n, hp.lr, hp.weight_decay)
             return loss, new, opt_state
         if kind == "fused":
             loss, new = gd_step(params, data.y, data.x, data.c0, n, hp.lr, hp.weight_decay, train.precision)
@@ -206,6 +208,8 @@ def simulate(
 
     if kind == "blocked":  # under the sweep's vmap, one block of all runs (dlnsim.blocked)
         advance = run_axis_last(advance)
+    elif kind == "pallas":  # under the sweep's vmap, one kernel, one program per run (dlnsim.onchip)
+        advance = onchip.one_program_per_run(advance)
 
     def log_point(state: TrainState, i: Array) -> tuple[TrainState, Metrics]:
         # Log point 0 is the initial state. The predicate is the same for every run, so

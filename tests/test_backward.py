@@ -93,6 +93,7 @@ def test_step_kind():
     assert step_kind(wide, auto, 12, 24, 3) == "fused"
     assert step_kind(small, auto, 12, 24, FUSE_MAX_COLUMNS + 1) == "fused"
     assert step_kind(wide, TrainConfig(backward="blocked"), 12, 24, 40) == "blocked"
+    assert step_kind(small, TrainConfig(backward="pallas"), 12, 24, 3) == "pallas"  # only when asked for
     assert step_kind(small, TrainConfig(backward="autodiff"), 12, 24, 3) == "autodiff"
     assert step_kind(small, TrainConfig(optimizer="adam", backward="blocked"), 12, 24, 3) == "autodiff"
     assert step_kind(ModelConfig(depth=3, width=16, activation="relu"), auto, 12, 24, 3) == "autodiff"
@@ -102,7 +103,7 @@ def test_step_kind():
 # data has r = m = 12 and raw data N = 40 (the matmul branch). The two paths sum in a
 # different order; measured gaps after 300 steps, relative to the largest entry: 1.4e-15
 # (float64) and 5e-7 (float32), so the tolerances leave 10-20x room.
-@pytest.mark.parametrize("backward", ["fused", "blocked"])
+@pytest.mark.parametrize("backward", ["fused", "blocked", "pallas"])
 @pytest.mark.parametrize(
     "dtype,rtol,data,noise",
     [
@@ -131,7 +132,7 @@ def test_training_runs_match_autodiff(backward, dtype, rtol, data, noise):
     assert float(ref.metrics.loss_data[-1]) < 0.1 * float(ref.metrics.loss_data[0])  # it trained
 
 
-@pytest.mark.parametrize("backward", ["fused", "blocked"])
+@pytest.mark.parametrize("backward", ["fused", "blocked", "pallas"])
 def test_hand_written_steps_freeze_a_diverging_run(backward):
     prob = dlnsim.make_problem(SMALL, seed=3, dtype="float64")
     run = dlnsim.train(
