@@ -29,8 +29,6 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
-from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as pl_triton
 
 from dlnsim.backward import descend
 from dlnsim.blocked import matmul, matmul_t
@@ -80,14 +78,17 @@ def _from_kernel(a: Array, like: jax.ShapeDtypeStruct) -> Array:
     return a != 0 if like.dtype == jnp.bool_ else a
 
 
-def _spec(padded: tuple[int, ...]) -> pl.BlockSpec:
-    """One run's whole array per program."""
-    zeros = (0,) * len(padded)
-    return pl.BlockSpec((1, *padded), lambda i: (i, *zeros))
-
-
 def on_runs(fn: Callable, leaves: list[Array], tree: jax.tree_util.PyTreeDef, runs: int) -> list[Array]:
     """``fn`` on each of ``runs`` runs (leaves with a leading run axis), one Pallas program each."""
+    # Imported here: only this path needs Pallas, and not every jaxlib build carries Triton.
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as pl_triton
+
+    def spec(padded: tuple[int, ...]) -> pl.BlockSpec:
+        """One run's whole array per program."""
+        zeros = (0,) * len(padded)
+        return pl.BlockSpec((1, *padded), lambda i: (i, *zeros))
+
     one = [jax.ShapeDtypeStruct(a.shape[1:], a.dtype) for a in leaves]
     out_like, out_tree = jax.tree.flatten(jax.eval_shape(lambda *xs: fn(*jax.tree.unflatten(tree, xs)), *one))
     ins = [_to_kernel(a) for a in leaves]
@@ -107,8 +108,8 @@ def on_runs(fn: Callable, leaves: list[Array], tree: jax.tree_util.PyTreeDef, ru
         kernel,
         out_shape=out_shapes,
         grid=(runs,),
-        in_specs=[_spec(a.shape[1:]) for a in ins],
-        out_specs=[_spec(s.shape[1:]) for s in out_shapes],
+        in_specs=[spec(a.shape[1:]) for a in ins],
+        out_specs=[spec(s.shape[1:]) for s in out_shapes],
         compiler_params=pl_triton.CompilerParams(num_warps=NUM_WARPS),
         interpret=interpret,
         name="dlnsim_advance",
