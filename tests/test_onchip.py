@@ -72,3 +72,23 @@ def test_the_kernel_lowers_to_triton_for_cuda(monkeypatch):
     lowered = jax.jit(jax.vmap(one)).trace(hp, jnp.arange(runs)).lower(lowering_platforms=("cuda",))
     text = lowered.as_text()
     assert "__gpu$xla.gpu.triton" in text and "dlnsim_advance" in text
+
+
+def test_sweep_with_the_kernel_equals_the_fused_step(monkeypatch):
+    """The kernel under the sweep's vmap, inside the log-point cond, over 2 chunks (float64)."""
+    blocks = []
+    on_runs = onchip.on_runs
+    monkeypatch.setattr(onchip, "on_runs", lambda fn, leaves, tree, runs: blocks.append(runs) or on_runs(fn, leaves, tree, runs))
+    problem = ProblemConfig(d=12, m=6, s=2, n_train=20)
+    grid = {"lr": [0.02, 0.05], "seed": [0, 1, 2], "depth": [1, 3]}
+
+    def sweep(backward):
+        train = TrainConfig(steps=100, log_every=50, dtype="float64", backward=backward)
+        cfg = dlnsim.SweepConfig(problem=problem, model=ModelConfig(width=8), train=train, grid=grid, chunk_size=4)
+        return dlnsim.sweep(cfg)
+
+    a, b = sweep("pallas"), sweep("fused")
+    assert 4 in blocks  # the kernel ran on whole chunks (blocks of 1: custom_vmap tracing one run)
+    for name in ("loss_data", "on_err", "off_fro", "w1_off_fro", "balance", "test_err"):
+        np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-12, atol=1e-14, err_msg=name)
+    assert float(a.on_err.isel(step=-1).max()) < float(a.on_err.isel(step=0).min())  # they trained
