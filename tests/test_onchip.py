@@ -80,11 +80,11 @@ def test_sweep_with_the_kernel_equals_the_fused_step(monkeypatch):
     on_runs = onchip.on_runs
     monkeypatch.setattr(onchip, "on_runs", lambda fn, leaves, tree, runs: blocks.append(runs) or on_runs(fn, leaves, tree, runs))
     problem = ProblemConfig(d=12, m=6, s=2, n_train=20)
-    grid = {"lr": [0.02, 0.05], "seed": [0, 1, 2], "depth": [1, 3]}
+    grid = {"lr": [0.02, 0.05], "seed": [0, 1, 2]}
 
     def sweep(backward):
         train = TrainConfig(steps=100, log_every=50, dtype="float64", backward=backward)
-        cfg = dlnsim.SweepConfig(problem=problem, model=ModelConfig(width=8), train=train, grid=grid, chunk_size=4)
+        cfg = dlnsim.SweepConfig(problem=problem, model=ModelConfig(depth=3, width=8), train=train, grid=grid, chunk_size=4)
         return dlnsim.sweep(cfg)
 
     a, b = sweep("pallas"), sweep("fused")
