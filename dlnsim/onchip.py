@@ -16,7 +16,8 @@ the arrays are zero-padded outside the kernel and cut back after. For a linear n
 gradient-descent step zero padding is exact: a padded unit has zero weights in and out, so
 its gradients are zero and it stays zero; padded data columns add zero to the loss.
 
-On other backends the kernel runs in Pallas's interpreter (slow, for tests). Status: the
+On other backends the kernel runs in Pallas's interpreter, for tests (at the small sizes on
+2 CPU cores it ran at 29k network-steps/s, 0.6x the fused step, 64 runs). Status: the
 kernel is checked against ``jax.grad`` in the tests (interpreted) and lowers to Triton for
 CUDA, but it has not yet run on a GPU, so ``TrainConfig(backward="auto")`` never picks it;
 ``backward="pallas"`` asks for it. ``benchmarks/gpu_check.sh`` measures it.
