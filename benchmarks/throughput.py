@@ -259,47 +259,56 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
     kw = dict(lr=HPARAMS["lr"], weight_decay=HPARAMS["weight_decay"])
     methods: dict[str, dict] = {}
 
+    def record(key: str, entry: dict) -> None:
+        """Keeps a method's figures and logs them at once (a run cut short still shows them)."""
+        methods[key] = entry
+        rate, comp = entry["network_steps_per_s"], entry.get("compile_s")
+        log(f"[{name}]   {key}: " + ("-" if rate is None else f"{rate:.4g} network-steps/s")
+            + (f", compile {comp:.3g} s" if comp else ""))
+
     log(f"[{name}] dlnsim reduced: {budget.runs} runs x {budget.steps} steps")
-    methods["dlnsim_reduced"] = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats)
+    record("dlnsim_reduced", time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats))
     default = step_kind(dlnsim.ModelConfig(depth=sz.depth, width=sz.width), dlnsim.TrainConfig(), sz.m, sz.d, sz.s)
     if default == "fused":
-        methods["dlnsim_fused"] = _null_entry("the default step here: see dlnsim_reduced")
+        record("dlnsim_fused", _null_entry("the default step here: see dlnsim_reduced"))
     else:
         log(f"[{name}] dlnsim reduced, fused step: {budget.runs} runs x {budget.steps} steps")
-        methods["dlnsim_fused"] = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats,
-                                              backward="fused")
+        record("dlnsim_fused", time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats,
+                                           backward="fused"))
     if device_class != "gpu":
-        methods["dlnsim_pallas"] = _null_entry("GPU only: on other devices Pallas interprets the kernel")
+        record("dlnsim_pallas", _null_entry("GPU only: on other devices Pallas interprets the kernel"))
     elif max(sz.d, sz.m, sz.width) > 64:
-        methods["dlnsim_pallas"] = _null_entry("small networks only: a program holds one network's weights on chip")
+        record("dlnsim_pallas", _null_entry("small networks only: a program holds one network's weights on chip"))
     else:
-        log(f"[{name}] dlnsim reduced, Pallas kernel: {budget.runs} runs x {budget.steps} steps")
+        # At most 500 steps: an untried kernel may be slow, and the check has a time budget.
+        steps = min(budget.steps, 500)
+        log(f"[{name}] dlnsim reduced, Pallas kernel: {budget.runs} runs x {steps} steps")
         try:
-            methods["dlnsim_pallas"] = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats,
-                                                   backward="pallas")
+            record("dlnsim_pallas", time_dlnsim(sz, budget.runs, steps, data="reduced", repeats=repeats,
+                                                backward="pallas"))
         except Exception as e:  # not yet run on a GPU: a failure is a finding, not the end of the benchmark
             log(f"[{name}] Pallas kernel failed: {type(e).__name__}: {str(e)[:2000]}")
-            methods["dlnsim_pallas"] = _null_entry(f"failed: {type(e).__name__}: {str(e)[:500]}")
+            record("dlnsim_pallas", _null_entry(f"failed: {type(e).__name__}: {str(e)[:500]}"))
     log(f"[{name}] dlnsim reduced, autodiff: {budget.runs} runs x {budget.steps} steps")
-    methods["dlnsim_autodiff"] = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats,
-                                             backward="autodiff")
+    record("dlnsim_autodiff", time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats,
+                                          backward="autodiff"))
     log(f"[{name}] dlnsim raw: {budget.raw[0]} runs x {budget.raw[1]} steps")
-    methods["dlnsim_raw"] = time_dlnsim(sz, *budget.raw, data="raw", repeats=repeats)
+    record("dlnsim_raw", time_dlnsim(sz, *budget.raw, data="raw", repeats=repeats))
 
     if use_torch:
         for key, what in (("torch_naive", "torch naive loop"), ("torch_tuned", "torch hand-tuned loop")):
             nets, steps = budget.torch_naive
             log(f"[{name}] {what}: {nets} networks x {steps} steps ({torch_dev})")
             t = peers.time_loop(getattr(peers, key)(y, x, device=torch_dev, **kw), shapes, networks=nets, steps=steps)
-            methods[key] = _peer_entry(t, extrapolated=True, compile_s=None, note="timed subset, extrapolated per network-step")
+            record(key, _peer_entry(t, extrapolated=True, compile_s=None, note="timed subset, extrapolated per network-step"))
         log(f"[{name}] torch.func vmap: {budget.torch_vmap[0]} networks x {budget.torch_vmap[1]} steps ({torch_dev})")
         t = peers.time_ensemble(peers.torch_vmap(y, x, device=torch_dev, **kw), shapes,
                                 networks=budget.torch_vmap[0], steps=budget.torch_vmap[1])
         partial = budget.torch_vmap[0] < budget.runs
-        methods["torch_vmap"] = _peer_entry(
+        record("torch_vmap", _peer_entry(
             t, extrapolated=partial, compile_s=None,
             note="steps after one untimed step" + (", on a subset of the networks" if partial else ""),
-        )
+        ))
     else:
         for k in TORCH_METHODS:
             methods[k] = _null_entry("torch not installed (pip install -e .[bench])" if torch_dev is None else "skipped (--no-torch)")
@@ -307,7 +316,7 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
     log(f"[{name}] naive JAX loop: {budget.jax_naive[0]} networks x {budget.jax_naive[1]} steps")
     with compile_clock() as clock:
         t = peers.time_loop(peers.jax_naive(y, x, **kw), shapes, networks=budget.jax_naive[0], steps=budget.jax_naive[1])
-    methods["jax_naive"] = _peer_entry(t, extrapolated=True, compile_s=clock.seconds, note="timed subset, extrapolated per network-step")
+    record("jax_naive", _peer_entry(t, extrapolated=True, compile_s=clock.seconds, note="timed subset, extrapolated per network-step"))
 
     ref = methods["torch_naive"]["network_steps_per_s"]
     for entry in methods.values():
