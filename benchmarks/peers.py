@@ -133,7 +133,7 @@ def torch_tuned(y: np.ndarray, x: np.ndarray, *, lr: float, weight_decay: float,
     decay = 1.0 - lr * weight_decay
 
     def train(weights: Weights, steps: int) -> Weights:
-        ws = [torch.from_numpy(w).to(device).requires_grad_() for w in weights]
+        ws = [torch.tensor(w, device=device, requires_grad=True) for w in weights]  # a copy: updated in place
         for _ in range(steps):
             h = yt
             for w in ws:

@@ -63,17 +63,23 @@ def test_loop_peer_matches_reference(name, data):
     if name.startswith("torch") and not HAS_TORCH:
         pytest.skip("torch not installed (pip install -e .[bench])")
     y, x, w0 = data
+    before = [w.copy() for w in w0]
     train = getattr(peers, name)(y, x, lr=LR, weight_decay=WD)
     want = _reference(w0, y, x, STEPS)
     assert max(np.abs(a - b).max() for a, b in zip(want, w0)) > 1e-2  # the steps moved the weights
     _check(train(w0, STEPS), want)
+    for w, b in zip(w0, before):  # the caller's initial weights are left as they were
+        np.testing.assert_array_equal(w, b)
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="torch not installed (pip install -e .[bench])")
 def test_torch_vmap_peer_matches_reference(data):
     y, x, _ = data
     stacked = peers.init_weights(SHAPES, np.random.default_rng(4), networks=3)
+    before = [w.copy() for w in stacked]
     got = peers.torch_vmap(y, x, lr=LR, weight_decay=WD)(stacked, STEPS)
+    for w, b in zip(stacked, before):
+        np.testing.assert_array_equal(w, b)
     for k in range(3):
         _check([g[k] for g in got], _reference([w[k] for w in stacked], y, x, STEPS))
 
