@@ -13,8 +13,9 @@
 # the install step (a CPU run is not a GPU check); without torch the torch columns are null.
 # Pre-install them (pip download on a connected machine, pip install --no-index) if needed.
 #
-# Wheels for packages the GPU machine lacks can travel with the checkout: put them in
-# ROOT/.whl (or name a folder in WHEELS) and they are installed first, offline. On an image
+# Wheels for packages the GPU machine lacks can be brought along: put them in ROOT/.whl (or
+# name a folder in WHEELS; an ignored folder must be sent explicitly) and they are
+# installed first, offline. On an image
 # that has JAX with CUDA, PyTorch, xarray and h5py, h5netcdf is the only one dlnsim needs
 # (the notebook tests skip themselves without nbclient).
 #

@@ -8,9 +8,9 @@ the weights and a sum over the contraction axis, loops that the compiler vectori
 runs. (XLA's CPU compiler writes the products out and sums them in a second loop, as it
 does for every sum of more than 32 terms: about twice the ideal memory traffic. Sums cut
 into pieces of at most 32 terms, or written as chains of adds, measured 2-50x slower.)
-Measured on 2 CPU cores
-(``benchmarks/throughput.py``): 2-3x the per-network fused step at the small sizes (93k-133k
-against 44k-48k network-steps per second for 256 runs, two runs).
+Measured on 2 CPU cores (``benchmarks/throughput.py``): 2-3x the per-network fused step
+at the small sizes (93k-142k against 41k-51k network-steps per second for 256 runs, five
+runs).
 
 :func:`run_axis_last` lifts a function written for a trailing run axis into a per-network
 function (``jax.custom_batching.custom_vmap``): called on one network it runs on a block of

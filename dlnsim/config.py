@@ -129,7 +129,7 @@ class TrainConfig:
         run axis last (``dlnsim.blocked``); ``"pallas"``: the block step's arithmetic in
         one Pallas kernel per log interval, a network's weights kept on chip across the
         steps (``dlnsim.onchip``; for GPUs, not yet measured on one, interpreted
-        elsewhere); ``"autodiff"``: ``jax.grad``. ``"auto"``
+        elsewhere; layers and data at most 64 wide); ``"autodiff"``: ``jax.grad``. ``"auto"``
         (default) takes ``"blocked"`` on CPUs for small networks on few data columns,
         where it is 2-3x faster, and ``"fused"`` elsewhere. All compute the same
         step (tested to rounding).

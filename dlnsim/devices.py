@@ -51,8 +51,8 @@ def run_bytes(problem: ProblemConfig, model: ModelConfig, train: TrainConfig, ra
     kind = step_kind(model, train, m, d, problem.n_train if raw else problem.s)
     if kind == "blocked":
         words += 2 * min(cols, FUSE_MAX_COLUMNS) * max(a * b for a, b in shapes)
-    elif kind == "pallas":  # the kernel's zero-padded weights in and out (power-of-two shapes)
-        words += 2 * sum(pow2(a) * pow2(b) for a, b in shapes)
+    elif kind == "pallas":  # the kernel's zero-padded weights and data, in and out (power-of-two shapes)
+        words += 2 * sum(pow2(a) * pow2(b) for a, b in shapes) + (pow2(d) + pow2(m)) * pow2(cols)
     return int(1.5 * words * np.dtype(train.dtype).itemsize)
 
 

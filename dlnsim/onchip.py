@@ -37,8 +37,8 @@ from dlnsim.model import Params
 
 Array = jax.Array
 
-NUM_WARPS = 4  # threads per program: 4 warps hold a (64, 64) product in 64 registers each
-INTERPRET: bool | None = None  # None: interpret unless the backend is a GPU (tests override)
+NUM_WARPS = 4  # 128 threads per program: a (64, 64, 2) product is 64 registers each
+MAX_SIZE = 64  # widest layer and most data columns the kernel takes (a program holds a network)
 
 
 def gd_step(
@@ -79,8 +79,14 @@ def _from_kernel(a: Array, like: jax.ShapeDtypeStruct) -> Array:
     return a != 0 if like.dtype == jnp.bool_ else a
 
 
-def on_runs(fn: Callable, leaves: list[Array], tree: jax.tree_util.PyTreeDef, runs: int) -> list[Array]:
-    """``fn`` on each of ``runs`` runs (leaves with a leading run axis), one Pallas program each."""
+def on_runs(
+    fn: Callable, leaves: list[Array], tree: jax.tree_util.PyTreeDef, runs: int, interpret: bool | None = None
+) -> list[Array]:
+    """``fn`` on each of ``runs`` runs (leaves with a leading run axis), one Pallas program each.
+
+    ``interpret``: run the kernel in Pallas's interpreter; ``None``: unless the default
+    backend is a GPU (decided when the calling program is traced).
+    """
     # Imported here: only this path needs Pallas, and not every jaxlib build carries Triton.
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as pl_triton
@@ -104,7 +110,8 @@ def on_runs(fn: Callable, leaves: list[Array], tree: jax.tree_util.PyTreeDef, ru
         for r, v in zip(out_refs, out):
             r[0] = v.astype(r.dtype)
 
-    interpret = jax.default_backend() != "gpu" if INTERPRET is None else INTERPRET
+    if interpret is None:
+        interpret = jax.default_backend() != "gpu"
     outs = pl.pallas_call(
         kernel,
         out_shape=out_shapes,
@@ -118,14 +125,14 @@ def on_runs(fn: Callable, leaves: list[Array], tree: jax.tree_util.PyTreeDef, ru
     return jax.tree.unflatten(out_tree, [_from_kernel(a, s) for a, s in zip(outs, out_like)])
 
 
-def one_program_per_run(fn: Callable) -> Callable:
+def one_program_per_run(fn: Callable, interpret: bool | None = None) -> Callable:
     """A per-network function from ``fn`` whose ``vmap`` is one Pallas kernel over the runs.
 
     ``fn(*args)`` takes and returns pytrees of one network's arrays, and must give the same
     result on arrays zero-padded to power-of-two shapes (true of a linear network's GD
     step). Every array ``fn`` uses must be an argument: only arguments are padded (and a
     kernel cannot capture arrays). Called on one network, the result runs the kernel on a
-    block of one.
+    block of one. ``interpret`` as in :func:`on_runs`.
 
     Example:
       >>> g = one_program_per_run(lambda w, c: 2.0 * w + c)
@@ -138,13 +145,13 @@ def one_program_per_run(fn: Callable) -> Callable:
 
         @custom_vmap
         def one(*leaves):
-            out = on_runs(fn, [jnp.asarray(a)[None] for a in leaves], tree, 1)
+            out = on_runs(fn, [jnp.asarray(a)[None] for a in leaves], tree, 1, interpret)
             return jax.tree.map(lambda a: a[0], out)
 
         @one.def_vmap
         def _batched(axis_size, in_batched, *leaves):
             lead = [a if b else jnp.broadcast_to(a, (axis_size, *jnp.shape(a))) for a, b in zip(leaves, in_batched)]
-            out = on_runs(fn, lead, tree, axis_size)
+            out = on_runs(fn, lead, tree, axis_size, interpret)
             return out, jax.tree.map(lambda _: True, out)
 
         return one(*leaves)

@@ -70,7 +70,9 @@ def uses_raw_data(model: ModelConfig, train: TrainConfig) -> bool:
 def step_kind(model: ModelConfig, train: TrainConfig, m: int, d: int, columns: int) -> str:
     """How a step is computed: ``"blocked"`` (:func:`dlnsim.blocked.gd_step_block` on a
     block of runs), ``"fused"`` (:func:`dlnsim.backward.gd_step`), ``"pallas"`` (the block
-    step in a Pallas kernel, :mod:`dlnsim.onchip`; only when asked for) or ``"autodiff"``.
+    step in a Pallas kernel, :mod:`dlnsim.onchip`; only when asked for, and only for
+    layers and data of at most :data:`dlnsim.onchip.MAX_SIZE`, else ``ValueError``) or
+    ``"autodiff"``.
 
     The hand-written steps do plain gradient descent on a linear network. ``backward =
     "auto"`` takes the block step on CPUs when every layer is at most
@@ -80,6 +82,12 @@ def step_kind(model: ModelConfig, train: TrainConfig, m: int, d: int, columns: i
     """
     if train.backward == "autodiff" or train.optimizer != "gd" or model.activation != "linear":
         return "autodiff"
+    if train.backward == "pallas" and max(m, d, model.width, columns) > onchip.MAX_SIZE:
+        raise ValueError(
+            f"TrainConfig.backward = 'pallas' is for small networks: every layer and the data at most "
+            f"{onchip.MAX_SIZE} wide (here m = {m}, d = {d}, width = {model.width}, {columns} data columns); "
+            f"use 'auto'"
+        )
     if train.backward != "auto":
         return train.backward
     small = max(m, d, model.width) <= MAX_WIDTH and columns <= FUSE_MAX_COLUMNS

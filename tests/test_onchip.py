@@ -41,7 +41,7 @@ def test_one_program_per_run_equals_the_function_per_run():
     np.testing.assert_array_equal(alone["w"], _fn(ws[1], v, flags[1], ks[1])["w"])
 
 
-def test_gd_step_matches_the_block_step():
+def test_gd_step_matches_the_fused_step():
     m, d, cols = 6, 9, 3
     params = dlnsim.model.init_params(jr.key(1), ModelConfig(depth=3, width=7), m, d, 1.0, "float32")
     y, x = jr.normal(jr.key(2), (m, cols)), jr.normal(jr.key(3), (d, cols))
@@ -51,8 +51,7 @@ def test_gd_step_matches_the_block_step():
         np.testing.assert_allclose(u, v, rtol=2e-6, atol=1e-7)
 
 
-def test_the_kernel_lowers_to_triton_for_cuda(monkeypatch):
-    monkeypatch.setattr(onchip, "INTERPRET", False)
+def test_the_kernel_lowers_to_triton_for_cuda():
     prob = dlnsim.make_problem(ProblemConfig(d=20, m=10, s=2, n_train=200))
     model, train = ModelConfig(depth=5, width=40), TrainConfig(steps=100, log_every=50, backward="pallas")
     data = training_data(prob, model, train)
@@ -65,7 +64,7 @@ def test_the_kernel_lowers_to_triton_for_cuda(monkeypatch):
         params = dlnsim.model.init_params(init_key(seed), model, 10, 20, 1.0, "float32")
         state = TrainState(jnp.zeros((), jnp.int32), params, (), jnp.zeros((), bool), jnp.full((), -1, jnp.int32),
                            jnp.ones(()))
-        return onchip.one_program_per_run(advance)(state, data, hp)
+        return onchip.one_program_per_run(advance, interpret=False)(state, data, hp)
 
     runs = 64
     hp = HParams(*(jnp.full(runs, v, jnp.float32) for v in (0.02, 1e-3, 1.0, 0.0, 0.0)))
@@ -78,7 +77,7 @@ def test_sweep_with_the_kernel_equals_the_fused_step(monkeypatch):
     """The kernel under the sweep's vmap, inside the log-point cond, over 2 chunks (float64)."""
     blocks = []
     on_runs = onchip.on_runs
-    monkeypatch.setattr(onchip, "on_runs", lambda fn, leaves, tree, runs: blocks.append(runs) or on_runs(fn, leaves, tree, runs))
+    monkeypatch.setattr(onchip, "on_runs", lambda fn, leaves, tree, runs, interp: blocks.append(runs) or on_runs(fn, leaves, tree, runs, interp))
     problem = ProblemConfig(d=12, m=6, s=2, n_train=20)
     grid = {"lr": [0.02, 0.05], "seed": [0, 1, 2]}
 
