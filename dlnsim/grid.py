@@ -36,7 +36,7 @@ from dlnsim.config import (
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics
 from dlnsim.problem import make_problem, problem_key, raw_data, reduce_data
-from dlnsim.train import init_key, simulate, uses_raw_data
+from dlnsim.train import init_key, simulate, step_kind, uses_raw_data
 
 
 class Chunk(NamedTuple):
@@ -81,9 +81,17 @@ def plan(cfg: SweepConfig, chunk_size: int | None = None) -> list[Chunk]:
     budget = parse_bytes(cfg.max_memory) if cfg.max_memory is not None else devices.default_budget()
     chunks = []
     for g, runs in enumerate(members):
+        problem_cfg, model = group_configs(cfg, g)
+        raw = uses_raw_data(model, cfg.train)
+        # The rank of the training data: the columns the step sees. A step that cannot take
+        # a group's sizes (TrainConfig.backward = "pallas" on a wide one) says so here.
+        if raw:
+            columns = problem_cfg.n_train
+        else:
+            columns = min(problem_cfg.m, problem_cfg.n_train) if _noisy(cfg) else problem_cfg.s
+        step_kind(model, cfg.train, problem_cfg.m, problem_cfg.d, columns)
         if size is None:
-            problem_cfg, model = group_configs(cfg, g)
-            per_run = devices.run_bytes(problem_cfg, model, cfg.train, uses_raw_data(model, cfg.train))
+            per_run = devices.run_bytes(problem_cfg, model, cfg.train, raw)
             step = devices.chunk_size_for(per_run, budget)
         else:
             step = size

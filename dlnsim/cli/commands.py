@@ -69,7 +69,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     shard = _shard(args)
     final = Path(args.output)
     out = _part_path(final, *shard) if shard and args.distributed else final
-    chunks = [c for c in plan(cfg) if shard is None or c.index % shard[1] == shard[0]]
+    try:  # planning sizes every group's step: a step that cannot take a group's sizes says so here
+        chunks = [c for c in plan(cfg) if shard is None or c.index % shard[1] == shard[0]]
+    except ValueError as e:
+        raise Fail(str(e)) from None
     quiet = args.quiet
     if not quiet:
         print(
