@@ -16,7 +16,7 @@ from dlnsim.backward import FUSE_MAX_COLUMNS
 from dlnsim.config import ModelConfig, ProblemConfig, TrainConfig
 from dlnsim.model import layer_shapes
 from dlnsim.onchip import pow2
-from dlnsim.train import step_kind
+from dlnsim.train import data_columns, step_kind
 
 # Default per-chunk budget on CPU hosts. Memory is rarely the limit there, cache is: at the
 # paper's sizes 256 runs in chunks of 32 train at 560 network-steps/s, in one chunk at 309
@@ -48,7 +48,7 @@ def run_bytes(problem: ProblemConfig, model: ModelConfig, train: TrainConfig, ra
     metric_tmp = 4 * d * m + gram
     logs = train.n_logs * (20 + len(problem.test_sigmas) + train.n_singular)
     words = copies * n_params + data + test + metric_tmp + logs
-    kind = step_kind(model, train, m, d, problem.n_train if raw else problem.s)
+    kind = step_kind(model, train, m, d, data_columns(problem, raw, noisy=False))
     if kind == "blocked":
         words += 2 * min(cols, FUSE_MAX_COLUMNS) * max(a * b for a, b in shapes)
     elif kind == "pallas":  # the kernel's zero-padded weights and data, in and out (power-of-two shapes)

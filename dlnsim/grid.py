@@ -36,7 +36,7 @@ from dlnsim.config import (
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics
 from dlnsim.problem import make_problem, problem_key, raw_data, reduce_data
-from dlnsim.train import init_key, simulate, step_kind, uses_raw_data
+from dlnsim.train import data_columns, init_key, simulate, step_kind, uses_raw_data
 
 
 class Chunk(NamedTuple):
@@ -83,13 +83,8 @@ def plan(cfg: SweepConfig, chunk_size: int | None = None) -> list[Chunk]:
     for g, runs in enumerate(members):
         problem_cfg, model = group_configs(cfg, g)
         raw = uses_raw_data(model, cfg.train)
-        # The rank of the training data: the columns the step sees. A step that cannot take
-        # a group's sizes (TrainConfig.backward = "pallas" on a wide one) says so here.
-        if raw:
-            columns = problem_cfg.n_train
-        else:
-            columns = min(problem_cfg.m, problem_cfg.n_train) if _noisy(cfg) else problem_cfg.s
-        step_kind(model, cfg.train, problem_cfg.m, problem_cfg.d, columns)
+        # A step that cannot take a group's sizes (backward = "pallas" on a wide one) says so here.
+        step_kind(model, cfg.train, problem_cfg.m, problem_cfg.d, data_columns(problem_cfg, raw, _noisy(cfg)))
         if size is None:
             per_run = devices.run_bytes(problem_cfg, model, cfg.train, raw)
             step = devices.chunk_size_for(per_run, budget)

@@ -170,8 +170,12 @@ def _draw(cfg: ProblemConfig, key: Array, train_noise: Array, *, dtype: str, noi
 
 def data_rank(problem: Problem) -> int:
     """Static column count of the reduced data: ``rank Y`` (s when noise-free)."""
-    cfg = problem.cfg
-    return cfg.s if problem.noise_free else min(cfg.m, cfg.n_train)
+    return reduced_rank(problem.cfg, noisy=not problem.noise_free)
+
+
+def reduced_rank(cfg: ProblemConfig, noisy: bool) -> int:
+    """``rank Y`` from the config: s noise-free, min(m, N) with training noise."""
+    return min(cfg.m, cfg.n_train) if noisy else cfg.s
 
 
 def raw_data(problem: Problem) -> Data:

@@ -19,11 +19,11 @@ import optax
 from dlnsim import onchip, theory
 from dlnsim.backward import FUSE_MAX_COLUMNS, gd_step
 from dlnsim.blocked import MAX_WIDTH, compiler_options, gd_step_block, run_axis_last
-from dlnsim.config import ModelConfig, TrainConfig
+from dlnsim.config import ModelConfig, ProblemConfig, TrainConfig
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics, compute_metrics
 from dlnsim.model import Params, forward, init_params
-from dlnsim.problem import Data, Problem, data_loss, raw_data, reduce_data
+from dlnsim.problem import Data, Problem, data_loss, raw_data, reduce_data, reduced_rank
 
 Array = jax.Array
 
@@ -92,6 +92,11 @@ def step_kind(model: ModelConfig, train: TrainConfig, m: int, d: int, columns: i
         return train.backward
     small = max(m, d, model.width) <= MAX_WIDTH and columns <= FUSE_MAX_COLUMNS
     return "blocked" if small and jax.default_backend() == "cpu" else "fused"
+
+
+def data_columns(problem: ProblemConfig, raw: bool, noisy: bool) -> int:
+    """Columns of the training data a step sees: N raw samples, else ``rank Y``."""
+    return problem.n_train if raw else reduced_rank(problem, noisy)
 
 
 def training_data(problem: Problem, model: ModelConfig, train: TrainConfig) -> Data:
