@@ -130,8 +130,9 @@ class TrainConfig:
         one Pallas kernel per log interval, a network's weights kept on chip across the
         steps (``dlnsim.onchip``; for GPUs, not yet measured on one, interpreted
         elsewhere; layers and data at most 64 wide); ``"autodiff"``: ``jax.grad``. ``"auto"``
-        (default) takes ``"blocked"`` on CPUs for small networks on few data columns,
-        where it is 2-3x faster, and ``"fused"`` elsewhere. All compute the same
+        (default) takes ``"blocked"`` on CPUs for a batch of small networks on few data
+        columns, where it is 2-3x faster, and ``"fused"`` elsewhere (one network alone
+        included). All compute the same
         step (tested to rounding).
       divergence_cap: a run is flagged diverged when its data loss is not finite or
         exceeds ``divergence_cap`` times its initial data loss (then it is frozen).

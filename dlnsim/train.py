@@ -78,7 +78,8 @@ def step_kind(model: ModelConfig, train: TrainConfig, m: int, d: int, columns: i
     "auto"`` takes the block step on CPUs when every layer is at most
     :data:`dlnsim.blocked.MAX_WIDTH` wide and the data has at most
     :data:`dlnsim.backward.FUSE_MAX_COLUMNS` columns (the reduced path), the fused step
-    otherwise.
+    otherwise; :func:`simulate` on one network alone (not under ``vmap``) takes the fused
+    step there too.
     """
     if train.backward == "autodiff" or train.optimizer != "gd" or model.activation != "linear":
         return "autodiff"
@@ -213,14 +214,19 @@ def simulate(
         activation=model.activation,
         prec=train.precision,
     )
+
+    def steps_of(kind: str) -> Callable[[TrainState, Data, HParams], TrainState]:
+        """``log_every`` steps of the given :func:`step_kind`."""
+        step = make_step(model, train, n, kind)
+        return lambda state, data, hp: jax.lax.scan(
+            lambda s, _: (step(s, data, hp), None), state, None, length=train.log_every
+        )[0]
+
     kind = step_kind(model, train, m, d, data.y.shape[1])
-    step = make_step(model, train, n, kind)
-
-    def advance(state: TrainState, data: Data, hp: HParams) -> TrainState:
-        return jax.lax.scan(lambda s, _: (step(s, data, hp), None), state, None, length=train.log_every)[0]
-
-    if kind == "blocked":  # under the sweep's vmap, one block of all runs (dlnsim.blocked)
-        advance = run_axis_last(advance)
+    advance = steps_of(kind)
+    if kind == "blocked":  # under the sweep's vmap, one block of all runs (dlnsim.blocked);
+        # one network alone takes the per-network step under "auto" (a block of one is padded to 8)
+        advance = run_axis_last(advance, alone=steps_of("fused") if train.backward == "auto" else None)
     elif kind == "pallas":  # under the sweep's vmap, one kernel, one program per run (dlnsim.onchip)
         advance = onchip.one_program_per_run(advance)
 

@@ -22,9 +22,7 @@ def whitened_run():
     """L = 3 on whitened codes, 40k float64 steps: E* is exact here."""
     pc = dlnsim.ProblemConfig(d=20, m=10, s=3, n_train=40, whiten=True)
     problem = dlnsim.make_problem(pc, seed=0, dtype="float64")
-    # The fused step: on a CPU "auto" takes the block step, which pads one run to a block of 8
-    # and, at the tests' LLVM optimisation level 0, runs these 40k steps 9x slower (18 s).
-    tc = dlnsim.TrainConfig(dtype="float64", steps=40000, log_every=100, backward="fused")
+    tc = dlnsim.TrainConfig(dtype="float64", steps=40000, log_every=100)
     run = dlnsim.train(problem, dlnsim.ModelConfig(depth=3, width=20), tc, dlnsim.HParams(lr=LR, weight_decay=WD))
     return problem, run, tc
 
