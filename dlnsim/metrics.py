@@ -10,6 +10,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from dlnsim import _lapack as lapack
 from dlnsim import theory
 from dlnsim.model import Params, end_to_end, forward, precision
 from dlnsim.problem import Data, Problem, data_loss
@@ -50,7 +51,7 @@ def _sq(x: Array) -> Array:
 def _alignments(pairs: list[tuple[Array, Array]]) -> list[tuple[Array, Array]]:
     """Per (basis, ref) pair of orthonormal (n, s) bases: (sin of the largest principal
     angle, mean cos^2). The cosines of all pairs come from one batched SVD (see _spectrum)."""
-    cos = jnp.linalg.svd(jnp.stack([ref.T @ basis for basis, ref in pairs]), compute_uv=False)
+    cos = lapack.svdvals(jnp.stack([ref.T @ basis for basis, ref in pairs]))
     return [(jnp.sqrt(jnp.maximum(1.0 - jnp.min(c) ** 2, 0.0)), jnp.mean(c**2)) for c in cos]
 
 
@@ -68,7 +69,7 @@ def _spectrum(e2e: Array, off: Array, prec: str) -> tuple[Array, Array, Array]:
     """
     p = precision(prec)
     grams = jnp.stack([jnp.matmul(e2e.T, e2e, precision=p), jnp.matmul(off.T, off, precision=p)])
-    evals, evecs = jnp.linalg.eigh(grams)
+    evals, evecs = lapack.eigh(grams)
     return jnp.sqrt(jnp.maximum(evals[0, ::-1], 0.0)), evecs[0, :, ::-1], jnp.maximum(evals[1, -1], 0.0)
 
 
@@ -153,7 +154,7 @@ def compute_metrics(
     clean_sq = _sq(mm(e2e, problem.y_test) - problem.x_test)
     e2e_sq = _sq(e2e)
     sv, right, off_sq = _spectrum(e2e, off, prec)
-    left, _ = jnp.linalg.qr(mm(e2e, right[:, :s]))  # basis of the top-s left singular space
+    left, _ = lapack.qr(mm(e2e, right[:, :s]))  # basis of the top-s left singular space
     (left_sin, left_cos2), (right_sin, right_cos2) = _alignments([(left, problem.u), (right[:, :s], problem.qb)])
     prob = sv / jnp.sum(sv)
     entropy = -jnp.sum(jnp.where(prob > 0, prob * jnp.log(jnp.where(prob > 0, prob, 1.0)), 0.0))

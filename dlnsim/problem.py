@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
+from dlnsim import _lapack as lapack
 from dlnsim._random import normal
 from dlnsim.config import ProblemConfig
 
@@ -73,7 +74,7 @@ def _operator(key: Array, cfg: ProblemConfig, dtype: jnp.dtype) -> Array:
     if cfg.operator == "gaussian":
         return normal(key, (m, d), dtype) / math.sqrt(m)
     if cfg.operator == "orthonormal":
-        q, _ = jnp.linalg.qr(normal(key, (d, m), dtype))
+        q, _ = lapack.qr(normal(key, (d, m), dtype))
         return math.sqrt(d / m) * q.T
     # Subsampled orthonormal DCT-II: the usual compressed-sensing operator.
     n = jnp.arange(d, dtype=dtype)
@@ -87,7 +88,7 @@ def _operator(key: Array, cfg: ProblemConfig, dtype: jnp.dtype) -> Array:
 def _whiten(z: Array) -> Array:
     """Rescale codes so that ``Z Z^T = N I`` exactly (symmetric inverse square root)."""
     n = z.shape[1]
-    evals, evecs = jnp.linalg.eigh(z @ z.T)
+    evals, evecs = lapack.eigh(z @ z.T)
     return math.sqrt(n) * (evecs * jax.lax.rsqrt(evals)) @ evecs.T @ z
 
 
@@ -139,7 +140,7 @@ def make_problem(
 def _draw(cfg: ProblemConfig, key: Array, train_noise: Array, *, dtype: str, noise_free: bool) -> Problem:
     dt = jnp.dtype(dtype)
     k_u, k_a, k_z, k_noise, k_test, k_etest = jr.split(key, 6)
-    u, _ = jnp.linalg.qr(normal(k_u, (cfg.d, cfg.s), dt))
+    u, _ = lapack.qr(normal(k_u, (cfg.d, cfg.s), dt))
     a = _operator(k_a, cfg, dt)
     z = normal(k_z, (cfg.s, cfg.n_train), dt)
     if cfg.whiten:
@@ -151,7 +152,7 @@ def _draw(cfg: ProblemConfig, key: Array, train_noise: Array, *, dtype: str, noi
         y = y + noise * normal(k_noise, (cfg.m, cfg.n_train), dt)
     x_test = u @ normal(k_test, (cfg.s, cfg.n_test), dt)
     b = a @ u
-    qb, _ = jnp.linalg.qr(b)
+    qb, _ = lapack.qr(b)
     return Problem(
         cfg=cfg,
         noise_free=noise_free,
@@ -198,7 +199,7 @@ def reduce_data(problem: Problem) -> Data:
       :class:`Data` with r columns.
     """
     rank = data_rank(problem)
-    q, sv, vt = jnp.linalg.svd(problem.y, full_matrices=False)
+    q, sv, vt = lapack.svd(problem.y)
     q, sv, v = q[:, :rank], sv[:rank], vt[:rank].T
     xv = problem.x @ v
     rest = problem.x - xv @ v.T

@@ -10,6 +10,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from dlnsim import _lapack as lapack
+
 Array = jax.Array
 
 _BISECT_ITERS = 200  # halves [0, 1] below float64 resolution
@@ -131,7 +133,7 @@ def limit_map(b: Array, u: Array, weight_decay: Array, depth: int, kappa: Array 
     Returns:
       (d, m) the limit end-to-end map.
     """
-    q, sv, vt = jnp.linalg.svd(b, full_matrices=False)
+    q, sv, vt = lapack.svd(b)
     h = limit_gain(weight_decay / (kappa * sv ** (2.0 / depth)), depth)
     return (u @ vt.T * (h / sv)) @ q.T
 

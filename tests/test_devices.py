@@ -66,3 +66,29 @@ def test_four_devices_equal_one():
     for name in ("on_err", "off_fro", "balance"):
         np.testing.assert_allclose(four[name], one[name].values, rtol=1e-10, err_msg=name)
     os.remove(out)
+
+
+_EIGH_ON_TWO_DEVICES = """
+import sys, jax, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from dlnsim import _lapack as lapack
+assert jax.local_device_count() == 2
+a = np.load(sys.argv[1])
+a = jax.device_put(a, NamedSharding(Mesh(np.array(jax.local_devices()), ("runs",)), PartitionSpec("runs")))
+np.save(sys.argv[2], jax.jit(jax.vmap(lambda g: lapack.eigh(g)[0]))(a))  # per run, a stack of 2 as in the metrics
+"""
+
+
+def test_decompositions_on_several_cpu_devices_finish(tmp_path):
+    """jaxlib's batched CPU LAPACK kernels block pool threads on their pieces: one call per
+    device at once used to hang a sharded sweep (2 devices on 2 cores, 64 small runs, in
+    the metrics' eigh). ``dlnsim._lapack`` takes one matrix per call (eigh, svd and qr
+    share the wrapper). These sizes hung every time before; the values must be right too."""
+    a = np.random.default_rng(0).standard_normal((256, 2, 100, 100)).astype(np.float32)
+    a = a @ np.swapaxes(a, -1, -2)
+    np.save(tmp_path / "a.npy", a)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    cmd = [sys.executable, "-c", _EIGH_ON_TWO_DEVICES, tmp_path / "a.npy", tmp_path / "w.npy"]
+    subprocess.run(cmd, check=True, env=env, timeout=90)
+    want = np.linalg.eigvalsh(a[:8].astype(np.float64))
+    np.testing.assert_allclose(np.load(tmp_path / "w.npy")[:8], want, rtol=0, atol=1e-5 * want.max())

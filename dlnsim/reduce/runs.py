@@ -14,10 +14,10 @@ import math
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from dlnsim import _lapack as lapack
 from dlnsim import theory
 from dlnsim.config import GRID_AXES, STATIC_AXES, ProblemConfig, SweepConfig, problem_and_model
 from dlnsim.hparams import HParams
@@ -117,7 +117,7 @@ def fit_rate(values: np.ndarray, steps: np.ndarray, window: Any = None, floor: f
 @functools.partial(jax.jit, static_argnames=("problem_cfg", "dtype"))
 def _b_singular_values(key: jax.Array, problem_cfg: ProblemConfig, dtype: str) -> jax.Array:
     """Singular values of ``B = A U`` of the teacher the sweep drew with this key."""
-    return jnp.linalg.svd(make_problem(problem_cfg, key=key, dtype=dtype).b, compute_uv=False)
+    return lapack.svdvals(make_problem(problem_cfg, key=key, dtype=dtype).b)
 
 
 # One compiled program per depth instead of an op-by-op bisection loop.
