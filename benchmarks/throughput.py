@@ -1,4 +1,4 @@
-"""Throughput of dlnsim against what researchers write by hand, in one process on one device.
+"""Throughput of dlnsim against what researchers write by hand, in one process on one machine.
 
 Measures network-steps per second (one GD step of one network = one network-step) for:
 
@@ -23,7 +23,10 @@ Measures network-steps per second (one GD step of one network = one network-step
 at the paper's sizes (d=200, m=100, s=5, L=5, width 400, N=1000) and small ones (d=20, m=10,
 s=2, L=5, width 40, N=200), float32 with full-precision matmuls. dlnsim is timed through
 its public API only (``dlnsim.sweep``), so whatever the library does is what is measured,
-metrics at step 0 and at the end included (``log_every = steps``).
+metrics at step 0 and at the end included (``log_every = steps``). On a CPU the benchmark
+splits the CPU into one JAX device per core as the ``dlnsim`` commands do
+(``dlnsim.use_cpu_cores``; ``--cpu-devices 1`` for one device): the sweeps shard their runs
+over them, the naive JAX loop runs on the first.
 
 Compile time is reported separately from steady state: a JAX monitoring listener sums
 tracing, lowering and backend compile time during the first call. With ``--repeats 1``
@@ -445,7 +448,8 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 def table(result: dict) -> str:
     lines = []
     dev = result["device"]
-    lines.append(f"device: {dev['platform']} {dev['device_kind']} ({dev['cpu_model']}, {dev['cpu_count']} cores); "
+    lines.append(f"device: {dev['n_devices']} x {dev['platform']} {dev['device_kind']} ({dev['cpu_model']}, "
+                 f"{dev['cpu_count']} cores); "
                  f"float32, precision {result['precision']}; copy bandwidth {result['bandwidth']['bytes_per_s'] / 1e9:.1f} GB/s")
     for name, pre in result["presets"].items():
         s = pre["sizes"]
@@ -503,7 +507,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch peers even if torch is installed")
     ap.add_argument("--bandwidth-mb", type=int, help="array size of the copy-bandwidth probe (default 256 CPU, 2048 GPU)")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument("--cpu-devices", type=int, metavar="N",
+                    help="JAX CPU devices, as the dlnsim commands set them (default: one per core)")
     args = ap.parse_args(argv)
+    dlnsim.use_cpu_cores(args.cpu_devices)  # before any JAX computation, as `dlnsim sweep` does
 
     platform_name = jax.devices()[0].platform
     device_class = "cpu" if platform_name == "cpu" else "gpu"

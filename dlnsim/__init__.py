@@ -8,6 +8,7 @@ from dlnsim import metrics, theory
 from dlnsim import reduce  # callable module: dlnsim.reduce(ds); dlnsim.reduce.summary_table
 from dlnsim.config import GRID_AXES, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
 from dlnsim.configfile import ConfigError, dumps_config, load_config
+from dlnsim.devices import use_cpu_cores
 from dlnsim.grid import sweep
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics
@@ -50,6 +51,7 @@ __all__ = [
     "sweep",
     "theory",
     "train",
+    "use_cpu_cores",
 ]
 
 

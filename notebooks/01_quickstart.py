@@ -23,6 +23,8 @@ from dlnsim.plotting import show
 # Synchronous CPU dispatch: building these notebooks once hung in an asynchronously dispatched computation
 # (cf. jax-ml/jax#25861); the cost is negligible here.
 jax.config.update("jax_cpu_enable_async_dispatch", False)
+# On a CPU: one JAX device per core, so the sweeps below use every core (before any JAX computation).
+dlnsim.use_cpu_cores()
 
 SMOKE = os.environ.get("DLNSIM_SMOKE", "0") == "1"
 OUT = tempfile.mkdtemp(prefix="dlnsim_nb01_")  # pictures written by dlnsim.plotting

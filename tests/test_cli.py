@@ -165,6 +165,7 @@ BAD = [
     ("empty grid", MINIMAL.split("[grid]")[0] + "[grid]\n[sweep]\n", [], "grid"),
     ("bad chunk size", MINIMAL, ["--chunk-size", "0"], "sweep.chunk_size"),
     ("step too small", MINIMAL, ["--set", 'train.backward="pallas"', "--set", "model.width=100"], "backward"),
+    ("no CPU devices", MINIMAL, ["--cpu-devices", "0"], "--cpu-devices"),
 ]
 
 

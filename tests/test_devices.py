@@ -7,6 +7,7 @@ import textwrap
 
 import jax
 import numpy as np
+import pytest
 
 import dlnsim
 from dlnsim import ModelConfig, ProblemConfig, SweepConfig, TrainConfig, devices
@@ -92,3 +93,17 @@ def test_decompositions_on_several_cpu_devices_finish(tmp_path):
     subprocess.run(cmd, check=True, env=env, timeout=90)
     want = np.linalg.eigvalsh(a[:8].astype(np.float64))
     np.testing.assert_allclose(np.load(tmp_path / "w.npy")[:8], want, rtol=0, atol=1e-5 * want.max())
+
+
+def test_use_cpu_cores_splits_the_cpu_before_jax_starts_only():
+    code = "import dlnsim, jax; print(dlnsim.use_cpu_cores(3), jax.local_device_count(), dlnsim.use_cpu_cores(2))"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    for flags, want in ((None, ["True", "3", "False"]), ("--xla_force_host_platform_device_count=4", ["False", "4", "False"])):
+        run_env = env if flags is None else dict(env, XLA_FLAGS=flags)  # the user's choice is kept
+        out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and out.stdout.split() == want, out.stderr
+    jax.devices()  # start this process's backends (never split it: the other tests expect one device)
+    assert not dlnsim.use_cpu_cores(2) and jax.local_device_count() == 1
+    assert not dlnsim.use_cpu_cores(1)
+    with pytest.raises(ValueError, match="CPU devices = 0"):
+        dlnsim.use_cpu_cores(0)

@@ -36,9 +36,16 @@ def error(msg: str) -> None:
 
 
 def setup_jax(args: argparse.Namespace, *, x64: bool = False) -> str | None:
-    """Applies the CLI's jax.config settings; returns the compilation cache dir (or None)."""
+    """Applies the CLI's jax.config settings (CPU devices, cache, x64, dispatch); returns the
+    compilation cache dir (or None)."""
     import jax
 
+    from dlnsim.devices import use_cpu_cores
+
+    cpu_devices = getattr(args, "cpu_devices", None)
+    if cpu_devices is not None and cpu_devices < 1:
+        raise Fail(f"--cpu-devices {cpu_devices} is invalid: must be at least 1")
+    use_cpu_cores(cpu_devices)  # first: only possible before JAX starts its backends
     cache = getattr(args, "compile_cache", None) or os.environ.get(CACHE_ENV) or None
     if cache:
         Path(cache).mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help=f"persistent JAX compilation cache directory (default: ${CACHE_ENV}, else off)",
     )
+    common.add_argument(
+        "--cpu-devices",
+        type=int,
+        metavar="N",
+        help="on a CPU, split it into N JAX devices; a sweep runs one program per device (default: one per "
+        "core; a device count set in XLA_FLAGS is kept)",
+    )
     p = argparse.ArgumentParser(
         prog="dlnsim", description="Simulate deep linear networks on subspace inverse problems."
     )
