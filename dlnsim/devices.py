@@ -26,6 +26,9 @@ from dlnsim.train import data_columns, step_kind
 # (2 cores, measured); 512 MB gives ~30 such runs per chunk and leaves small networks whole.
 _CPU_BUDGET = 512 * 10**6
 _DEVICE_FRACTION = 0.5  # of an accelerator's memory, leaving room for XLA's workspace
+# Default cap of use_cpu_cores: measured on 2 cores only, and every chunk is padded to a
+# multiple of the device count (a 30-run chunk at the paper's sizes would be 128 runs on 128).
+MAX_CPU_DEVICES = 8
 
 
 def run_bytes(problem: ProblemConfig, model: ModelConfig, train: TrainConfig, raw: bool) -> int:
@@ -60,7 +63,8 @@ def run_bytes(problem: ProblemConfig, model: ModelConfig, train: TrainConfig, ra
 
 
 def use_cpu_cores(n: int | None = None) -> bool:
-    """Makes JAX's CPU backend ``n`` devices (default: one per core this process may use).
+    """Makes JAX's CPU backend ``n`` devices (default: one per core this process may use, at
+    most :data:`MAX_CPU_DEVICES`).
 
     XLA runs most of a step's loops on one thread, so on one CPU device a sweep keeps one
     core busy; split over one device per core (the sweep shards its runs over all local
@@ -71,13 +75,15 @@ def use_cpu_cores(n: int | None = None) -> bool:
     Only possible before JAX starts its backends (before any JAX computation), and a count
     the user chose (``XLA_FLAGS=--xla_force_host_platform_device_count=N`` or
     ``jax_num_cpu_devices``) is kept. ``dlnsim`` commands call this; in a notebook or
-    script call it right after the imports.
+    script call it right after the imports. It also sets ``OPENBLAS_NUM_THREADS=1`` unless
+    set (for scipy's OpenBLAS, which XLA's CPU decompositions use, if not yet loaded).
 
     Returns:
       Whether the count was set (False: too late, the user's choice, or one core).
     """
     if n is None:
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        n = min(cores, MAX_CPU_DEVICES)
     chosen = "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
     if n < 1:
         raise ValueError(f"CPU devices = {n} is invalid: must be at least 1")
@@ -87,6 +93,10 @@ def use_cpu_cores(n: int | None = None) -> bool:
         jax.config.update("jax_num_cpu_devices", n)
     except RuntimeError:  # the backends have started: their device count stays
         return False
+    # XLA's LAPACK kernels (scipy's OpenBLAS, loaded at the first decomposition) then run on
+    # every device at once; OpenBLAS threads of its own only contend with them (a paper-size
+    # log point: 25 ms per network on 2 devices, 18 ms with one OpenBLAS thread, as on one device).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     return True
 
 

@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="on a CPU, split it into N JAX devices; a sweep runs one program per device (default: one per "
-        "core; a device count set in XLA_FLAGS is kept)",
+        "core, at most 8; a device count set in XLA_FLAGS is kept)",
     )
     p = argparse.ArgumentParser(
         prog="dlnsim", description="Simulate deep linear networks on subspace inverse problems."
