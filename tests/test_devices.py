@@ -41,7 +41,7 @@ def test_chunks_fit_the_memory_budget():
     cfg = _cfg(max_memory=int(per_run * 4.5))
     chunks = grid_mod.plan(cfg)
     assert max(len(c.runs) for c in chunks) == 4 and sum(len(c.runs) for c in chunks) == 9
-    np.testing.assert_array_equal(dlnsim.sweep(cfg).on_err.values, dlnsim.sweep(_cfg(chunk_size=9)).on_err.values)
+    # Results do not depend on the chunks: test_grid's chunk-size tests (1, 7, all at once).
 
 
 def test_four_devices_equal_one():
