@@ -17,6 +17,10 @@ import pytest  # noqa: E402
 import dlnsim  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+# One CPU device per test process, whatever the order of the tests: the CLI's setup calls
+# dlnsim.use_cpu_cores(), which would otherwise split a worker whose first JAX work is a CLI
+# test (multi-device runs are tested in subprocesses).
+jax.config.update("jax_num_cpu_devices", 1)
 # A notebook run once hung in CPU async dispatch (all workers idle, a lost wake-up, like
 # jax-ml/jax#25861); synchronous dispatch costs the toy-sized tests nothing measurable.
 jax.config.update("jax_cpu_enable_async_dispatch", False)
