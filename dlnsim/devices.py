@@ -84,9 +84,9 @@ def use_cpu_cores(n: int | None = None) -> bool:
     if n is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         n = min(cores, MAX_CPU_DEVICES)
-    chosen = "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
     if n < 1:
         raise ValueError(f"CPU devices = {n} is invalid: must be at least 1")
+    chosen = "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
     if n == 1 or chosen or jax.config.jax_num_cpu_devices > 0:
         return False
     try:

@@ -50,7 +50,7 @@ def _sq(x: Array) -> Array:
 
 def _alignments(pairs: list[tuple[Array, Array]]) -> list[tuple[Array, Array]]:
     """Per (basis, ref) pair of orthonormal (n, s) bases: (sin of the largest principal
-    angle, mean cos^2). The cosines of all pairs come from one batched SVD (see _spectrum)."""
+    angle, mean cos^2). The cosines of all pairs come from one stacked SVD (see _spectrum)."""
     cos = lapack.svdvals(jnp.stack([ref.T @ basis for basis, ref in pairs]))
     return [(jnp.sqrt(jnp.maximum(1.0 - jnp.min(c) ** 2, 0.0)), jnp.mean(c**2)) for c in cos]
 
@@ -58,9 +58,9 @@ def _alignments(pairs: list[tuple[Array, Array]]) -> list[tuple[Array, Array]]:
 def _spectrum(e2e: Array, off: Array, prec: str) -> tuple[Array, Array, Array]:
     """Singular values (descending) and right singular vectors of E, and ``||E P_perp||_2^2``.
 
-    One batched eigh of ``E^T E`` and ``(E P_perp)^T (E P_perp)``. (Two separate LAPACK
-    eigensolver calls in one program deadlocked XLA's CPU runtime here, reproducibly at
-    the paper's sizes; one batched call does not.)
+    One eigh of the stacked ``E^T E`` and ``(E P_perp)^T (E P_perp)``: batched on GPUs,
+    one matrix per LAPACK call on CPUs (:mod:`dlnsim._lapack`: batched CPU calls can
+    deadlock XLA's thread pool).
 
     An (m, m) symmetric eigenproblem instead of an SVD of the (d, m) map: 5-50x faster on
     CPU LAPACK and on GPUs. Values come out with absolute error ~sqrt(eps) * sigma_max

@@ -42,10 +42,10 @@ def setup_jax(args: argparse.Namespace, *, x64: bool = False) -> str | None:
 
     from dlnsim.devices import use_cpu_cores
 
-    cpu_devices = getattr(args, "cpu_devices", None)
-    if cpu_devices is not None and cpu_devices < 1:
-        raise Fail(f"--cpu-devices {cpu_devices} is invalid: must be at least 1")
-    use_cpu_cores(cpu_devices)  # first: only possible before JAX starts its backends
+    try:  # first: only possible before JAX starts its backends
+        use_cpu_cores(getattr(args, "cpu_devices", None))
+    except ValueError as e:
+        raise Fail(f"--cpu-devices: {e}") from None
     cache = getattr(args, "compile_cache", None) or os.environ.get(CACHE_ENV) or None
     if cache:
         Path(cache).mkdir(parents=True, exist_ok=True)
