@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from dlnsim import _lapack as lapack
 from dlnsim import theory
-from dlnsim.model import Params, end_to_end, forward, precision
+from dlnsim.model import Params, end_to_end, exact_matmuls, forward, precision
 from dlnsim.problem import Data, Problem, data_loss
 
 Array = jax.Array
@@ -86,6 +86,7 @@ def balancedness(params: Params, prec: str = "highest") -> Array:
     return worst
 
 
+@exact_matmuls
 def compute_metrics(
     params: Params,
     problem: Problem,

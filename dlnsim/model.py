@@ -6,7 +6,9 @@ and ``W_L`` (d, w); ``L = 1`` is a single (d, m) matrix.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +33,26 @@ def precision(name: str) -> jax.lax.Precision:
     if name == "highest" and jax.default_backend() == "cpu":
         return jax.lax.Precision.DEFAULT
     return _PRECISION[name]
+
+
+def exact_matmuls(fn: Callable) -> Callable:
+    """``fn`` with true float32 products wherever it names no precision (off CPUs).
+
+    JAX's default lets GPUs multiply float32 in TF32 (10 mantissa bits) and TPUs in
+    bfloat16 passes. Training follows ``TrainConfig.precision``, but the problem draws,
+    the exact data reduction, the metrics and the closed forms are the reference the
+    training is measured against: they take :func:`precision` ``("highest")`` whatever the
+    backend. (CPUs multiply float32 in full at any setting: there ``"default"``, XLA's fast
+    path.) Works eagerly and inside a trace: the setting is read when ``fn``'s products
+    are traced.
+    """
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with jax.default_matmul_precision("default" if jax.default_backend() == "cpu" else "highest"):
+            return fn(*args, **kwargs)
+
+    return wrapped
 
 
 def layer_shapes(model: ModelConfig, m: int, d: int) -> list[tuple[int, int]]:

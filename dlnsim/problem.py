@@ -18,6 +18,7 @@ import jax.random as jr
 from dlnsim import _lapack as lapack
 from dlnsim._random import normal
 from dlnsim.config import ProblemConfig
+from dlnsim.model import exact_matmuls
 
 Array = jax.Array
 
@@ -102,6 +103,7 @@ def problem_key(problem_seed: int | Array, seed: int | Array | None = None) -> A
     return key if seed is None else jr.fold_in(key, seed)
 
 
+@exact_matmuls
 def make_problem(
     cfg: ProblemConfig,
     seed: int | Array = 0,
@@ -184,6 +186,7 @@ def raw_data(problem: Problem) -> Data:
     return Data(y=problem.y, x=problem.x, c0=jnp.zeros((), problem.y.dtype))
 
 
+@exact_matmuls
 def reduce_data(problem: Problem) -> Data:
     """Exact r-column reduction of the training set (SCIENCE.md "Exact data reduction").
 

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from dlnsim import _lapack as lapack
+from dlnsim.model import exact_matmuls
 
 Array = jax.Array
 
@@ -115,6 +116,7 @@ def global_collapse_threshold(depth: int) -> float:
     return 0.5 * (lo + hi)
 
 
+@exact_matmuls
 def limit_map(b: Array, u: Array, weight_decay: Array, depth: int, kappa: Array | float = 1.0) -> Array:
     """Closed-form limit ``E* = U V diag(h_i / sigma_i) Q^T`` for whitened codes.
 
@@ -138,6 +140,7 @@ def limit_map(b: Array, u: Array, weight_decay: Array, depth: int, kappa: Array 
     return (u @ vt.T * (h / sv)) @ q.T
 
 
+@exact_matmuls
 def ridge(x: Array, y: Array, weight_decay: Array | float, loss: str = "mean") -> Array:
     """Ridge solution, the L = 1 limit: ``X Y^T (Y Y^T + N lambda I)^{-1}`` (mean loss)."""
     n = y.shape[1] if loss == "mean" else 1.0
