@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-import textwrap
 
 import jax
 import numpy as np
@@ -15,6 +14,12 @@ from dlnsim import grid as grid_mod
 
 PROBLEM = ProblemConfig(d=16, m=8, s=2, n_train=24, n_test=20)
 GRID = {"seed": [0, 1, 2], "weight_decay": [0.0, 1e-3, 1e-2]}
+
+
+def _cpu_env(**extra: str) -> dict[str, str]:
+    """A subprocess environment on the CPU platform: these tests are about CPU devices, also
+    on a machine with a GPU (where JAX would otherwise default to it)."""
+    return dict(os.environ, JAX_PLATFORMS="cpu", **extra)
 
 
 def _cfg(**kw):
@@ -44,29 +49,36 @@ def test_chunks_fit_the_memory_budget():
     # Results do not depend on the chunks: test_grid's chunk-size tests (1, 7, all at once).
 
 
-def test_four_devices_equal_one():
+_SWEEP_ON_CPU = """
+import jax, numpy as np, dlnsim, sys
+jax.config.update("jax_enable_x64", True)
+assert jax.local_device_count() == int(sys.argv[2])
+sys.path.insert(0, %r)
+from test_devices import _cfg
+ds = dlnsim.sweep(_cfg(chunk_size=5))
+np.savez(sys.argv[1], **{k: ds[k].values for k in ("on_err", "off_fro", "balance")})
+""" % os.path.dirname(__file__)
+
+
+def _sweep_on_cpu_devices(n: int, tmp_path) -> dict[str, np.ndarray]:
+    """``_cfg(chunk_size=5)`` swept in a subprocess on ``n`` forced CPU devices."""
+    out = tmp_path / f"devices_{n}.npz"
+    env = _cpu_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={n} --xla_backend_optimization_level=0")
+    subprocess.run([sys.executable, "-c", _SWEEP_ON_CPU, out, str(n)], check=True, env=env, timeout=300)
+    return dict(np.load(out))
+
+
+def test_four_devices_equal_one(tmp_path):
     """The run axis split over 4 forced CPU devices gives the single-device results."""
-    script = textwrap.dedent(
-        """
-        import jax, numpy as np, dlnsim, sys
-        jax.config.update("jax_enable_x64", True)
-        assert jax.local_device_count() == 4
-        sys.path.insert(0, %r)
-        from test_devices import _cfg
-        ds = dlnsim.sweep(_cfg(chunk_size=5))
-        np.savez(sys.argv[1], on_err=ds.on_err.values, off_fro=ds.off_fro.values, balance=ds.balance.values)
-        """
-        % os.path.dirname(__file__)
-    )
-    out = os.path.join(os.environ.get("PYTEST_TMP", "/tmp"), f"four_devices_{os.getpid()}.npz")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0")
-    subprocess.run([sys.executable, "-c", script, out], check=True, env=env, timeout=300)
-    four = np.load(out)
-    one = dlnsim.sweep(_cfg())
-    assert jax.local_device_count() == 1
+    four = _sweep_on_cpu_devices(4, tmp_path)
+    if jax.default_backend() == "cpu":
+        ds = dlnsim.sweep(_cfg())
+        one = {k: ds[k].values for k in four}
+        assert jax.local_device_count() == 1
+    else:  # on a GPU machine this process sweeps on the GPU: the reference is one CPU device
+        one = _sweep_on_cpu_devices(1, tmp_path)
     for name in ("on_err", "off_fro", "balance"):
-        np.testing.assert_allclose(four[name], one[name].values, rtol=1e-10, err_msg=name)
-    os.remove(out)
+        np.testing.assert_allclose(four[name], one[name], rtol=1e-10, err_msg=name)
 
 
 _EIGH_ON_TWO_DEVICES = """
@@ -88,7 +100,7 @@ def test_decompositions_on_several_cpu_devices_finish(tmp_path):
     a = np.random.default_rng(0).standard_normal((256, 2, 100, 100)).astype(np.float32)
     a = a @ np.swapaxes(a, -1, -2)
     np.save(tmp_path / "a.npy", a)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = _cpu_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
     cmd = [sys.executable, "-c", _EIGH_ON_TWO_DEVICES, tmp_path / "a.npy", tmp_path / "w.npy"]
     subprocess.run(cmd, check=True, env=env, timeout=90)
     want = np.linalg.eigvalsh(a[:8].astype(np.float64))
@@ -98,7 +110,7 @@ def test_decompositions_on_several_cpu_devices_finish(tmp_path):
 
 def test_use_cpu_cores_splits_the_cpu_before_jax_starts_only():
     code = "import dlnsim, jax; print(dlnsim.use_cpu_cores(3), jax.local_device_count(), dlnsim.use_cpu_cores(2))"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = {k: v for k, v in _cpu_env().items() if k != "XLA_FLAGS"}
     for flags, want in ((None, ["True", "3", "False"]), ("--xla_force_host_platform_device_count=4", ["False", "4", "False"])):
         run_env = env if flags is None else dict(env, XLA_FLAGS=flags)  # the user's choice is kept
         out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, timeout=60)
