@@ -62,9 +62,35 @@ def run_bytes(problem: ProblemConfig, model: ModelConfig, train: TrainConfig, ra
     return int(1.5 * words * np.dtype(train.dtype).itemsize)
 
 
+def usable_cores(cgroup: str = "/sys/fs/cgroup") -> int:
+    """Cores this process may use: its CPU affinity, capped by a container's CPU quota.
+
+    The quota is cgroup v2's ``cpu.max`` (``"quota period"``) or v1's ``cpu.cfs_quota_us`` /
+    ``cpu.cfs_period_us`` under ``cgroup``, rounded up; none (``max`` or -1) leaves the
+    affinity. A container limited by quota rather than by affinity would otherwise get a
+    device per host core.
+
+    Example:
+      >>> 1 <= usable_cores() <= (os.cpu_count() or 1)
+      True
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            fields = open(os.path.join(cgroup, quota_file)).read().split()
+            if period_file is not None:
+                fields += open(os.path.join(cgroup, period_file)).read().split()
+            quota, period = int(fields[0]), int(fields[1])
+        except (OSError, ValueError, IndexError):  # absent, or "max" (no quota)
+            continue
+        if quota > 0 and period > 0:
+            return max(1, min(cores, math.ceil(quota / period)))
+    return cores
+
+
 def use_cpu_cores(n: int | None = None) -> bool:
-    """Makes JAX's CPU backend ``n`` devices (default: one per core this process may use, at
-    most :data:`MAX_CPU_DEVICES`).
+    """Makes JAX's CPU backend ``n`` devices (default: one per core this process may use,
+    :func:`usable_cores`, at most :data:`MAX_CPU_DEVICES`).
 
     XLA runs most of a step's loops on one thread, so on one CPU device a sweep keeps one
     core busy; split over one device per core (the sweep shards its runs over all local
@@ -82,8 +108,7 @@ def use_cpu_cores(n: int | None = None) -> bool:
       Whether the count was set (False: too late, the user's choice, or one core).
     """
     if n is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        n = min(cores, MAX_CPU_DEVICES)
+        n = min(usable_cores(), MAX_CPU_DEVICES)
     if n < 1:
         raise ValueError(f"CPU devices = {n} is invalid: must be at least 1")
     chosen = "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")

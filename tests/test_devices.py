@@ -120,3 +120,22 @@ def test_use_cpu_cores_splits_the_cpu_before_jax_starts_only():
     assert not dlnsim.use_cpu_cores(1)
     with pytest.raises(ValueError, match="CPU devices = 0"):
         dlnsim.use_cpu_cores(0)
+
+
+@pytest.mark.parametrize(
+    "files,want",
+    [
+        ({}, None),  # no cgroup files: the affinity
+        ({"cpu.max": "max 100000"}, None),  # v2, no quota
+        ({"cpu.max": "150000 100000"}, 2),  # v2: 1.5 CPUs round up
+        ({"cpu.max": "100000 100000"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, None),  # v1, no quota
+        ({"cpu/cpu.cfs_quota_us": "50000", "cpu/cpu.cfs_period_us": "100000"}, 1),  # v1: half a CPU
+    ],
+)
+def test_usable_cores_honours_a_container_cpu_quota(tmp_path, files, want):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text + "\n")
+    affinity = len(os.sched_getaffinity(0))
+    assert devices.usable_cores(str(tmp_path)) == (affinity if want is None else min(affinity, want))
