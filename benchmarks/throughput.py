@@ -254,7 +254,13 @@ def _null_entry(reason: str) -> dict:
 
 
 def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandwidth: float, use_torch: bool,
-               torch_dev: str | None, repeats: int, log: Any = print) -> dict:
+               torch_dev: str | None, repeats: int, log: Any = print, methods: dict | None = None,
+               save: Any = None) -> dict:
+    """One size: every method, the logging cost and the targets.
+
+    ``methods`` (a dict, filled as each method is measured) and ``save`` (called after each)
+    let the caller keep the figures of a run cut short, such as a GPU check at its time limit.
+    """
     shapes = peers.layer_shapes(sz.d, sz.m, sz.depth, sz.width)
     n_weights = sum(fo * fi for fo, fi in shapes)
     weight_bytes = 4 * n_weights
@@ -262,11 +268,13 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
     problem = dlnsim.make_problem(dlnsim.ProblemConfig(d=sz.d, m=sz.m, s=sz.s, n_train=sz.n_train), 0)
     y, x = np.array(problem.y, np.float32), np.array(problem.x, np.float32)
     kw = dict(lr=HPARAMS["lr"], weight_decay=HPARAMS["weight_decay"])
-    methods: dict[str, dict] = {}
+    methods = {} if methods is None else methods
 
     def record(key: str, entry: dict) -> None:
-        """Keeps a method's figures and logs them at once (a run cut short still shows them)."""
+        """Keeps a method's figures, logs and saves them at once (a run cut short keeps them)."""
         methods[key] = entry
+        if save is not None:
+            save()
         rate, comp = entry["network_steps_per_s"], entry.get("compile_s")
         log(f"[{name}]   {key}: " + ("-" if rate is None else f"{rate:.4g} network-steps/s")
             + (f", compile {comp:.3g} s" if comp else ""))
@@ -308,19 +316,19 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
     with compile_clock() as clock:
         t = peers.time_loop(peers.jax_naive(y, x, **kw), shapes, networks=budget.jax_naive[0], steps=budget.jax_naive[1])
     record("jax_naive", _peer_entry(t, extrapolated=True, compile_s=clock.seconds, note="timed subset, extrapolated per network-step"))
-    # Last: an untried kernel that is slow or fails must not cost the figures above.
+    # Last: the opt-in kernel, slower than the default on an H200, must not cost the figures above.
     if device_class != "gpu":
         record("dlnsim_pallas", _null_entry("GPU only: on other devices Pallas interprets the kernel"))
     elif max(sz.d, sz.m, sz.width, sz.s) > onchip.MAX_SIZE:
         record("dlnsim_pallas", _null_entry("small networks only: a program holds one network's weights on chip"))
     else:
-        # At most 500 steps: an untried kernel may be slow, and the check has a time budget.
+        # At most 500 steps: the check has a time budget.
         steps = min(budget.steps, 500)
         log(f"[{name}] dlnsim reduced, Pallas kernel: {budget.runs} runs x {steps} steps")
         try:
             record("dlnsim_pallas", time_dlnsim(sz, budget.runs, steps, data="reduced", repeats=repeats,
                                                 backward="pallas"))
-        except Exception as e:  # not yet run on a GPU: a failure is a finding, not the end of the benchmark
+        except Exception as e:  # Pallas lowering varies between jax versions: a failure is a finding, not the end
             log(f"[{name}] Pallas kernel failed: {type(e).__name__}: {str(e)[:2000]}")
             record("dlnsim_pallas", _null_entry(f"failed: {type(e).__name__}: {str(e)[:500]}"))
 
@@ -374,6 +382,7 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
 
     return {
         "sizes": {**dataclasses.asdict(sz), "runs": budget.runs},
+        "complete": True,
         "hparams": dict(HPARAMS),
         "weights_per_network": n_weights,
         "weight_bytes_per_network": weight_bytes,
@@ -492,9 +501,14 @@ def _jsonable(v: Any) -> Any:
 
 
 def write_json(path: Path, result: dict) -> None:
-    """``result`` as indented JSON (non-finite numbers as null), parent folders created."""
+    """``result`` as indented JSON (non-finite numbers as null), parent folders created.
+
+    Written beside and renamed into place: a run killed mid-write leaves the last whole file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -533,9 +547,13 @@ def main(argv: list[str] | None = None) -> dict:
             budget = dataclasses.replace(budget, runs=args.runs, raw=(min(args.runs, budget.raw[0]), budget.raw[1]))
         if args.steps:
             budget = dataclasses.replace(budget, steps=args.steps)
+        # Until the size is done, its entry holds the methods measured so far (see run_preset).
+        partial = {"sizes": {**dataclasses.asdict(SIZES[name]), "runs": budget.runs}, "complete": False, "methods": {}}
+        result["presets"][name] = partial
+        save = (lambda: write_json(args.out, result)) if args.out else None
         result["presets"][name] = run_preset(
             name, SIZES[name], budget, device_class=device_class, bandwidth=result["bandwidth"]["bytes_per_s"],
-            use_torch=use_torch, torch_dev=torch_dev, repeats=repeats, log=log,
+            use_torch=use_torch, torch_dev=torch_dev, repeats=repeats, log=log, methods=partial["methods"], save=save,
         )
         if args.out:  # after each size, so an interrupted run keeps what it measured
             write_json(args.out, result)

@@ -60,6 +60,7 @@ def test_throughput_tiny_writes_complete_json(tmp_path):
     assert isinstance(res["compiler_options"], dict)
 
     pre = res["presets"]["tiny"]
+    assert pre["complete"] is True  # (False in the file while the size runs: see run_preset)
     assert set(pre["sizes"]) >= {"d", "m", "s", "depth", "width", "n_train", "runs"}
     # Weights of the tiny net: 8x4 + 8x8 + 8x8 floats.
     assert pre["weights_per_network"] == 8 * 4 + 8 * 8 + 8 * 8
