@@ -128,12 +128,12 @@ class TrainConfig:
         (``dlnsim.backward``); ``"blocked"``: the same step on a block of runs at once,
         run axis last (``dlnsim.blocked``); ``"pallas"``: the block step's arithmetic in
         one Pallas kernel per log interval, a network's weights kept on chip across the
-        steps (``dlnsim.onchip``; for GPUs, not yet measured on one, interpreted
-        elsewhere; layers and data at most 64 wide); ``"autodiff"``: ``jax.grad``. ``"auto"``
-        (default) takes ``"blocked"`` on CPUs for a batch of small networks on few data
-        columns, where it is 2-3x faster, and ``"fused"`` elsewhere (one network alone
-        included). All compute the same
-        step (tested to rounding).
+        steps (``dlnsim.onchip``; for GPUs, interpreted elsewhere; layers and data at
+        most 64 wide; slower than the fused step on an H200, so opt-in);
+        ``"autodiff"``: ``jax.grad``. ``"auto"`` (default) takes ``"blocked"`` on CPUs
+        for a batch of small networks on few data columns, where it is 2-3x faster, and
+        ``"fused"`` elsewhere (one network alone included). All compute the same step
+        (tested to rounding).
       divergence_cap: a run is flagged diverged when its data loss is not finite or
         exceeds ``divergence_cap`` times its initial data loss (then it is frozen).
       n_singular: how many top singular values of the end-to-end map to record.

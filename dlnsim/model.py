@@ -39,10 +39,10 @@ def exact_matmuls(fn: Callable) -> Callable:
     """``fn`` with true float32 products wherever it names no precision (off CPUs).
 
     JAX's default lets GPUs multiply float32 in TF32 (10 mantissa bits) and TPUs in
-    bfloat16 passes. Training follows ``TrainConfig.precision``, but the problem draws,
-    the exact data reduction, the metrics and the closed forms are the reference the
-    training is measured against: they take :func:`precision` ``("highest")`` whatever the
-    backend. (CPUs multiply float32 in full at any setting: there ``"default"``, XLA's fast
+    bfloat16 passes. The network's products follow ``TrainConfig.precision`` (they name
+    it), but the problem draws, the exact data reduction, the subspace metrics and the
+    closed forms are the reference the training is measured against: their products take
+    :func:`precision` ``("highest")`` whatever the backend. (CPUs multiply float32 in full at any setting: there ``"default"``, XLA's fast
     path.) Works eagerly and inside a trace: the setting is read when ``fn``'s products
     are traced.
     """

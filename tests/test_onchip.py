@@ -43,6 +43,17 @@ def test_one_program_per_run_equals_the_function_per_run():
 
 
 @pytest.mark.slow  # whole runs against jax.grad in test_backward.py cover it; kept for debugging
+def test_a_jax_without_pallas_triton_gets_a_clear_error(monkeypatch):
+    import sys
+
+    from jax.experimental import pallas
+
+    monkeypatch.setitem(sys.modules, "jax.experimental.pallas.triton", None)  # the import fails...
+    monkeypatch.delattr(pallas, "triton", raising=False)  # ...also once it was imported
+    with pytest.raises(RuntimeError, match="backward = 'pallas' needs Pallas's Triton backend.*use backward = 'auto'"):
+        jax.vmap(onchip.one_program_per_run(lambda w: 2.0 * w))(jnp.ones((2, 3, 3)))
+
+
 def test_gd_step_matches_the_fused_step():
     m, d, cols = 6, 9, 3
     params = dlnsim.model.init_params(jr.key(1), ModelConfig(depth=3, width=7), m, d, 1.0, "float32")
