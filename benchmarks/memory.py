@@ -34,7 +34,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--max-memory", default="1GB")
     ap.add_argument("--out", help="write the figures as JSON here")
+    ap.add_argument("--cpu-devices", type=int, metavar="N",
+                    help="JAX CPU devices, as the dlnsim commands set them (default: one per core)")
     args = ap.parse_args(argv)
+    dlnsim.use_cpu_cores(args.cpu_devices)  # before any JAX computation, as `dlnsim sweep` does
 
     cfg = dlnsim.SweepConfig(
         problem=dlnsim.ProblemConfig(d=20, m=10, s=2, n_train=200, n_test=100),
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     ds = dlnsim.sweep(cfg)
     wall = time.perf_counter() - start
     out = {
-        "device": f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}",
+        "device": f"{jax.local_device_count()} x {jax.devices()[0].platform}: {jax.devices()[0].device_kind}",
         "machine": platform.processor() or platform.machine(),
         "runs": cfg.n_runs,
         "steps": args.steps,

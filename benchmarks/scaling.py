@@ -98,8 +98,8 @@ def plot(result: dict[str, Any], png: Path) -> None:
     handles, labels = axs[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=9, frameon=False)
     fig.suptitle(
-        f"dlnsim throughput on {result['device']['device_kind']} ({result['device']['cpu_model']}, "
-        f"{result['device']['cpu_count']} cores), float32\n"
+        f"dlnsim throughput on {result['device']['n_devices']} x {result['device']['device_kind']} "
+        f"({result['device']['cpu_model']}, {result['device']['cpu_count']} cores), float32\n"
         f"base: d={b['d']} m={b['m']} s={b['s']} L={b['depth']} w={b['width']} N={b['n_train']}, "
         f"{result['base_runs']} runs; one axis varied per panel",
         fontsize=10,
@@ -115,7 +115,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--png", type=Path, help="draw the picture here (default docs/img/scaling_<device>.png)")
     ap.add_argument("--repeats", type=int, default=1, help="calls per point (1: first call minus compile time)")
     ap.add_argument("--quick", action="store_true", help="three values per axis")
+    ap.add_argument("--cpu-devices", type=int, metavar="N",
+                    help="JAX CPU devices, as the dlnsim commands set them (default: one per core)")
     args = ap.parse_args(argv)
+    throughput.dlnsim.use_cpu_cores(args.cpu_devices)  # before any JAX computation, as `dlnsim sweep` does
 
     device_class = "cpu" if jax.devices()[0].platform == "cpu" else "gpu"
     axes = AXES[device_class]
