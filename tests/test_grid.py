@@ -1,5 +1,7 @@
 """Sweeps: batching, chunking and grid changes never change a run; compile counts."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -78,20 +80,27 @@ def test_diverging_run_is_flagged_and_isolated():
     assert np.isfinite(ds.on_err.sel(lr=0.05).values).all()
 
 
+# The compile counts are cache-size differences: clearing the caches would make every later
+# test in this worker compile again.
+def _programs() -> tuple[int, int]:
+    return grid_mod._train_batch_jit()._cache_size(), grid_mod._make_problems._cache_size()
+
+
 def test_new_step_sizes_and_weight_decays_do_not_retrace():
-    grid_mod._train_batch_jit().clear_cache()
     dlnsim.sweep(_cfg({"lr": [0.01, 0.02], "weight_decay": [0.0, 1e-2]}))
-    assert grid_mod._train_batch_jit()._cache_size() == 1
+    before = _programs()
     dlnsim.sweep(_cfg({"lr": [0.03, 0.04], "weight_decay": [1e-3, 3e-3]}))
-    assert grid_mod._train_batch_jit()._cache_size() == 1
+    assert _programs() == before
 
 
 def test_sweep_over_k_depths_compiles_k_times():
-    grid_mod._train_batch_jit().clear_cache()
-    grid_mod._make_problems.clear_cache()
-    dlnsim.sweep(_cfg({"depth": [1, 3], "weight_decay": [0.0, 1e-2], "seed": [0, 1]}, chunk_size=3))
-    assert grid_mod._train_batch_jit()._cache_size() == 2  # one program per depth, chunks reuse it
-    assert grid_mod._make_problems._cache_size() == 1  # problems do not depend on depth
+    before = _programs()
+    problem = ProblemConfig(d=16, m=8, s=2, n_train=24, n_test=19)  # no other test's programs
+    cfg = _cfg({"depth": [1, 3], "weight_decay": [0.0, 1e-2], "seed": [0, 1]}, chunk_size=3)
+    dlnsim.sweep(dataclasses.replace(cfg, problem=problem))
+    new_train, new_problems = (a - b for a, b in zip(_programs(), before))
+    assert new_train == 2  # one program per depth, chunks reuse it
+    assert new_problems == 1  # problems do not depend on depth
 
 
 def test_sweep_without_grid_axes_is_one_run():
