@@ -42,9 +42,9 @@ def exact_matmuls(fn: Callable) -> Callable:
     bfloat16 passes. The network's products follow ``TrainConfig.precision`` (they name
     it), but the problem draws, the exact data reduction, the subspace metrics and the
     closed forms are the reference the training is measured against: their products take
-    :func:`precision` ``("highest")`` whatever the backend. (CPUs multiply float32 in full at any setting: there ``"default"``, XLA's fast
-    path.) Works eagerly and inside a trace: the setting is read when ``fn``'s products
-    are traced.
+    :func:`precision` ``("highest")`` whatever the backend. (CPUs multiply float32 in full
+    at any setting: there ``"default"``, XLA's fast path.) Works eagerly and inside a
+    trace: the setting is read when ``fn``'s products are traced.
     """
 
     @functools.wraps(fn)
