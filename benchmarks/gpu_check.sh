@@ -94,7 +94,7 @@ say "running the test suite on the GPU (timeout ${TEST_TIMEOUT:-180} s)"
 WORKERS="${TEST_WORKERS:-$(( $(nproc) / 2 ))}"
 [ "$WORKERS" -gt 8 ] && WORKERS=8
 [ "$WORKERS" -lt 1 ] && WORKERS=1
-timeout "${TEST_TIMEOUT:-180}" "$PY" -m pytest -q -n "$WORKERS" -p no:cacheprovider -rfE >"$OUT/tests.txt" 2>&1
+timeout "${TEST_TIMEOUT:-180}" "$PY" -m pytest -q -n "$WORKERS" -p no:cacheprovider -p no:benchmark -rfE >"$OUT/tests.txt" 2>&1
 TEST_RC=$?
 tail -n 3 "$OUT/tests.txt" | tee -a "$LOG"
 [ $TEST_RC = 124 ] && say "tests TIMED OUT (partial results in tests.txt)"
