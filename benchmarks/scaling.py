@@ -27,6 +27,8 @@ import peers  # noqa: E402
 import throughput  # noqa: E402
 from throughput import Sizes  # noqa: E402
 
+import dlnsim  # noqa: E402
+
 BASE = {"cpu": Sizes(d=100, m=50, s=5, depth=5, width=100, n_train=200), "gpu": Sizes(d=200, m=100, s=5, depth=5, width=400, n_train=1000)}
 BASE_RUNS = {"cpu": 32, "gpu": 256}
 # (steps on the reduced path, steps on the raw path): the raw path costs ~N/r times more per step.
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--cpu-devices", type=int, metavar="N",
                     help="JAX CPU devices, as the dlnsim commands set them (default: one per core)")
     args = ap.parse_args(argv)
-    throughput.dlnsim.use_cpu_cores(args.cpu_devices)  # before any JAX computation, as `dlnsim sweep` does
+    dlnsim.use_cpu_cores(args.cpu_devices)  # before any JAX computation, as `dlnsim sweep` does
 
     device_class = "cpu" if jax.devices()[0].platform == "cpu" else "gpu"
     axes = AXES[device_class]

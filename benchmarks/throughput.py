@@ -253,6 +253,10 @@ def _null_entry(reason: str) -> dict:
 # ---------------------------------------------------------------- one size preset
 
 
+def _sizes_entry(sz: Sizes, budget: Budget) -> dict:
+    return {**dataclasses.asdict(sz), "runs": budget.runs}
+
+
 def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandwidth: float, use_torch: bool,
                torch_dev: str | None, repeats: int, log: Any = print, methods: dict | None = None,
                save: Any = None) -> dict:
@@ -381,7 +385,7 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
         targets["compile_s"] = {"goal": COMPILE_TARGET_CPU_S, "value": c, "met": bool(c < COMPILE_TARGET_CPU_S)}
 
     return {
-        "sizes": {**dataclasses.asdict(sz), "runs": budget.runs},
+        "sizes": _sizes_entry(sz, budget),
         "complete": True,
         "hparams": dict(HPARAMS),
         "weights_per_network": n_weights,
@@ -548,7 +552,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.steps:
             budget = dataclasses.replace(budget, steps=args.steps)
         # Until the size is done, its entry holds the methods measured so far (see run_preset).
-        partial = {"sizes": {**dataclasses.asdict(SIZES[name]), "runs": budget.runs}, "complete": False, "methods": {}}
+        partial = {"sizes": _sizes_entry(SIZES[name], budget), "complete": False, "methods": {}}
         result["presets"][name] = partial
         save = (lambda: write_json(args.out, result)) if args.out else None
         result["presets"][name] = run_preset(

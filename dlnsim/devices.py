@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -75,13 +76,10 @@ def usable_cores(cgroup: str = "/sys/fs/cgroup") -> int:
       True
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+    for files in (["cpu.max"], ["cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us"]):
         try:
-            fields = open(os.path.join(cgroup, quota_file)).read().split()
-            if period_file is not None:
-                fields += open(os.path.join(cgroup, period_file)).read().split()
-            quota, period = int(fields[0]), int(fields[1])
-        except (OSError, ValueError, IndexError):  # absent, or "max" (no quota)
+            quota, period = (int(f) for f in " ".join(Path(cgroup, name).read_text() for name in files).split()[:2])
+        except (OSError, ValueError):  # absent, or "max" (no quota)
             continue
         if quota > 0 and period > 0:
             return max(1, min(cores, math.ceil(quota / period)))

@@ -58,10 +58,11 @@ def _sweep_programs(precision: str, noises: list[float]) -> tuple[list, list]:
     )
     (chunk,) = grid.plan(cfg)
     problem_cfg, model = grid.group_configs(cfg, chunk.group)
-    keys, noises, which, seeds, hp = grid._batch_inputs(cfg, chunk.runs, grid.batch_shape(cfg, [chunk])[chunk.group])
+    pad = grid.batch_shape(cfg, [chunk])[chunk.group]
+    keys, noise_draws, which, seeds, hp = grid._batch_inputs(cfg, chunk.runs, pad)
     draw = functools.partial(grid._make_problems.__wrapped__, problem_cfg=problem_cfg, dtype="float32", raw=False,
                              noisy=grid._noisy(cfg))
-    drawn = jax.make_jaxpr(draw, return_shape=True)(keys, noises)
+    drawn = jax.make_jaxpr(draw, return_shape=True)(keys, noise_draws)
     train = functools.partial(grid._train_batch, model=model, train=cfg.train)
     trained = jax.make_jaxpr(train)(*drawn[1], which, seeds, hp)
     return _dot_precisions(drawn[0].jaxpr), _dot_precisions(trained.jaxpr)
