@@ -5,26 +5,41 @@ so every product ``W h`` becomes a batch of tiny matrix products: at the small s
 (width 40, two data columns) XLA's CPU runtime spends about 1.5 us on each and the step runs
 at a few GFLOP/s. With the run axis *last*, each product is an elementwise multiply over
 the weights and a sum over the contraction axis, loops that the compiler vectorises across
-runs. (XLA's CPU compiler writes the products out and sums them in a second loop, as it
-does for every sum of more than 32 terms: about twice the ideal memory traffic. Sums cut
-into pieces of at most 32 terms, or written as chains of adds, measured 2-50x slower.)
-Measured on 2 CPU cores (``benchmarks/throughput.py``): 2-3x the per-network fused step
-at the small sizes (93k-142k against 41k-51k network-steps per second for 256 runs, five
-runs).
+runs. Two things keep those loops in cache, both measured on 2 CPU cores at the small sizes
+(256 runs, ``benchmarks/throughput.py``):
+
+* **Short sums** (:data:`MAX_TERMS`). XLA's CPU compiler fuses a sum of at most 32
+  terms into the loop that computes its products; a longer one it rewrites into a tree
+  whose first level writes every product to memory (a (40, 40, 2, B) array per product at
+  width 40, twice the weights). The contraction is summed in a power of two of balanced
+  pieces of at most 20 terms instead: pieces of 21-32 terms, or three pieces, measured up
+  to 3x slower than whole sums at width 60-64.
+* **Blocks that fit a core's cache** (:data:`BLOCK_BYTES`). On a CPU the batch is cut into
+  blocks of about that working set per device, trained one after another for the whole
+  ``log_every`` steps (``lax.map``), so a block's weights stay in cache across steps
+  instead of streaming all runs through memory every step.
+
+Together, at the small sizes: about 300k network-steps per second against 160k-220k for
+one block of all runs with whole sums (the same hour); width 32 runs 3x faster, and the
+built-in phase diagram (width 64) as fast as before. Pieces on one big block are slower
+than whole sums, and so are blocks of 8 runs.
 
 :func:`run_axis_last` lifts a function written for a trailing run axis into a per-network
 function (``jax.custom_batching.custom_vmap``): called on one network it runs on a block of
-one; under ``vmap`` it runs once on the whole batch. So ``simulate`` still describes one
-network and the sweep's ``vmap`` stays the only place runs are batched (STYLE.md 1); the
-batching rule is where the block layout lives, as a Pallas kernel over a block of runs would.
+one; under ``vmap`` it runs on the whole batch, block by block. So ``simulate`` still
+describes one network and the sweep's ``vmap`` stays the only place runs are batched
+(STYLE.md 1); the batching rule is where the block layout lives, as a Pallas kernel over a
+block of runs would.
 
 The step is exactly SCIENCE.md section 2; tests check it against ``jax.grad`` to float64
-rounding, and a run's result does not depend on which runs share its block.
+rounding, and a run's result does not depend on which runs share its block (bitwise).
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import operator
 from collections.abc import Callable
 
 import jax
@@ -36,7 +51,9 @@ from dlnsim.model import Params
 
 Array = jax.Array
 
-LANES = 8  # blocks are padded to a multiple of this: whole vectors, and the same code for every run
+LANES = 8  # blocks are padded to a multiple of this per device: whole vectors, the same code for every run
+BLOCK_BYTES = 1024 * 1024  # CPU: working set per device and block (0.5 and 2-4 MiB measured slower)
+MAX_TERMS = 20  # products are summed in pieces of at most this many terms (see above)
 MAX_WIDTH = 64  # widest hidden layer the block step is chosen for by default (CPU only)
 
 # XLA's CPU compiler hands reductions to YNNPACK by default, which runs the block step's
@@ -68,12 +85,44 @@ def supported(options: dict[str, str]) -> dict[str, str]:
 
 def matmul(w: Array, h: Array) -> Array:
     """``w @ h`` per run: w (o, i, B), h (i, k, B) -> (o, k, B) (or without the run axis)."""
-    return jnp.sum(w[:, :, None, ...] * h[None, :, :, ...], axis=1)
+    return _sum(w[:, :, None, ...] * h[None, :, :, ...], axis=1)
 
 
 def matmul_t(w: Array, h: Array) -> Array:
     """``w.T @ h`` per run: w (o, i, B), h (o, k, B) -> (i, k, B) (or without the run axis)."""
-    return jnp.sum(w[:, :, None, ...] * h[:, None, :, ...], axis=0)
+    return _sum(w[:, :, None, ...] * h[:, None, :, ...], axis=0)
+
+
+def _sum(products: Array, axis: int) -> Array:
+    """``jnp.sum(products, axis)`` in a power of two of balanced pieces of at most
+    :data:`MAX_TERMS` terms, each fused into the loop that computes its products (see the
+    module docstring)."""
+    n = products.shape[axis]
+    pieces = 1 << (-(-n // MAX_TERMS) - 1).bit_length()
+    cuts = [i * n // pieces for i in range(pieces + 1)]
+    parts = (jnp.sum(jax.lax.slice_in_dim(products, a, b, axis=axis), axis=axis) for a, b in zip(cuts, cuts[1:]))
+    return functools.reduce(operator.add, parts)
+
+
+def block_layout(size: int, bytes_per_run: int, devices: int = 1, cpu: bool = True) -> tuple[int, int]:
+    """``(blocks, runs per block)`` that cover a batch of ``size`` runs.
+
+    On a CPU each block holds about :data:`BLOCK_BYTES` of working set per device (at least
+    :data:`LANES` runs), and the blocks are as even as whole vectors allow; elsewhere there
+    is one block. Each device's share of a block is a whole number of :data:`LANES`.
+
+    Example:
+      >>> block_layout(256, 24_576, devices=2)  # the small sizes: 32 runs per device and block
+      (4, 64)
+      >>> block_layout(5, 24_576), block_layout(256, 24_576, cpu=False)
+      ((1, 8), (1, 256))
+    """
+    unit = LANES * devices
+    blocks = 1
+    if cpu:
+        per_device = max(LANES, BLOCK_BYTES // max(bytes_per_run, 1) // LANES * LANES)
+        blocks = math.ceil(size / (per_device * devices))
+    return blocks, math.ceil(math.ceil(size / blocks) / unit) * unit
 
 
 def gd_step_block(
@@ -114,12 +163,16 @@ def run_axis_last(fn: Callable, alone: Callable | None = None) -> Callable:
     """A per-network function from ``fn``, written for arrays with a trailing run axis.
 
     ``fn(*args)`` takes and returns pytrees of arrays whose last axis is the run. The
-    result ``g`` takes one network's arrays: ``vmap(g)`` runs ``fn`` once on the whole batch
-    (unbatched arguments are broadcast), and ``g(*args)`` runs ``alone(*args)`` if given (the
-    same function written for one network), else ``fn`` on a block of one. Blocks are padded
-    to a multiple of :data:`LANES` runs by repeating the last run, so every run is computed
-    by the same vector code whatever the batch size (results do not depend on the chunk
-    size); ``alone`` spares one network that padding (8x the work).
+    result ``g`` takes one network's arrays: ``vmap(g)`` runs ``fn`` on the whole batch
+    (unbatched arguments are broadcast), in the blocks of :func:`block_layout` one after
+    another, and ``g(*args)`` runs ``alone(*args)`` if given (the same function written for
+    one network), else ``fn`` on a block of one. Blocks are padded to whole vectors by
+    repeating the last run, so every run is computed by the same vector code whatever the
+    batch size (results do not depend on the chunk size); ``alone`` spares one network that
+    padding (8x the work).
+
+    A block takes every ``blocks``-th run, so that when the batch is split across devices
+    (the sweep shards runs in contiguous slices) each device holds its share of every block.
 
     Example:
       >>> g = run_axis_last(lambda a, b: a * b)
@@ -136,22 +189,29 @@ def run_axis_last(fn: Callable, alone: Callable | None = None) -> Callable:
         def one(*leaves):
             if alone is not None:
                 return alone(*jax.tree.unflatten(tree, leaves))
-            out = on_block(1, [jnp.asarray(a)[None] for a in leaves])
+            out = on_blocks(1, [jnp.asarray(a)[None] for a in leaves])
             return jax.tree.map(lambda a: a[0], out)
 
         @one.def_vmap
         def _batched(axis_size, in_batched, *leaves):
             lead = [a if b else jnp.broadcast_to(a, (axis_size, *jnp.shape(a))) for a, b in zip(leaves, in_batched)]
-            out = on_block(axis_size, lead)
+            out = on_blocks(axis_size, lead)
             return out, jax.tree.map(lambda _: True, out)
 
-        def on_block(size: int, leaves: list) -> object:
+        def on_blocks(size: int, leaves: list) -> object:
             """``fn`` on ``size`` runs given with a leading run axis; outputs with a leading run axis."""
-            pad = -size % LANES
+            bytes_per_run = sum(a.size // size * a.dtype.itemsize for a in leaves)
+            blocks, per = block_layout(size, bytes_per_run, jax.local_device_count(), jax.default_backend() == "cpu")
+            pad = blocks * per - size
             if pad:
                 leaves = [jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) for a in leaves]
-            out = fn(*jax.tree.unflatten(tree, [jnp.moveaxis(a, 0, -1) for a in leaves]))
-            return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0)[:size], out)
+            if blocks == 1:
+                out = fn(*jax.tree.unflatten(tree, [jnp.moveaxis(a, 0, -1) for a in leaves]))
+                return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0)[:size], out)
+            # Run p * blocks + j is run p of block j: (per, blocks, ...) -> (blocks, ..., per).
+            split = [jnp.moveaxis(a.reshape(per, blocks, *a.shape[1:]), (1, 0), (0, -1)) for a in leaves]
+            out = jax.lax.map(lambda block: fn(*jax.tree.unflatten(tree, block)), split)
+            return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0).reshape(blocks * per, *a.shape[1:-1])[:size], out)
 
         return one(*leaves)
 

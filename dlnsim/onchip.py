@@ -39,7 +39,6 @@ import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
 
 from dlnsim.backward import descend
-from dlnsim.blocked import matmul, matmul_t
 from dlnsim.model import Params
 
 Array = jax.Array
@@ -51,9 +50,10 @@ MAX_SIZE = 64  # widest layer and most data columns the kernel takes (a program 
 def gd_step(
     params: Params, y: Array, x: Array, c0: Array, n: int, lr: Array, weight_decay: Array
 ) -> tuple[Array, Params]:
-    """One network's GD step as the kernel runs it: :func:`dlnsim.blocked.gd_step_block`'s
-    products (multiply and sum, no matrix unit), with the rank-r update as one sum over the
-    data columns (Triton cannot slice a column out of a value held in registers).
+    """One network's GD step as the kernel runs it: products as multiply and sum (no matrix
+    unit), each sum whole, and the rank-r update as one sum over the data columns (Triton
+    cannot slice a piece out of a value held in registers, so not the pieces of
+    :func:`dlnsim.blocked.matmul`, which are for XLA's CPU compiler).
 
     Example:
       >>> ws = (jnp.eye(2), 2.0 * jnp.eye(2))
@@ -61,8 +61,12 @@ def gd_step(
       >>> float(loss), round(float(new[1][0, 0]), 6)  # as dlnsim.backward.gd_step's example
       (1.0, 1.9)
     """
-    update = lambda w, decay, delta, h: decay * w - jnp.sum(delta[:, None, :] * h[None, :, :], axis=2)  # noqa: E731
-    return descend(params, y, x, c0, n, lr, weight_decay, matmul=matmul, matmul_t=matmul_t, update=update)
+    return descend(
+        params, y, x, c0, n, lr, weight_decay,
+        matmul=lambda w, h: jnp.sum(w[:, :, None] * h[None, :, :], axis=1),
+        matmul_t=lambda w, h: jnp.sum(w[:, :, None] * h[:, None, :], axis=0),
+        update=lambda w, decay, delta, h: decay * w - jnp.sum(delta[:, None, :] * h[None, :, :], axis=2),
+    )
 
 
 def pow2(n: int) -> int:

@@ -12,7 +12,19 @@ import pytest
 import dlnsim
 from dlnsim import HParams, ModelConfig, ProblemConfig, TrainConfig
 from dlnsim.backward import FUSE_MAX_COLUMNS, gd_step
-from dlnsim.blocked import CPU_COMPILER_OPTIONS, MAX_WIDTH, compiler_options, gd_step_block, run_axis_last, supported
+from dlnsim.blocked import (
+    CPU_COMPILER_OPTIONS,
+    LANES,
+    MAX_TERMS,
+    MAX_WIDTH,
+    block_layout,
+    compiler_options,
+    gd_step_block,
+    matmul,
+    matmul_t,
+    run_axis_last,
+    supported,
+)
 from dlnsim.model import init_params
 from dlnsim.train import init_key, step_kind
 
@@ -52,10 +64,11 @@ def test_one_step_equals_autodiff(depth, cols):
 
 @pytest.mark.parametrize("depth", [1, 4])
 @pytest.mark.parametrize("cols", [3, FUSE_MAX_COLUMNS + 5])
-def test_block_step_equals_autodiff_per_run(depth, cols):
+@pytest.mark.parametrize("width", [7, 2 * MAX_TERMS + 5])  # products summed whole, and in 4 pieces
+def test_block_step_equals_autodiff_per_run(depth, cols, width):
     """Three runs with their own weights, data, step size and weight decay in one block."""
-    m, d, runs = 6, 9, 3
-    params = [init_params(jr.key(10 * r + depth), ModelConfig(depth=depth, width=7), m, d, 1.0, "float64") for r in range(runs)]
+    m, d, runs = 6, MAX_TERMS + 3, 3  # d: the last layer's backward product in 2 pieces
+    params = [init_params(jr.key(10 * r + depth), ModelConfig(depth=depth, width=width), m, d, 1.0, "float64") for r in range(runs)]
     ys = [jr.normal(jr.key(100 + r), (m, cols), jnp.float64) for r in range(runs)]
     xs = [jr.normal(jr.key(200 + r), (d, cols), jnp.float64) for r in range(runs)]
     c0, lr, wd = jnp.asarray([0.3, 0.0, 1.2]), jnp.asarray([0.07, 0.01, 0.03]), jnp.asarray([0.02, 0.0, 0.5])
@@ -88,6 +101,52 @@ def test_run_axis_last_is_a_per_network_function():
         np.testing.assert_array_equal(norms, alone_norms[part])
         np.testing.assert_array_equal(rows, alone_rows[part])
     np.testing.assert_allclose(alone_norms, 3.0 * jnp.sum(ws * ws, axis=(1, 2)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("n", [MAX_TERMS, MAX_TERMS + 1, 3 * MAX_TERMS + 7])  # 1, 2 and 4 pieces
+def test_block_products_sum_every_term(n):
+    """The contraction is cut into pieces; on integers every sum is exact, so equality is bitwise."""
+    w = jr.randint(jr.key(0), (5, n, 16), -8, 8).astype(jnp.float32)
+    h = jr.randint(jr.key(1), (n, 3, 16), -8, 8).astype(jnp.float32)
+    g = jr.randint(jr.key(2), (5, 3, 16), -8, 8).astype(jnp.float32)
+    np.testing.assert_array_equal(matmul(w, h), jnp.einsum("oib,ikb->okb", w, h))
+    np.testing.assert_array_equal(matmul_t(w, g), jnp.einsum("oib,okb->ikb", w, g))
+
+
+def test_block_layout():
+    for size in (1, 7, 8, 100, 256, 1000):
+        for bytes_per_run in (100, 24_576, 10**7):
+            for devices in (1, 2, 4):
+                blocks, per = block_layout(size, bytes_per_run, devices)
+                assert per % (LANES * devices) == 0 and blocks * per >= size  # whole vectors on every device
+                assert (blocks - 1) * per < size  # no block is all padding
+                assert per // devices <= max(LANES, dlnsim.blocked.BLOCK_BYTES // bytes_per_run) + LANES
+                assert block_layout(size, bytes_per_run, devices, cpu=False)[0] == 1
+    assert block_layout(256, 24_576, 2) == (4, 64)  # the small sizes: 32 runs per device and block
+
+
+def test_several_blocks_give_each_run_its_own_result(monkeypatch):
+    """A batch cut into many blocks (every ``blocks``-th run in one) gives bitwise the numbers
+    of one block and of each run alone."""
+
+    def step(w, s):  # w (n, n, B), s (B,): a few products in a row
+        for _ in range(3):
+            w = 0.5 * w + 0.1 * s * matmul(w, w)
+        return w
+
+    def batched(ws, ss):  # traced anew for each call, so each sees the BLOCK_BYTES of its time
+        return jax.jit(jax.vmap(run_axis_last(step)))(ws, ss)
+
+    n = 2 * MAX_TERMS + 5  # products summed in 4 pieces
+    ws = jr.normal(jr.key(0), (37, n, n), jnp.float32) / n
+    ss = jr.uniform(jr.key(1), (37,), jnp.float32)
+    one_block = batched(ws, ss)
+    monkeypatch.setattr(dlnsim.blocked, "BLOCK_BYTES", 1)  # LANES runs per block: 5 blocks of 37 runs
+    assert block_layout(37, 4 * (n * n + 1), 1) == (5, 8)
+    many = batched(ws, ss)
+    np.testing.assert_array_equal(many, one_block)
+    alone = jnp.stack([run_axis_last(step)(w, s) for w, s in zip(ws[:3], ss[:3])])
+    np.testing.assert_array_equal(many[:3], alone)
 
 
 def test_run_axis_last_runs_alone_on_its_own_and_fn_under_vmap():
