@@ -29,9 +29,10 @@ splits the CPU into one JAX device per core as the ``dlnsim`` commands do
 over them, the naive JAX loop runs on the first.
 
 Compile time is reported separately from steady state: a JAX monitoring listener sums
-tracing, lowering and backend compile time during the first call. With ``--repeats 1``
-(the CPU default) steady state is the first call minus that compile time; with more
-repeats it is the fastest call after the first.
+tracing, lowering and backend compile time during the first call. With one call per
+measurement (the CPU default at the paper's sizes) steady state is the first call minus
+that compile time; with more (``--repeats``; 4 for the CPU's small sizes, 2 on GPUs) it is
+the fastest call after the first.
 
 The naive loops are slow, so they are timed on a subset of networks and steps and the
 rate is extrapolated per network-step (their cost is linear in both); the table marks them.
@@ -110,16 +111,23 @@ class Budget:
     torch_naive: tuple[int, int]  # also used for torch_tuned
     torch_vmap: tuple[int, int]
     jax_naive: tuple[int, int]
+    repeats: int = 1  # dlnsim calls per measurement (see the module docstring)
 
 
 # Defaults per (size, device class). CPU budgets keep the whole benchmark to a few minutes
 # on 2 cores (about 6 minutes at the paper's sizes, where the dlnsim paths time all 256
 # runs of the issue: fewer runs leave first-call costs unamortised; --runs overrides).
+# A CPU call at the small sizes lasts about a second, too short for "first call minus
+# compile time" (it read 184k-332k for one build whose steady state is about 300k), so
+# those take the fastest of 3 calls after a warm-up; a paper-size call lasts over a minute.
 BUDGETS = {
     ("paper", "cpu"): Budget(256, 200, raw=(16, 10), torch_naive=(1, 10), torch_vmap=(8, 2), jax_naive=(1, 10)),
-    ("small", "cpu"): Budget(256, 1000, raw=(64, 20), torch_naive=(1, 200), torch_vmap=(256, 20), jax_naive=(1, 200)),
-    ("paper", "gpu"): Budget(256, 2000, raw=(256, 100), torch_naive=(2, 50), torch_vmap=(256, 10), jax_naive=(2, 50)),
-    ("small", "gpu"): Budget(4096, 2000, raw=(4096, 200), torch_naive=(2, 200), torch_vmap=(4096, 50), jax_naive=(2, 200)),
+    ("small", "cpu"): Budget(256, 1000, raw=(64, 20), torch_naive=(1, 200), torch_vmap=(256, 20), jax_naive=(1, 200),
+                             repeats=4),
+    ("paper", "gpu"): Budget(256, 2000, raw=(256, 100), torch_naive=(2, 50), torch_vmap=(256, 10), jax_naive=(2, 50),
+                             repeats=2),
+    ("small", "gpu"): Budget(4096, 2000, raw=(4096, 200), torch_naive=(2, 200), torch_vmap=(4096, 50), jax_naive=(2, 200),
+                             repeats=2),
     ("tiny", "cpu"): Budget(4, 100, raw=(4, 50), torch_naive=(1, 5), torch_vmap=(4, 5), jax_naive=(1, 5)),
     ("tiny", "gpu"): Budget(4, 100, raw=(4, 50), torch_naive=(1, 5), torch_vmap=(4, 5), jax_naive=(1, 5)),
 }
@@ -254,7 +262,7 @@ def _null_entry(reason: str) -> dict:
 
 
 def _sizes_entry(sz: Sizes, budget: Budget) -> dict:
-    return {**dataclasses.asdict(sz), "runs": budget.runs}
+    return {**dataclasses.asdict(sz), "runs": budget.runs, "repeats": budget.repeats}
 
 
 def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandwidth: float, use_torch: bool,
@@ -521,7 +529,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--tiny", action="store_true", help="toy sizes only (seconds; for the tests)")
     ap.add_argument("--runs", type=int, help="runs of the dlnsim sweeps (default: per size and device)")
     ap.add_argument("--steps", type=int, help="steps of the dlnsim reduced run (a multiple of 50)")
-    ap.add_argument("--repeats", type=int, help="dlnsim calls per measurement (default 1 on CPU, 2 on GPU)")
+    ap.add_argument("--repeats", type=int,
+                    help="dlnsim calls per measurement (default per size and device: 1 for CPU paper sizes, 4 for "
+                         "CPU small sizes, 2 on GPUs)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch peers even if torch is installed")
     ap.add_argument("--bandwidth-mb", type=int, help="array size of the copy-bandwidth probe (default 256 CPU, 2048 GPU)")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -534,12 +544,11 @@ def main(argv: list[str] | None = None) -> dict:
     device_class = "cpu" if platform_name == "cpu" else "gpu"
     use_torch = peers.torch_available() and not args.no_torch
     torch_dev = peers.torch_device(device_class == "gpu") if peers.torch_available() else None
-    repeats = args.repeats or (1 if device_class == "cpu" else 2)
     names = ["tiny"] if args.tiny else args.sizes
 
     result: dict[str, Any] = {"schema": SCHEMA, "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
     result.update(environment(use_torch, torch_dev))
-    result.update(dtype="float32", precision="highest", repeats=repeats, load_average_start=list(os.getloadavg()))
+    result.update(dtype="float32", precision="highest", load_average_start=list(os.getloadavg()))
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     mb = args.bandwidth_mb or (8 if args.tiny else 256 if device_class == "cpu" else 2048)
     result["bandwidth"] = copy_bandwidth(mb * 2**20)
@@ -551,13 +560,15 @@ def main(argv: list[str] | None = None) -> dict:
             budget = dataclasses.replace(budget, runs=args.runs, raw=(min(args.runs, budget.raw[0]), budget.raw[1]))
         if args.steps:
             budget = dataclasses.replace(budget, steps=args.steps)
+        if args.repeats:
+            budget = dataclasses.replace(budget, repeats=args.repeats)
         # Until the size is done, its entry holds the methods measured so far (see run_preset).
         partial = {"sizes": _sizes_entry(SIZES[name], budget), "complete": False, "methods": {}}
         result["presets"][name] = partial
         save = (lambda: write_json(args.out, result)) if args.out else None
         result["presets"][name] = run_preset(
             name, SIZES[name], budget, device_class=device_class, bandwidth=result["bandwidth"]["bytes_per_s"],
-            use_torch=use_torch, torch_dev=torch_dev, repeats=repeats, log=log, methods=partial["methods"], save=save,
+            use_torch=use_torch, torch_dev=torch_dev, repeats=budget.repeats, log=log, methods=partial["methods"], save=save,
         )
         if args.out:  # after each size, so an interrupted run keeps what it measured
             write_json(args.out, result)
