@@ -189,19 +189,20 @@ def run_axis_last(fn: Callable, alone: Callable | None = None) -> Callable:
         def one(*leaves):
             if alone is not None:
                 return alone(*jax.tree.unflatten(tree, leaves))
-            out = on_blocks(1, [jnp.asarray(a)[None] for a in leaves])
+            out = on_blocks(1, [jnp.asarray(a)[None] for a in leaves], devices=1)
             return jax.tree.map(lambda a: a[0], out)
 
         @one.def_vmap
         def _batched(axis_size, in_batched, *leaves):
             lead = [a if b else jnp.broadcast_to(a, (axis_size, *jnp.shape(a))) for a, b in zip(leaves, in_batched)]
-            out = on_blocks(axis_size, lead)
+            out = on_blocks(axis_size, lead, devices=jax.local_device_count())
             return out, jax.tree.map(lambda _: True, out)
 
-        def on_blocks(size: int, leaves: list) -> object:
-            """``fn`` on ``size`` runs given with a leading run axis; outputs with a leading run axis."""
+        def on_blocks(size: int, leaves: list, devices: int) -> object:
+            """``fn`` on ``size`` runs given with a leading run axis (split over up to ``devices``
+            devices); outputs with a leading run axis."""
             bytes_per_run = sum(a.size // size * a.dtype.itemsize for a in leaves)
-            blocks, per = block_layout(size, bytes_per_run, jax.local_device_count(), jax.default_backend() == "cpu")
+            blocks, per = block_layout(size, bytes_per_run, devices, jax.default_backend() == "cpu")
             pad = blocks * per - size
             if pad:
                 leaves = [jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) for a in leaves]

@@ -62,9 +62,11 @@ def test_one_step_equals_autodiff(depth, cols):
     assert max(float(jnp.abs(a - w).max()) for a, w in zip(new, params)) > 1e-4
 
 
-@pytest.mark.parametrize("depth", [1, 4])
-@pytest.mark.parametrize("cols", [3, FUSE_MAX_COLUMNS + 5])
-@pytest.mark.parametrize("width", [7, 2 * MAX_TERMS + 5])  # products summed whole, and in 4 pieces
+@pytest.mark.parametrize(
+    "depth,cols,width",
+    [(depth, cols, 7) for depth in (1, 4) for cols in (3, FUSE_MAX_COLUMNS + 5)]
+    + [(4, 3, 2 * MAX_TERMS + 5)],  # hidden products summed in 4 pieces
+)
 def test_block_step_equals_autodiff_per_run(depth, cols, width):
     """Three runs with their own weights, data, step size and weight decay in one block."""
     m, d, runs = 6, MAX_TERMS + 3, 3  # d: the last layer's backward product in 2 pieces
