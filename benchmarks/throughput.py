@@ -266,7 +266,7 @@ def _sizes_entry(sz: Sizes, budget: Budget) -> dict:
 
 
 def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandwidth: float, use_torch: bool,
-               torch_dev: str | None, repeats: int, log: Any = print, methods: dict | None = None,
+               torch_dev: str | None, log: Any = print, methods: dict | None = None,
                save: Any = None) -> dict:
     """One size: every method, the logging cost and the targets.
 
@@ -292,19 +292,19 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
             + (f", compile {comp:.3g} s" if comp else ""))
 
     log(f"[{name}] dlnsim reduced: {budget.runs} runs x {budget.steps} steps")
-    record("dlnsim_reduced", time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats))
+    record("dlnsim_reduced", time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=budget.repeats))
     default = step_kind(dlnsim.ModelConfig(depth=sz.depth, width=sz.width), dlnsim.TrainConfig(), sz.m, sz.d, sz.s)
     if default == "fused":
         record("dlnsim_fused", _null_entry("the default step here: see dlnsim_reduced"))
     else:
         log(f"[{name}] dlnsim reduced, fused step: {budget.runs} runs x {budget.steps} steps")
-        record("dlnsim_fused", time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats,
+        record("dlnsim_fused", time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=budget.repeats,
                                            backward="fused"))
     log(f"[{name}] dlnsim reduced, autodiff: {budget.runs} runs x {budget.steps} steps")
-    record("dlnsim_autodiff", time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=repeats,
+    record("dlnsim_autodiff", time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=budget.repeats,
                                           backward="autodiff"))
     log(f"[{name}] dlnsim raw: {budget.raw[0]} runs x {budget.raw[1]} steps")
-    record("dlnsim_raw", time_dlnsim(sz, *budget.raw, data="raw", repeats=repeats))
+    record("dlnsim_raw", time_dlnsim(sz, *budget.raw, data="raw", repeats=budget.repeats))
 
     if use_torch:
         for key, what in (("torch_naive", "torch naive loop"), ("torch_tuned", "torch hand-tuned loop")):
@@ -338,7 +338,7 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
         steps = min(budget.steps, 500)
         log(f"[{name}] dlnsim reduced, Pallas kernel: {budget.runs} runs x {steps} steps")
         try:
-            record("dlnsim_pallas", time_dlnsim(sz, budget.runs, steps, data="reduced", repeats=repeats,
+            record("dlnsim_pallas", time_dlnsim(sz, budget.runs, steps, data="reduced", repeats=budget.repeats,
                                                 backward="pallas"))
         except Exception as e:  # Pallas lowering varies between jax versions: a failure is a finding, not the end
             log(f"[{name}] Pallas kernel failed: {type(e).__name__}: {str(e)[:2000]}")
@@ -356,9 +356,10 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
     # signal) and reported relative to LOG_EVERY = 50 training steps.
     every = max(1, min(LOG_EVERY, budget.steps // 20))
     log(f"[{name}] logging cost: reduced path, metrics every {every} steps")
-    logged = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=repeats)
+    logged = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=budget.repeats)
     log(f"[{name}] logging cost without the balancedness metric (TrainConfig.balance = False)")
-    lean = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=repeats, balance=False)
+    lean = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=budget.repeats,
+                       balance=False)
     base = methods["dlnsim_reduced"]
     extra_logs = budget.steps // every - 1
     per_log = max(logged["seconds"] - base["seconds"], 0.0) / max(extra_logs, 1)
@@ -568,7 +569,7 @@ def main(argv: list[str] | None = None) -> dict:
         save = (lambda: write_json(args.out, result)) if args.out else None
         result["presets"][name] = run_preset(
             name, SIZES[name], budget, device_class=device_class, bandwidth=result["bandwidth"]["bytes_per_s"],
-            use_torch=use_torch, torch_dev=torch_dev, repeats=budget.repeats, log=log, methods=partial["methods"], save=save,
+            use_torch=use_torch, torch_dev=torch_dev, log=log, methods=partial["methods"], save=save,
         )
         if args.out:  # after each size, so an interrupted run keeps what it measured
             write_json(args.out, result)

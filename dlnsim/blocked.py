@@ -48,6 +48,7 @@ from jax.custom_batching import custom_vmap
 
 from dlnsim.backward import descend
 from dlnsim.model import Params
+from dlnsim.onchip import pow2
 
 Array = jax.Array
 
@@ -98,7 +99,7 @@ def _sum(products: Array, axis: int) -> Array:
     :data:`MAX_TERMS` terms, each fused into the loop that computes its products (see the
     module docstring)."""
     n = products.shape[axis]
-    pieces = 1 << (-(-n // MAX_TERMS) - 1).bit_length()
+    pieces = pow2(math.ceil(n / MAX_TERMS))
     cuts = [i * n // pieces for i in range(pieces + 1)]
     parts = (jnp.sum(jax.lax.slice_in_dim(products, a, b, axis=axis), axis=axis) for a, b in zip(cuts, cuts[1:]))
     return functools.reduce(operator.add, parts)
@@ -206,12 +207,13 @@ def run_axis_last(fn: Callable, alone: Callable | None = None) -> Callable:
             pad = blocks * per - size
             if pad:
                 leaves = [jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) for a in leaves]
-            if blocks == 1:
-                out = fn(*jax.tree.unflatten(tree, [jnp.moveaxis(a, 0, -1) for a in leaves]))
-                return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0)[:size], out)
             # Run p * blocks + j is run p of block j: (per, blocks, ...) -> (blocks, ..., per).
             split = [jnp.moveaxis(a.reshape(per, blocks, *a.shape[1:]), (1, 0), (0, -1)) for a in leaves]
-            out = jax.lax.map(lambda block: fn(*jax.tree.unflatten(tree, block)), split)
+            on_block = lambda block: fn(*jax.tree.unflatten(tree, block))  # noqa: E731
+            if blocks == 1:  # no loop of one
+                out = jax.tree.map(lambda a: a[None], on_block([a[0] for a in split]))
+            else:
+                out = jax.lax.map(on_block, split)
             return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0).reshape(blocks * per, *a.shape[1:-1])[:size], out)
 
         return one(*leaves)
