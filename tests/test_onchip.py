@@ -42,7 +42,6 @@ def test_one_program_per_run_equals_the_function_per_run():
     np.testing.assert_array_equal(alone["w"], _fn(ws[1], v, flags[1], ks[1])["w"])
 
 
-@pytest.mark.slow  # whole runs against jax.grad in test_backward.py cover it; kept for debugging
 def test_a_jax_without_pallas_triton_gets_a_clear_error(monkeypatch):
     import sys
 
@@ -54,6 +53,7 @@ def test_a_jax_without_pallas_triton_gets_a_clear_error(monkeypatch):
         jax.vmap(onchip.one_program_per_run(lambda w: 2.0 * w))(jnp.ones((2, 3, 3)))
 
 
+@pytest.mark.slow  # whole runs against jax.grad in test_backward.py cover it; kept for debugging
 def test_gd_step_matches_the_fused_step():
     m, d, cols = 6, 9, 3
     params = dlnsim.model.init_params(jr.key(1), ModelConfig(depth=3, width=7), m, d, 1.0, "float32")
