@@ -52,6 +52,7 @@ def descend(
     matmul: Callable[[Array, Array], Array],
     matmul_t: Callable[[Array, Array], Array],
     update: Callable[[Array, Array, Array, Array], Array],
+    ordered: bool = True,
 ) -> tuple[Array, Params]:
     """The GD step of SCIENCE.md section 2 written out, given how its products are computed.
 
@@ -63,6 +64,9 @@ def descend(
       matmul: ``(w, h) -> w @ h``.
       matmul_t: ``(w, h) -> w.T @ h``.
       update: ``(w, decay, delta, h) -> decay w - delta h^T``.
+      ordered: make each layer's update wait for its backward product, so that XLA
+        updates the weights in place (see :func:`_after`). The Pallas kernel, whose
+        weights live in registers, has no use for it (and Triton cannot take the slice).
 
     Returns:
       ``(data loss before the step, updated params)``.
@@ -80,9 +84,27 @@ def descend(
     for i in reversed(range(len(params))):
         w = params[i]
         below = matmul_t(w, delta) if i else None
-        new[i] = update(w, decay, delta, hs[i])
+        new[i] = update(w, _after(decay, below) if ordered and i else decay, delta, hs[i])
         delta = below
     return loss, tuple(new)
+
+
+def _after(decay: Array, below: Array) -> Array:
+    """``decay``, made to depend on ``below`` (``W_l^T delta_l``, the other read of ``W_l``).
+
+    Inside the ``lax.scan`` over steps each new ``W_l`` is written into the buffer of the
+    old one, and the update can only do that in place if it is the last reader of the old
+    weights. The backward product and the update are independent, so XLA copied every
+    layer but the first at the start of each step (an extra read and write of the weights;
+    an optimization barrier does not stop it). Adding ``0 * below`` orders the update after
+    the backward product and the copies go: the block step runs 1.34x faster at the small
+    sizes and 1.13x at the paper's sizes (2 CPU cores), the results bitwise the same.
+    (Where that element of ``below`` is not finite the decay becomes NaN; the layer below
+    is then updated with non-finite values anyway, and the run is flagged diverged at the
+    next step either way.)
+    """
+    lead = below.ndim - jnp.ndim(decay)  # all axes but a trailing run axis
+    return decay + 0.0 * below[(0,) * lead]
 
 
 def gd_step(

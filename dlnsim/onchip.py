@@ -66,6 +66,7 @@ def gd_step(
         matmul=lambda w, h: jnp.sum(w[:, :, None] * h[None, :, :], axis=1),
         matmul_t=lambda w, h: jnp.sum(w[:, :, None] * h[:, None, :], axis=0),
         update=lambda w, decay, delta, h: decay * w - jnp.sum(delta[:, None, :] * h[None, :, :], axis=2),
+        ordered=False,
     )
 
 
