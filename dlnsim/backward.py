@@ -5,10 +5,11 @@
 ``W_l <- (1 - eta lambda) W_l - eta G_l``. Here the backward pass is written out and, when
 the data has few columns (the reduced path: r = rank Y), the rank-r product is a sum of r
 broadcast products inside the same elementwise expression as the decay, so the compiler
-fuses the whole update into one pass that reads and writes each weight once. Measured on
-2 CPU cores (``benchmarks/throughput.py``) it is 1.03-1.25x faster than autodiff at the
-paper's sizes and 1.2-1.5x at the small ones; on GPUs it also removes a weight-sized
-temporary per layer (not measured yet).
+fuses the whole update into one pass that reads and writes each weight once, in place
+(:func:`_after`). Measured on 2 CPU cores (``benchmarks/throughput.py``, 2026-12-01, Intel
+Xeon) it is 2.5x faster than autodiff at the paper's sizes and 2.0x at the small ones
+(1.03-1.25x and 1.2-1.5x before the update was in place, on an AMD EPYC); on GPUs it also
+removes a weight-sized temporary per layer.
 
 The step is exactly SCIENCE.md section 2; tests check it against ``jax.grad`` to float64
 rounding.
@@ -97,8 +98,9 @@ def _after(decay: Array, below: Array) -> Array:
     weights. The backward product and the update are independent, so XLA copied every
     layer but the first at the start of each step (an extra read and write of the weights;
     an optimization barrier does not stop it). Adding ``0 * below`` orders the update after
-    the backward product and the copies go: the block step runs 1.34x faster at the small
-    sizes and 1.13x at the paper's sizes (2 CPU cores), the results bitwise the same.
+    the backward product and the copies go: the block step runs 1.23-1.34x faster at the
+    small sizes and the fused step 1.17x at the paper's sizes (2 Intel Xeon cores), the
+    results bitwise the same.
     (Where that element of ``below`` is not finite the decay becomes NaN; the layer below
     is then updated with non-finite values anyway, and the run is flagged diverged at the
     next step either way.)

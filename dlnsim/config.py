@@ -131,15 +131,15 @@ class TrainConfig:
         steps (``dlnsim.onchip``; for GPUs, interpreted elsewhere; layers and data at
         most 64 wide; slower than the fused step on an H200, so opt-in);
         ``"autodiff"``: ``jax.grad``. ``"auto"`` (default) takes ``"blocked"`` on CPUs
-        for a batch of small networks on few data columns, where it is about 3x faster, and
+        for a batch of small networks on few data columns, where it is 3-3.6x faster, and
         ``"fused"`` elsewhere (one network alone included). All compute the same step
         (tested to rounding).
       divergence_cap: a run is flagged diverged when its data loss is not finite or
         exceeds ``divergence_cap`` times its initial data loss (then it is frozen).
       n_singular: how many top singular values of the end-to-end map to record.
-      balance: record the balancedness metric (D3). It costs an exact (w, w) Gram product
-        per layer pair, about 60% of a log point at the paper's sizes on a CPU; ``False``
-        records NaN instead and makes logging about 3x cheaper there.
+      balance: record the balancedness metric (D3). It costs exact (w, w) Gram products
+        per layer pair, 55-70% of a log point at the paper's sizes on a CPU; ``False``
+        records NaN instead and makes logging 2-3.5x cheaper there.
     """
 
     steps: int = 2000
