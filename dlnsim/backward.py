@@ -100,10 +100,9 @@ def _after(decay: Array, below: Array) -> Array:
     an optimization barrier does not stop it). Adding ``0 * below`` orders the update after
     the backward product and the copies go: the block step runs 1.23-1.34x faster at the
     small sizes and the fused step 1.17x at the paper's sizes (2 Intel Xeon cores), the
-    results bitwise the same.
-    (Where that element of ``below`` is not finite the decay becomes NaN; the layer below
-    is then updated with non-finite values anyway, and the run is flagged diverged at the
-    next step either way.)
+    results bitwise the same. (Where that element of ``below`` is not finite the decay
+    becomes NaN; the layer below is then updated with non-finite values anyway, and the
+    run is flagged diverged at the next step either way.)
     """
     lead = below.ndim - jnp.ndim(decay)  # all axes but a trailing run axis
     return decay + 0.0 * below[(0,) * lead]
