@@ -142,6 +142,7 @@ TARGETS = {
 LOGGING_TARGET = 0.15  # logging every 50 steps costs < 15% of run time (paper sizes)
 COMPILE_TARGET_CPU_S = 10.0  # per static group, 2 CPU cores
 LOG_EVERY = 50
+BALANCE_EVERY = 10  # the logging cost is also measured with the balancedness at every 10th log point
 
 
 # ---------------------------------------------------------------- timing helpers
@@ -195,13 +196,13 @@ def copy_bandwidth(n_bytes: int, repeats: int = 5) -> dict[str, float]:
 
 
 def _sweep_cfg(sz: Sizes, runs: int, steps: int, log_every: int, data: str, backward: str,
-               balance: bool = True) -> dlnsim.SweepConfig:
+               balance: bool = True, balance_every: int = 1) -> dlnsim.SweepConfig:
     return dlnsim.SweepConfig(
         problem=dlnsim.ProblemConfig(d=sz.d, m=sz.m, s=sz.s, n_train=sz.n_train),
         model=dlnsim.ModelConfig(depth=sz.depth, width=sz.width),
         train=dlnsim.TrainConfig(
             steps=steps, log_every=log_every, data=data, backward=backward, dtype="float32", precision="highest",
-            balance=balance,
+            balance=balance, balance_every=balance_every,
         ),
         hparams=HPARAMS,
         grid={"seed": range(runs)},
@@ -209,9 +210,9 @@ def _sweep_cfg(sz: Sizes, runs: int, steps: int, log_every: int, data: str, back
 
 
 def time_dlnsim(sz: Sizes, runs: int, steps: int, *, data: str, log_every: int | None = None, repeats: int = 1,
-                backward: str = "auto", balance: bool = True) -> dict:
+                backward: str = "auto", balance: bool = True, balance_every: int = 1) -> dict:
     """Times ``dlnsim.sweep`` over ``runs`` seeds of ``steps`` steps (public API only)."""
-    cfg = _sweep_cfg(sz, runs, steps, log_every or steps, data, backward, balance)
+    cfg = _sweep_cfg(sz, runs, steps, log_every or steps, data, backward, balance, balance_every)
     with compile_clock() as clock:
         t0 = time.perf_counter()
         ds = dlnsim.sweep(cfg)
@@ -360,10 +361,15 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
     log(f"[{name}] logging cost without the balancedness metric (TrainConfig.balance = False)")
     lean = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=budget.repeats,
                        balance=False)
+    log(f"[{name}] logging cost with the balancedness at every {BALANCE_EVERY}th log point "
+        f"(TrainConfig.balance_every = {BALANCE_EVERY})")
+    sparse = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=budget.repeats,
+                         balance_every=BALANCE_EVERY)
     base = methods["dlnsim_reduced"]
     extra_logs = budget.steps // every - 1
     per_log = max(logged["seconds"] - base["seconds"], 0.0) / max(extra_logs, 1)
     per_log_lean = max(lean["seconds"] - base["seconds"], 0.0) / max(extra_logs, 1)
+    per_log_sparse = max(sparse["seconds"] - base["seconds"], 0.0) / max(extra_logs, 1)
     per_step = max(base["seconds"] - 2 * per_log, 1e-12) / budget.steps
     logging = {
         "log_every": every,
@@ -380,6 +386,9 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
         "overhead_every_50_steps": per_log / (LOG_EVERY * per_step),
         "seconds_log_every_no_balance": lean["seconds"],
         "overhead_every_50_steps_no_balance": per_log_lean / (LOG_EVERY * per_step),
+        "balance_every": BALANCE_EVERY,
+        "seconds_log_every_balance_every": sparse["seconds"],
+        "overhead_every_50_steps_balance_every": per_log_sparse / (LOG_EVERY * per_step),
     }
 
     targets: dict[str, Any] = {}
@@ -491,7 +500,9 @@ def table(result: dict) -> str:
         lines.append(f"  logging every {lg['log_every']} steps vs at the end: {lg['seconds_log_every']:.3g} s vs "
                      f"{lg['seconds_log_at_end']:.3g} s ({100 * lg['measured_overhead']:+.0f}% for {lg['steps']} steps); "
                      f"one log point = {lg['seconds_per_log_point']:.3g} s = {100 * lg['overhead_every_50_steps']:.0f}% "
-                     f"of 50 steps ({100 * lg['overhead_every_50_steps_no_balance']:.0f}% with balance = False)")
+                     f"of 50 steps ({100 * lg['overhead_every_50_steps_no_balance']:.0f}% with balance = False, "
+                     f"{100 * lg['overhead_every_50_steps_balance_every']:.0f}% with balance_every = "
+                     f"{lg['balance_every']})")
         for k, t in pre["targets"].items():
             verdict = "n/a" if t["met"] is None else ("met" if t["met"] else "NOT met")
             lines.append(f"  target {k}: goal {_fmt(t['goal'])}, have {_fmt(t['value'])} -> {verdict}")

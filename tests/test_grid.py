@@ -49,6 +49,18 @@ def test_run_of_a_sweep_equals_the_run_alone():
             np.testing.assert_allclose(run[name].values, getattr(alone.metrics, name), rtol=RTOL64, err_msg=name)
 
 
+def test_balance_every_k_under_the_sweep_matches_every_point():
+    """The cadence's branch under vmap (per-network and block steps) records the same values."""
+    base = dataclasses.replace(TRAIN64, steps=150)
+    grid = {"seed": [0, 1], "weight_decay": [0.0, 1e-2]}
+    for backward in ("fused", "blocked"):
+        every = dlnsim.sweep(_cfg(grid, dataclasses.replace(base, backward=backward)))
+        sparse = dlnsim.sweep(_cfg(grid, dataclasses.replace(base, backward=backward, balance_every=2)))
+        bal, ref = sparse.balance.values, every.balance.values
+        np.testing.assert_allclose(bal[..., [0, 2, 3]], ref[..., [0, 2, 3]], rtol=RTOL64, err_msg=backward)
+        assert np.isnan(bal[..., 1]).all() and np.isfinite(ref).all()
+
+
 def test_adding_runs_does_not_change_existing_runs():
     small = dlnsim.sweep(_cfg({"seed": [0, 1], "weight_decay": [0.0, 1e-2]}))
     big = dlnsim.sweep(_cfg({"seed": [0, 1, 2, 3], "weight_decay": [0.0, 1e-3, 1e-2]}))

@@ -78,3 +78,16 @@ def test_boundary_position_on_categorical_log_axis():
     assert plotting._index_position(grid, 10**-1.5, True) == pytest.approx(2.5)
     assert plotting._index_position(grid, 10.0, True) is None  # beyond half a cell
     assert plotting._index_position(grid, 1e-9, True) is None
+
+
+def test_learning_curves_skip_the_steps_a_metric_was_not_recorded_at(ds, tmp_path, monkeypatch):
+    """With TrainConfig.balance_every > 1 the curve joins the recorded points (no gaps)."""
+    sparse = ds.assign(balance=ds.balance.where(ds.step % 60 == 0))
+    figs = []
+    monkeypatch.setattr(plotting.curves, "save", lambda fig, path: figs.append(fig) or tmp_path / "x.png")
+    plotting.learning_curves(sparse, metric="balance", hue="weight_decay", select={"depth": 2, "lr": 0.05})
+    curves = [ln for ln in figs[0].axes[0].get_lines() if ln.get_label().startswith("weight_decay=")]
+    assert len(curves) == 3
+    for ln in curves:
+        np.testing.assert_array_equal(ln.get_xdata(), [0, 60, 120, 180])
+        assert np.isfinite(ln.get_ydata()).all()

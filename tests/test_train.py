@@ -209,3 +209,19 @@ def test_balance_off_records_nan_and_changes_nothing_else():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="balance"):
         TrainConfig(balance=1)
+
+
+def test_balance_every_k_records_the_same_values_at_its_points_and_nan_between():
+    """Log points 0, 3, 6 and the last (7) of 8 carry the every-point values; the rest NaN."""
+    every = _train(depth=3, steps=70, log_every=10)
+    sparse = _train(depth=3, steps=70, log_every=10, balance_every=3)
+    due = np.array([TrainConfig(steps=70, log_every=10, balance_every=3).balance_due(i) for i in range(8)])
+    np.testing.assert_array_equal(due, [1, 0, 0, 1, 0, 0, 1, 1])
+    np.testing.assert_allclose(sparse.metrics.balance[due], every.metrics.balance[due], rtol=1e-12)
+    assert np.isnan(sparse.metrics.balance[~due]).all() and np.all(every.metrics.balance[due] > 1e-4)
+    for name in every.metrics._fields:
+        if name != "balance":
+            np.testing.assert_array_equal(getattr(every.metrics, name), getattr(sparse.metrics, name), err_msg=name)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="balance_every"):
+            TrainConfig(balance_every=bad)

@@ -220,7 +220,7 @@ def load_config_text(text: str, overrides: Iterable[str] = (), *, source: str = 
       >>> load_config_text(DEFAULT_TOML, ["train.lr=0.1"])
       Traceback (most recent call last):
       ...
-      dlnsim.configfile.ConfigError: train.lr is an unknown key: [train] allows steps, log_every, optimizer, loss, dtype, precision, data, backward, divergence_cap, n_singular, balance
+      dlnsim.configfile.ConfigError: train.lr is an unknown key: [train] allows steps, log_every, optimizer, loss, dtype, precision, data, backward, divergence_cap, n_singular, balance, balance_every
     """
     try:
         doc = tomllib.loads(text)

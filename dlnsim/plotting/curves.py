@@ -79,11 +79,14 @@ def learning_curves(
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.add_subplot()
     steps = sub["step"].values
+    # steps where no run recorded the metric (TrainConfig.balance_every) are left out
+    kept = np.isfinite(sub[metric]).any([d for d in sub[metric].dims if d != "step"]).values
+    kept = kept if kept.any() else np.ones_like(kept)
     lines = _lines(sub, hue)
     for label, color, one in lines:
-        mid, lo, hi = _band(one[metric], one["diverged"])
-        ax.plot(steps, mid.values, color=color, lw=1.8, label=label)
-        ax.fill_between(steps, lo.values, hi.values, color=color, alpha=0.2, lw=0)
+        mid, lo, hi = (v.values[kept] for v in _band(one[metric], one["diverged"]))
+        ax.plot(steps[kept], mid, color=color, lw=1.8, label=label)
+        ax.fill_between(steps[kept], lo, hi, color=color, alpha=0.2, lw=0)
         runs = _reduce.per_run(one, eps1=eps1, eps3=eps3)
         for name, marker in (("steps_phase1", "o"), ("steps_phase3", "s")):
             if name not in runs:
@@ -92,7 +95,7 @@ def learning_curves(
             t = float(t) if np.isfinite(t) else None
             if t is not None:
                 ax.plot(
-                    [t], [np.interp(t, steps, mid.values)], marker=marker, ms=8, mfc="white", mec=color, mew=2, ls=""
+                    [t], [np.interp(t, steps[kept], mid)], marker=marker, ms=8, mfc="white", mec=color, mew=2, ls=""
                 )
     ax.plot([], [], "o", mfc="white", mec="k", ls="", label=f"Phase I end (on_err <= {eps1:g})")
     eps3_txt = "1e-2 x initial" if eps3 is None else f"{eps3:g}"
