@@ -138,8 +138,8 @@ class TrainConfig:
         exceeds ``divergence_cap`` times its initial data loss (then it is frozen).
       n_singular: how many top singular values of the end-to-end map to record.
       balance: record the balancedness metric (D3). It costs exact (w, w) Gram products
-        per layer pair, 55-80% of a log point at the paper's sizes on a CPU; ``False``
-        records NaN instead and makes logging 2-4x cheaper there.
+        per layer pair, 55-75% of a log point at the paper's sizes on a CPU; ``False``
+        records NaN instead and makes logging 2-3.5x cheaper there.
       balance_every: record the balancedness at every ``balance_every``-th log point
         only (log points 0, k, 2k, ... and always the last), NaN at the others: its
         curve at a coarser cadence for a fraction of its cost. 1 (default): at every
