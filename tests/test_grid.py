@@ -53,12 +53,12 @@ def test_balance_every_k_under_the_sweep_matches_every_point():
     """The cadence's branch under vmap (per-network and block steps) records the same values."""
     base = dataclasses.replace(TRAIN64, steps=150)
     grid = {"seed": [0, 1], "weight_decay": [0.0, 1e-2]}
-    for backward in ("fused", "blocked"):
-        every = dlnsim.sweep(_cfg(grid, dataclasses.replace(base, backward=backward)))
-        sparse = dlnsim.sweep(_cfg(grid, dataclasses.replace(base, backward=backward, balance_every=2)))
-        bal, ref = sparse.balance.values, every.balance.values
+    ref = dlnsim.sweep(_cfg(grid, dataclasses.replace(base, backward="fused"))).balance.values
+    assert np.isfinite(ref).all()
+    for backward in ("fused", "blocked"):  # the two steps agree to rounding (test_backward)
+        bal = dlnsim.sweep(_cfg(grid, dataclasses.replace(base, backward=backward, balance_every=2))).balance.values
         np.testing.assert_allclose(bal[..., [0, 2, 3]], ref[..., [0, 2, 3]], rtol=RTOL64, err_msg=backward)
-        assert np.isnan(bal[..., 1]).all() and np.isfinite(ref).all()
+        assert np.isnan(bal[..., 1]).all()
 
 
 def test_adding_runs_does_not_change_existing_runs():
