@@ -367,9 +367,9 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
                          balance_every=BALANCE_EVERY)
     base = methods["dlnsim_reduced"]
     extra_logs = budget.steps // every - 1
-    per_log = max(logged["seconds"] - base["seconds"], 0.0) / max(extra_logs, 1)
-    per_log_lean = max(lean["seconds"] - base["seconds"], 0.0) / max(extra_logs, 1)
-    per_log_sparse = max(sparse["seconds"] - base["seconds"], 0.0) / max(extra_logs, 1)
+    per_log, per_log_lean, per_log_sparse = (
+        max(r["seconds"] - base["seconds"], 0.0) / max(extra_logs, 1) for r in (logged, lean, sparse)
+    )
     per_step = max(base["seconds"] - 2 * per_log, 1e-12) / budget.steps
     logging = {
         "log_every": every,

@@ -178,9 +178,12 @@ class TrainConfig:
         check_int(c, "balance_every", self.balance_every, 1)
 
     def balance_due(self, i: Any) -> Any:
-        """Whether log point ``i`` (0 = the initial state) records the balancedness (``i``
-        an int or a traced index; a bool of the same kind)."""
-        return self.balance and ((i % self.balance_every == 0) | (i == self.n_logs - 1))
+        """Whether log point ``i`` (0 = the initial state) records the balancedness: a plain
+        bool when the answer is the same at every point, else a bool of ``i``'s kind (an int
+        or a traced index)."""
+        if not self.balance or self.balance_every == 1:
+            return self.balance
+        return (i % self.balance_every == 0) | (i == self.n_logs - 1)
 
     @property
     def n_logs(self) -> int:

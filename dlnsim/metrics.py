@@ -86,6 +86,12 @@ def balancedness(params: Params, prec: str = "highest") -> Array:
     return worst
 
 
+def _balance_if(flag: bool | Array, params: Params, prec: str, nan: Array) -> Array:
+    if isinstance(flag, bool):
+        return balancedness(params, prec) if flag else nan
+    return jax.lax.cond(flag, lambda p: balancedness(p, prec), lambda p: nan, params)
+
+
 @exact_matmuls
 def compute_metrics(
     params: Params,
@@ -99,7 +105,7 @@ def compute_metrics(
     n_singular: int,
     activation: str = "linear",
     prec: str = "highest",
-    balance: bool = True,
+    balance: bool | Array = True,
 ) -> Metrics:
     """All metrics of one network.
 
@@ -114,7 +120,9 @@ def compute_metrics(
       n_singular: number of top singular values to report.
       activation: "linear" or "relu".
       prec: matmul precision name.
-      balance: compute the balancedness (else NaN; see ``TrainConfig.balance``).
+      balance: compute the balancedness (else NaN; see ``TrainConfig.balance``); a traced
+        bool (``TrainConfig.balance_due``) makes it a ``lax.cond``, a real branch under
+        ``vmap`` when the flag is the same for every run.
     """
     p = precision(prec)
     mm = lambda a, b: jnp.matmul(a, b, precision=p)  # noqa: E731
@@ -179,7 +187,7 @@ def compute_metrics(
         align_right_cos2=right_cos2,
         sv=sv[:k],
         eff_rank=jnp.exp(entropy),
-        balance=balancedness(params, prec) if balance else nan,
+        balance=_balance_if(balance, params, prec, nan),
         limit_dist=limit_dist,
     )
 

@@ -21,7 +21,7 @@ from dlnsim.backward import FUSE_MAX_COLUMNS, gd_step
 from dlnsim.blocked import MAX_WIDTH, compiler_options, gd_step_block, run_axis_last
 from dlnsim.config import ModelConfig, ProblemConfig, TrainConfig
 from dlnsim.hparams import HParams
-from dlnsim.metrics import Metrics, balancedness, compute_metrics
+from dlnsim.metrics import Metrics, compute_metrics
 from dlnsim.model import Params, forward, init_params
 from dlnsim.problem import Data, Problem, data_loss, raw_data, reduce_data, reduced_rank
 
@@ -210,7 +210,6 @@ def simulate(
         sigmas=problem_cfg.test_sigmas,
         n=n,
         n_singular=train.n_singular,
-        balance=train.balance and train.balance_every == 1,
         activation=model.activation,
         prec=train.precision,
     )
@@ -234,17 +233,7 @@ def simulate(
         # Log point 0 is the initial state. The predicate is the same for every run, so
         # under vmap this stays a real branch, and the metrics are compiled only once.
         state = jax.lax.cond(i > 0, lambda s: advance(s, data, hp), lambda s: s, state)
-        metrics = measure(state.params)
-        if train.balance and train.balance_every > 1 and model.activation == "linear":
-            # also a real branch under vmap: the predicate is the same for every run
-            balance = jax.lax.cond(
-                train.balance_due(i),
-                lambda p: balancedness(p, train.precision),
-                lambda p: jnp.full((), jnp.nan, dt),
-                state.params,
-            )
-            metrics = metrics._replace(balance=balance)
-        return state, metrics
+        return state, measure(state.params, balance=train.balance_due(i))
 
     state, metrics = jax.lax.scan(log_point, state, jnp.arange(train.n_logs))
     return Run(state.params, metrics, state.diverged, state.diverged_at)
