@@ -133,6 +133,14 @@ def test_summary_plot_info(runs, capsys, monkeypatch):
     assert len(pngs) == 4 and all(p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
     assert cli.main(["plot", str(results), "--x", "lr"]) == 2
     assert "'lr' is not a grid axis" in capsys.readouterr().err
+    # -o as a file name: written there, the format from its suffix; a clash with --format is an error
+    assert cli.main(["plot", str(results), "--kind", "noise", "-o", str(d / "new" / "mine.pdf")]) == 0
+    assert (d / "new" / "mine.pdf").read_bytes()[:4] == b"%PDF" and f"wrote {d / 'new' / 'mine.pdf'}" in capsys.readouterr().out
+    assert cli.main(["plot", str(results), "-o", str(d / "x.svg"), "--format", "png"]) == 2
+    assert "is a .svg file but --format is png" in capsys.readouterr().err and not (d / "x.svg").exists()
+    (d / "notes").write_text("a file")
+    assert cli.main(["plot", str(results), "-o", str(d / "notes")]) == 2
+    assert "existing file without an image suffix" in capsys.readouterr().err
 
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out

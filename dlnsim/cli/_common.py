@@ -14,6 +14,7 @@ CACHE_ENV = "DLNSIM_COMPILE_CACHE"
 # which amplifies noise (D1, D4); large weight decay biases E and finally collapses it to 0.
 SWEEP_METRIC = "noise_err"
 PLOT_KINDS = ("heatmap", "curves", "offsubspace", "noise")
+IMAGE_FORMATS = ("png", "svg", "pdf")
 # `dlnsim plot --kind` -> function of dlnsim.plotting (all take (ds, ..., path)).
 PLOT_FUNCS = {
     "heatmap": "phase_diagram",

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dlnsim.cli._common import CACHE_ENV, PLOT_FUNCS, SWEEP_METRIC, Fail, error, setup_jax
+from dlnsim.cli._common import CACHE_ENV, IMAGE_FORMATS, PLOT_FUNCS, SWEEP_METRIC, Fail, error, setup_jax
 from dlnsim.cli.progress import Reporter
 
 
@@ -198,12 +199,29 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot_target(args: argparse.Namespace) -> Callable[[str], Path]:
+    """Where a picture goes: ``-o`` as a file name (with an image suffix), else a
+    directory (default: next to RESULTS) with the file named from ``name``."""
+    out = Path(args.output) if args.output else None
+    if out is not None and out.suffix.lower().lstrip(".") in IMAGE_FORMATS:
+        fmt = out.suffix.lower().lstrip(".")
+        if args.format not in (None, fmt):
+            raise Fail(f"-o {out} is a .{fmt} file but --format is {args.format}; give one of them, or the same")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return lambda name: out
+    outdir = out or Path(args.results).parent
+    if outdir.is_file():
+        raise Fail(f"-o {outdir}: an existing file without an image suffix; give a directory or a name ending "
+                   f"{', '.join('.' + f for f in IMAGE_FORMATS)}")
+    outdir.mkdir(parents=True, exist_ok=True)
+    return lambda name: outdir / f"{name}.{args.format or 'png'}"
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     ds = _open(args.results)
     plotting = _plotting()
     func = getattr(plotting, PLOT_FUNCS[args.kind])
-    outdir = Path(args.output_dir) if args.output_dir else Path(args.results).parent
-    outdir.mkdir(parents=True, exist_ok=True)
+    target = _plot_target(args)
     stem = Path(args.results).stem
     try:
         if args.kind == "heatmap":
@@ -211,12 +229,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
             x, y = _pick_axes(ds, args.x, args.y)
             sigma = float(ds["sigma"].max()) if args.sigma is None else args.sigma
             select = {"sigma": sigma} if metric == "noise_err" else None
-            written = func(ds, x, y, metric, outdir / f"{stem}_{metric}_{y}_{x}.{args.format}", select=select)
+            written = func(ds, x, y, metric, target(f"{stem}_{metric}_{y}_{x}"), select=select)
         elif args.kind == "curves":
             metric = args.metric or "on_err"
-            written = func(ds, outdir / f"{stem}_curves_{metric}.{args.format}", metric=metric)
+            written = func(ds, target(f"{stem}_curves_{metric}"), metric=metric)
         else:
-            written = func(ds, outdir / f"{stem}_{args.kind}.{args.format}")
+            written = func(ds, target(f"{stem}_{args.kind}"))
     except (KeyError, ValueError) as e:  # an unknown metric or axis, named by plotting
         raise Fail(f"cannot plot {args.kind}: {str(e).strip(chr(39))}") from None
     print(f"wrote {written}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dlnsim.cli._common import CACHE_ENV, DEFAULT_OUT, PLOT_KINDS, SWEEP_METRIC
+from dlnsim.cli._common import CACHE_ENV, DEFAULT_OUT, IMAGE_FORMATS, PLOT_KINDS, SWEEP_METRIC
 from dlnsim.cli.commands import cmd_info, cmd_merge, cmd_plot, cmd_reproduce, cmd_summary, cmd_sweep
 
 
@@ -115,8 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--sigma", type=float, metavar="S", help="test noise level of a noise_err heatmap (default: the largest)"
     )
-    s.add_argument("--format", choices=("png", "svg", "pdf"), default="png", help="image format (default: png)")
-    s.add_argument("-o", "--output-dir", metavar="DIR", help="where to write (default: next to RESULTS)")
+    s.add_argument(
+        "--format", choices=IMAGE_FORMATS, help="image format (default: png, or the suffix of an -o file name)"
+    )
+    s.add_argument(
+        "-o",
+        "--output",
+        "--output-dir",
+        dest="output",
+        metavar="PATH",
+        help="a file name ending .png, .svg or .pdf, or a directory to write into (default: next to RESULTS; "
+        "the name then comes from RESULTS, the kind, the metric and the axes)",
+    )
     s.set_defaults(func=cmd_plot)
 
     s = sub.add_parser(
