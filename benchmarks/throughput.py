@@ -268,11 +268,13 @@ def _sizes_entry(sz: Sizes, budget: Budget) -> dict:
 
 def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandwidth: float, use_torch: bool,
                torch_dev: str | None, log: Any = print, methods: dict | None = None,
-               save: Any = None) -> dict:
+               logging: dict | None = None, save: Any = None) -> dict:
     """One size: every method, the logging cost and the targets.
 
-    ``methods`` (a dict, filled as each method is measured) and ``save`` (called after each)
-    let the caller keep the figures of a run cut short, such as a GPU check at its time limit.
+    ``methods`` and ``logging`` (dicts, filled as each figure is measured) and ``save``
+    (called after each) let the caller keep the figures of a run cut short, such as a GPU
+    check at its time limit. The figures the targets need come first: the default step,
+    then the cost of logging with every metric; the two other logging variants come last.
     """
     shapes = peers.layer_shapes(sz.d, sz.m, sz.depth, sz.width)
     n_weights = sum(fo * fi for fo, fi in shapes)
@@ -282,6 +284,7 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
     y, x = np.array(problem.y, np.float32), np.array(problem.x, np.float32)
     kw = dict(lr=HPARAMS["lr"], weight_decay=HPARAMS["weight_decay"])
     methods = {} if methods is None else methods
+    logging = {} if logging is None else logging
 
     def record(key: str, entry: dict) -> None:
         """Keeps a method's figures, logs and saves them at once (a run cut short keeps them)."""
@@ -294,6 +297,40 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
 
     log(f"[{name}] dlnsim reduced: {budget.runs} runs x {budget.steps} steps")
     record("dlnsim_reduced", time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=budget.repeats))
+
+    # Logging cost: the reduced run again with metrics at (at least) 20 points instead of
+    # only at the start and the end. A log point costs the same whatever the cadence, so the
+    # cost of one is measured over many (a difference of two noisy timings needs a large
+    # signal) and reported relative to LOG_EVERY = 50 training steps.
+    every = max(1, min(LOG_EVERY, budget.steps // 20))
+    base = methods["dlnsim_reduced"]
+
+    def log_point_cost(what: str, **train: Any) -> tuple[dict, float]:
+        """The run with metrics every ``every`` steps, and the seconds of one log point."""
+        log(f"[{name}] logging cost: reduced path, metrics every {every} steps{what}")
+        run = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=budget.repeats,
+                          **train)
+        return run, max(run["seconds"] - base["seconds"], 0.0) / max(budget.steps // every - 1, 1)
+
+    logged, per_log = log_point_cost("")
+    per_step = max(base["seconds"] - 2 * per_log, 1e-12) / budget.steps
+    logging.update({
+        "log_every": every,
+        "steps": budget.steps,
+        "networks": budget.runs,
+        "seconds_log_at_end": base["seconds"],
+        "seconds_log_every": logged["seconds"],
+        "compile_s": logged["compile_s"],
+        # Measured ratio for this run length, and the overhead of one log every 50 steps on
+        # a long run (per-log cost over 50 steps of training), which is what the target means.
+        "measured_overhead": logged["seconds"] / base["seconds"] - 1.0,
+        "seconds_per_log_point": per_log,
+        "seconds_per_step": per_step,
+        "overhead_every_50_steps": per_log / (LOG_EVERY * per_step),
+    })
+    log(f"[{name}]   logging: one log point = {100 * logging['overhead_every_50_steps']:.0f}% of 50 steps")
+    if save is not None:
+        save()
     default = step_kind(dlnsim.ModelConfig(depth=sz.depth, width=sz.width), dlnsim.TrainConfig(), sz.m, sz.d, sz.s)
     if default == "fused":
         record("dlnsim_fused", _null_entry("the default step here: see dlnsim_reduced"))
@@ -351,45 +388,21 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
         entry["ratio_vs_torch_naive"] = rate / ref if rate is not None and ref else None
         entry["bound_fraction"] = rate / bound if rate is not None else None
 
-    # Logging cost: the reduced run again with metrics at (at least) 20 points instead of
-    # only at the start and the end. A log point costs the same whatever the cadence, so the
-    # cost of one is measured over many (a difference of two noisy timings needs a large
-    # signal) and reported relative to LOG_EVERY = 50 training steps.
-    every = max(1, min(LOG_EVERY, budget.steps // 20))
-    log(f"[{name}] logging cost: reduced path, metrics every {every} steps")
-    logged = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=budget.repeats)
-    log(f"[{name}] logging cost without the balancedness metric (TrainConfig.balance = False)")
-    lean = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=budget.repeats,
-                       balance=False)
-    log(f"[{name}] logging cost with the balancedness at every {BALANCE_EVERY}th log point "
-        f"(TrainConfig.balance_every = {BALANCE_EVERY})")
-    sparse = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=budget.repeats,
-                         balance_every=BALANCE_EVERY)
-    base = methods["dlnsim_reduced"]
-    extra_logs = budget.steps // every - 1
-    per_log, per_log_lean, per_log_sparse = (
-        max(r["seconds"] - base["seconds"], 0.0) / max(extra_logs, 1) for r in (logged, lean, sparse)
-    )
-    per_step = max(base["seconds"] - 2 * per_log, 1e-12) / budget.steps
-    logging = {
-        "log_every": every,
-        "steps": budget.steps,
-        "networks": budget.runs,
-        "seconds_log_at_end": base["seconds"],
-        "seconds_log_every": logged["seconds"],
-        "compile_s": logged["compile_s"],
-        # Measured ratio for this run length, and the overhead of one log every 50 steps on
-        # a long run (per-log cost over 50 steps of training), which is what the target means.
-        "measured_overhead": logged["seconds"] / base["seconds"] - 1.0,
-        "seconds_per_log_point": per_log,
-        "seconds_per_step": per_step,
-        "overhead_every_50_steps": per_log / (LOG_EVERY * per_step),
-        "seconds_log_every_no_balance": lean["seconds"],
-        "overhead_every_50_steps_no_balance": per_log_lean / (LOG_EVERY * per_step),
-        "balance_every": BALANCE_EVERY,
-        "seconds_log_every_balance_every": sparse["seconds"],
-        "overhead_every_50_steps_balance_every": per_log_sparse / (LOG_EVERY * per_step),
-    }
+    # The two other logging variants last: the targets do not need them.
+    for key, what, train in (
+        ("no_balance", " without the balancedness metric (TrainConfig.balance = False)", {"balance": False}),
+        ("balance_every", f" with the balancedness at every {BALANCE_EVERY}th log point "
+                          f"(TrainConfig.balance_every = {BALANCE_EVERY})", {"balance_every": BALANCE_EVERY}),
+    ):
+        run, cost = log_point_cost(what, **train)
+        if key == "balance_every":
+            logging["balance_every"] = BALANCE_EVERY
+        logging[f"seconds_log_every_{key}"] = run["seconds"]
+        logging[f"overhead_every_50_steps_{key}"] = cost / (LOG_EVERY * per_step)
+        log(f"[{name}]   logging, {key.replace('_', ' ')}: one log point = "
+            f"{100 * logging[f'overhead_every_50_steps_{key}']:.0f}% of 50 steps")
+        if save is not None:
+            save()
 
     targets: dict[str, Any] = {}
     for key, goal in TARGETS.get((name, device_class), {}).items():
@@ -575,12 +588,13 @@ def main(argv: list[str] | None = None) -> dict:
         if args.repeats:
             budget = dataclasses.replace(budget, repeats=args.repeats)
         # Until the size is done, its entry holds the methods measured so far (see run_preset).
-        partial = {"sizes": _sizes_entry(SIZES[name], budget), "complete": False, "methods": {}}
+        partial = {"sizes": _sizes_entry(SIZES[name], budget), "complete": False, "methods": {}, "logging": {}}
         result["presets"][name] = partial
         save = (lambda: write_json(args.out, result)) if args.out else None
         result["presets"][name] = run_preset(
             name, SIZES[name], budget, device_class=device_class, bandwidth=result["bandwidth"]["bytes_per_s"],
-            use_torch=use_torch, torch_dev=torch_dev, log=log, methods=partial["methods"], save=save,
+            use_torch=use_torch, torch_dev=torch_dev, log=log, methods=partial["methods"],
+            logging=partial["logging"], save=save,
         )
         if args.out:  # after each size, so an interrupted run keeps what it measured
             write_json(args.out, result)
