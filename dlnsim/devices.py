@@ -100,7 +100,7 @@ def use_cpu_cores(n: int | None = None) -> bool:
     the user chose (``XLA_FLAGS=--xla_force_host_platform_device_count=N`` or
     ``jax_num_cpu_devices``) is kept. ``dlnsim`` commands call this; in a notebook or
     script call it right after the imports. It also sets ``OPENBLAS_NUM_THREADS=1`` unless
-    set (for scipy's OpenBLAS, which XLA's CPU decompositions use, if not yet loaded).
+    set to a value (for scipy's OpenBLAS, which XLA's CPU decompositions use, if not yet loaded).
 
     Returns:
       Whether the count was set (False: too late, the user's choice, or one core).
@@ -119,7 +119,10 @@ def use_cpu_cores(n: int | None = None) -> bool:
     # XLA's LAPACK kernels (scipy's OpenBLAS, loaded at the first decomposition) then run on
     # every device at once; OpenBLAS threads of its own only contend with them (a paper-size
     # log point: 25 ms per network on 2 devices, 18 ms with one OpenBLAS thread, as on one device).
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # An empty value counts as unset, as OpenBLAS reads it (a paper-size log point without the
+    # balancedness measured 7.6-8.1 ms per network with OPENBLAS_NUM_THREADS= against 1.85 ms).
+    if not os.environ.get("OPENBLAS_NUM_THREADS", "").strip():
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
     return True
 
 

@@ -122,6 +122,15 @@ def test_use_cpu_cores_splits_the_cpu_before_jax_starts_only():
         dlnsim.use_cpu_cores(0)
 
 
+def test_use_cpu_cores_limits_openblas_threads_unless_the_user_set_them():
+    code = "import os, dlnsim; dlnsim.use_cpu_cores(2); print(repr(os.environ.get('OPENBLAS_NUM_THREADS')))"
+    env = {k: v for k, v in _cpu_env().items() if k not in ("XLA_FLAGS", "OPENBLAS_NUM_THREADS")}
+    for given, want in ((None, "'1'"), ("", "'1'"), ("3", "'3'")):  # empty is unset, as for OpenBLAS
+        run_env = env if given is None else dict(env, OPENBLAS_NUM_THREADS=given)
+        out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and out.stdout.split() == [want], out.stderr
+
+
 @pytest.mark.parametrize(
     "files,want",
     [
