@@ -285,12 +285,12 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
     kw = dict(lr=HPARAMS["lr"], weight_decay=HPARAMS["weight_decay"])
     methods = {} if methods is None else methods
     logging = {} if logging is None else logging
+    save = save or (lambda: None)
 
     def record(key: str, entry: dict) -> None:
         """Keeps a method's figures, logs and saves them at once (a run cut short keeps them)."""
         methods[key] = entry
-        if save is not None:
-            save()
+        save()
         rate, comp = entry["network_steps_per_s"], entry.get("compile_s")
         log(f"[{name}]   {key}: " + ("-" if rate is None else f"{rate:.4g} network-steps/s")
             + (f", compile {comp:.3g} s" if comp else ""))
@@ -327,10 +327,10 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
         "seconds_per_log_point": per_log,
         "seconds_per_step": per_step,
         "overhead_every_50_steps": per_log / (LOG_EVERY * per_step),
+        "balance_every": BALANCE_EVERY,
     })
     log(f"[{name}]   logging: one log point = {100 * logging['overhead_every_50_steps']:.0f}% of 50 steps")
-    if save is not None:
-        save()
+    save()
     default = step_kind(dlnsim.ModelConfig(depth=sz.depth, width=sz.width), dlnsim.TrainConfig(), sz.m, sz.d, sz.s)
     if default == "fused":
         record("dlnsim_fused", _null_entry("the default step here: see dlnsim_reduced"))
@@ -395,14 +395,11 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
                           f"(TrainConfig.balance_every = {BALANCE_EVERY})", {"balance_every": BALANCE_EVERY}),
     ):
         run, cost = log_point_cost(what, **train)
-        if key == "balance_every":
-            logging["balance_every"] = BALANCE_EVERY
         logging[f"seconds_log_every_{key}"] = run["seconds"]
         logging[f"overhead_every_50_steps_{key}"] = cost / (LOG_EVERY * per_step)
         log(f"[{name}]   logging, {key.replace('_', ' ')}: one log point = "
             f"{100 * logging[f'overhead_every_50_steps_{key}']:.0f}% of 50 steps")
-        if save is not None:
-            save()
+        save()
 
     targets: dict[str, Any] = {}
     for key, goal in TARGETS.get((name, device_class), {}).items():

@@ -119,8 +119,7 @@ def use_cpu_cores(n: int | None = None) -> bool:
     # XLA's LAPACK kernels (scipy's OpenBLAS, loaded at the first decomposition) then run on
     # every device at once; OpenBLAS threads of its own only contend with them (a paper-size
     # log point: 25 ms per network on 2 devices, 18 ms with one OpenBLAS thread, as on one device).
-    # An empty value counts as unset, as OpenBLAS reads it (a paper-size log point without the
-    # balancedness measured 7.6-8.1 ms per network with OPENBLAS_NUM_THREADS= against 1.85 ms).
+    # An empty value counts as unset, as OpenBLAS reads it.
     if not os.environ.get("OPENBLAS_NUM_THREADS", "").strip():
         os.environ["OPENBLAS_NUM_THREADS"] = "1"
     return True

@@ -203,8 +203,8 @@ def _plot_target(args: argparse.Namespace) -> Callable[[str], Path]:
     """Where a picture goes: ``-o`` as a file name (with an image suffix), else a
     directory (default: next to RESULTS) with the file named from ``name``."""
     out = Path(args.output) if args.output else None
-    if out is not None and out.suffix.lower().lstrip(".") in IMAGE_FORMATS:
-        fmt = out.suffix.lower().lstrip(".")
+    fmt = out.suffix.lower().lstrip(".") if out is not None else ""
+    if fmt in IMAGE_FORMATS:
         if args.format not in (None, fmt):
             raise Fail(f"-o {out} is a .{fmt} file but --format is {args.format}; give one of them, or the same")
         out.parent.mkdir(parents=True, exist_ok=True)
