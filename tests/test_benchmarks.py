@@ -30,8 +30,8 @@ METHOD_FIELDS = (
 LOGGING_FIELDS = (
     "log_every", "steps", "networks", "seconds_log_at_end", "seconds_log_every", "measured_overhead",
     "seconds_per_log_point", "seconds_per_step", "overhead_every_50_steps", "seconds_log_every_no_balance",
-    "overhead_every_50_steps_no_balance", "balance_every", "seconds_log_every_balance_every",
-    "overhead_every_50_steps_balance_every",
+    "overhead_every_50_steps_no_balance", "balance_every", "seconds_log_every_balance_all",
+    "overhead_every_50_steps_balance_all",
 )
 
 

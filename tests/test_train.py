@@ -65,7 +65,7 @@ def test_reduced_path_equals_raw_path(dtype, depth, noise):
 def test_balancedness_decays_under_weight_decay():
     """D3: GD with weight decay drives W_{l+1}^T W_{l+1} - W_l W_l^T to zero, about (1-eta lambda)^(2t)."""
     lr, wd = 0.05, 5e-2
-    run = _train(depth=3, steps=8000, log_every=1000, lr=lr, weight_decay=wd)
+    run = _train(depth=3, steps=8000, log_every=1000, lr=lr, weight_decay=wd, balance_every=1)
     bal = np.asarray(run.metrics.balance)
     assert bal[0] > 1e-2
     # Once the fit has settled (step 2000 on), each 1000 steps shrink it by (1 - eta lambda)^2000
@@ -78,7 +78,7 @@ def test_balancedness_decays_under_weight_decay():
 
 def test_balancedness_is_zero_for_one_layer_and_bounded():
     assert float(_train(depth=1).metrics.balance[-1]) == 0.0
-    bal = _train(depth=3).metrics.balance
+    bal = _train(depth=3, balance_every=1).metrics.balance
     assert np.all((bal >= 0) & (bal <= 1))
 
 
@@ -199,7 +199,7 @@ def test_sum_loss_is_mean_loss_with_rescaled_hyperparameters():
 
 
 def test_balance_off_records_nan_and_changes_nothing_else():
-    on = _train(depth=3, steps=100)
+    on = _train(depth=3, steps=100, balance_every=1)
     off = _train(depth=3, steps=100, balance=False)
     assert np.isnan(off.metrics.balance).all() and np.isfinite(on.metrics.balance).all()
     for name in on.metrics._fields:
@@ -213,7 +213,7 @@ def test_balance_off_records_nan_and_changes_nothing_else():
 
 def test_balance_every_k_records_the_same_values_at_its_points_and_nan_between():
     """Log points 0, 3, 6 and the last (7) of 8 carry the every-point values; the rest NaN."""
-    every = _train(depth=3, steps=70, log_every=10)
+    every = _train(depth=3, steps=70, log_every=10, balance_every=1)
     sparse = _train(depth=3, steps=70, log_every=10, balance_every=3)
     due = np.array([TrainConfig(steps=70, log_every=10, balance_every=3).balance_due(i) for i in range(8)])
     np.testing.assert_array_equal(due, [1, 0, 0, 1, 0, 0, 1, 1])
