@@ -12,6 +12,13 @@ these functions take the matrices one at a time, also under ``vmap`` (a loop,
 ``jax.custom_batching.sequential_vmap``), which is no slower there: 512 symmetric (100, 100)
 eigenproblems took 480-580 ms one at a time against 730 ms in one batched call. Other
 backends batch as usual.
+
+Such loops are safe as a chain, not in unbounded numbers side by side: on 2 cores, four
+independent loops of one-matrix QRs in one program hung 3 times in 8 (three: 0 in 8 with
+``dlnsim.use_cpu_cores``, 1 in 6 without). dlnsim's programs have at most three independent
+ones (the problem draw's QRs and whitening eigh, with ``operator = "orthonormal"`` and
+``whiten``; 0 hangs in 36 draws of up to 1024 problems); the metrics' decompositions each
+stack their matrices into one call and depend on each other.
 """
 
 from __future__ import annotations
