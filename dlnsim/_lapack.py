@@ -13,12 +13,13 @@ these functions take the matrices one at a time, also under ``vmap`` (a loop,
 eigenproblems took 480-580 ms one at a time against 730 ms in one batched call. Other
 backends batch as usual.
 
-Such loops are safe as a chain, not in unbounded numbers side by side: on 2 cores, four
-independent loops of one-matrix QRs in one program hung 3 times in 8 (three: 0 in 8 with
-``dlnsim.use_cpu_cores``, 1 in 6 without). dlnsim's programs have at most three independent
-ones (the problem draw's QRs and whitening eigh, with ``operator = "orthonormal"`` and
-``whiten``; 0 hangs in 36 draws of up to 1024 problems); the metrics' decompositions each
-stack their matrices into one call and depend on each other.
+Not every hang is gone: on 2 cores, one jit of four such loops (QRs of 12 (100, 100)
+matrices each) hung 3 times in 8, side by side or chained one after another with an
+``optimization_barrier`` (three side by side: 0 in 8 with ``dlnsim.use_cpu_cores``, 1 in 6
+without; two: 0 in 12). The cause is not known. dlnsim's programs have been seen to hang in
+none of these ways: the problem draw with its most decompositions (``operator =
+"orthonormal"``, ``whiten``) finished in 36 of 36 draws of up to 1024 problems, and the
+metrics' decompositions each stack their matrices into one call.
 """
 
 from __future__ import annotations
