@@ -12,14 +12,6 @@ these functions take the matrices one at a time, also under ``vmap`` (a loop,
 ``jax.custom_batching.sequential_vmap``), which is no slower there: 512 symmetric (100, 100)
 eigenproblems took 480-580 ms one at a time against 730 ms in one batched call. Other
 backends batch as usual.
-
-Not every hang is gone: on 2 cores, one jit of four such loops (QRs of 12 (100, 100)
-matrices each) hung 3 times in 8, side by side or chained one after another with an
-``optimization_barrier`` (three side by side: 0 in 8 with ``dlnsim.use_cpu_cores``, 1 in 6
-without; two: 0 in 12). The cause is not known. dlnsim's programs have been seen to hang in
-none of these ways: the problem draw with its most decompositions (``operator =
-"orthonormal"``, ``whiten``) finished in 36 of 36 draws of up to 1024 problems, and the
-metrics' decompositions each stack their matrices into one call.
 """
 
 from __future__ import annotations
