@@ -144,7 +144,7 @@ class TrainConfig:
         only (log points 0, k, 2k, ... and always the last), NaN at the others (curves
         join the recorded points). 10 (default): every 500 steps at the default
         ``log_every``, which keeps logging under 15% of a run at the paper's sizes
-        (about 24% with it at every log point, on 2 CPU cores); 1: at every log point.
+        (about 23% with it at every log point, on 2 CPU cores); 1: at every log point.
     """
 
     steps: int = 2000
