@@ -7,6 +7,10 @@ Measures network-steps per second (one GD step of one network = one network-step
     the hand-written backward with the rank-r update fused into the decay (``dlnsim.backward``)
   * ``dlnsim_fused``: the same with ``TrainConfig(backward="fused")``, where that is not
     already the default step (null otherwise)
+  * ``dlnsim_blocked``: the same with ``TrainConfig(backward="blocked")``, the block step
+    (run axis last) that is the CPU's default at the small sizes, where that is not already
+    the default step and the networks are small (``dlnsim.blocked.MAX_WIDTH``; null
+    otherwise): on a GPU at the small sizes, a candidate against the fused step
   * ``dlnsim_pallas``: the same with ``TrainConfig(backward="pallas")``, the Pallas kernel
     that keeps each network on chip across steps (``dlnsim.onchip``), on at most 500 steps
     and timed last; GPUs and small networks only (null otherwise, or with the error if the
@@ -72,12 +76,13 @@ import peers  # noqa: E402
 
 import dlnsim  # noqa: E402
 from dlnsim import onchip  # noqa: E402
-from dlnsim.blocked import compiler_options  # noqa: E402
+from dlnsim.backward import FUSE_MAX_COLUMNS  # noqa: E402
+from dlnsim.blocked import MAX_WIDTH, compiler_options  # noqa: E402
 from dlnsim.train import step_kind  # noqa: E402
 
 SCHEMA = "dlnsim-throughput/1"
 METHODS = (
-    "dlnsim_reduced", "dlnsim_fused", "dlnsim_pallas", "dlnsim_autodiff", "dlnsim_raw",
+    "dlnsim_reduced", "dlnsim_fused", "dlnsim_blocked", "dlnsim_pallas", "dlnsim_autodiff", "dlnsim_raw",
     "torch_naive", "torch_tuned", "torch_vmap", "jax_naive",
 )
 TORCH_METHODS = ("torch_naive", "torch_tuned", "torch_vmap")
@@ -295,6 +300,17 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
         log(f"[{name}]   {key}: " + ("-" if rate is None else f"{rate:.4g} network-steps/s")
             + (f", compile {comp:.3g} s" if comp else ""))
 
+    def record_optional(key: str, what: str, steps: int, backward: str) -> None:
+        """Times an opt-in step; its failure (a lowering that differs between jax versions
+        on a GPU) is recorded as a finding and the benchmark goes on."""
+        log(f"[{name}] dlnsim reduced, {what}: {budget.runs} runs x {steps} steps")
+        try:
+            entry = time_dlnsim(sz, budget.runs, steps, data="reduced", repeats=budget.repeats, backward=backward)
+        except Exception as e:
+            log(f"[{name}] {what} failed: {type(e).__name__}: {str(e)[:2000]}")
+            entry = _null_entry(f"failed: {type(e).__name__}: {str(e)[:500]}")
+        record(key, entry)
+
     log(f"[{name}] dlnsim reduced: {budget.runs} runs x {budget.steps} steps")
     record("dlnsim_reduced", time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=budget.repeats))
 
@@ -338,6 +354,12 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
         log(f"[{name}] dlnsim reduced, fused step: {budget.runs} runs x {budget.steps} steps")
         record("dlnsim_fused", time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=budget.repeats,
                                            backward="fused"))
+    if default == "blocked":
+        record("dlnsim_blocked", _null_entry("the default step here: see dlnsim_reduced"))
+    elif max(sz.d, sz.m, sz.width) > MAX_WIDTH or sz.s > FUSE_MAX_COLUMNS:
+        record("dlnsim_blocked", _null_entry(f"small networks only (layers at most {MAX_WIDTH} wide)"))
+    else:  # a GPU at the small sizes: the run-axis-last layout against the default fused step
+        record_optional("dlnsim_blocked", "block step", budget.steps, "blocked")
     log(f"[{name}] dlnsim reduced, autodiff: {budget.runs} runs x {budget.steps} steps")
     record("dlnsim_autodiff", time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=budget.repeats,
                                           backward="autodiff"))
@@ -373,14 +395,7 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
         record("dlnsim_pallas", _null_entry("small networks only: a program holds one network's weights on chip"))
     else:
         # At most 500 steps: the check has a time budget.
-        steps = min(budget.steps, 500)
-        log(f"[{name}] dlnsim reduced, Pallas kernel: {budget.runs} runs x {steps} steps")
-        try:
-            record("dlnsim_pallas", time_dlnsim(sz, budget.runs, steps, data="reduced", repeats=budget.repeats,
-                                                backward="pallas"))
-        except Exception as e:  # Pallas lowering varies between jax versions: a failure is a finding, not the end
-            log(f"[{name}] Pallas kernel failed: {type(e).__name__}: {str(e)[:2000]}")
-            record("dlnsim_pallas", _null_entry(f"failed: {type(e).__name__}: {str(e)[:500]}"))
+        record_optional("dlnsim_pallas", "Pallas kernel", min(budget.steps, 500), "pallas")
 
     ref = methods["torch_naive"]["network_steps_per_s"]
     for entry in methods.values():
