@@ -90,3 +90,19 @@ def test_learning_curves_skip_the_steps_a_metric_was_not_recorded_at(ds, tmp_pat
     for ln in curves:
         np.testing.assert_array_equal(ln.get_xdata(), [0, 60, 120, 180, 200])
         assert np.isfinite(ln.get_ydata()).all()
+
+
+@pytest.mark.parametrize("lr, reached", [(0.05, True), (20.0, False)])
+def test_learning_curves_legend_says_when_no_line_reaches_a_phase(ds, tmp_path, monkeypatch, lr, reached):
+    """At lr = 0.05, depth 2, some lines end Phase I and some reach Phase III (markers drawn);
+    at lr = 20 every run diverges and the legend says neither phase is reached."""
+    figs = []
+    monkeypatch.setattr(plotting.curves, "save", lambda fig, path: figs.append(fig) or tmp_path / "x.png")
+    plotting.learning_curves(ds, metric="on_err", hue="weight_decay", select={"depth": 2, "lr": lr})
+    labels = [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()]
+    phases = [t for t in labels if t.startswith("Phase")]
+    assert len(phases) == 2
+    markers = [ln for ln in figs[0].axes[0].get_lines() if ln.get_marker() in ("o", "s") and len(ln.get_xdata())]
+    assert bool(markers) == reached
+    for text in phases:
+        assert text.endswith(": not reached in 200 steps") != reached, text

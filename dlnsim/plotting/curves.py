@@ -17,6 +17,8 @@ from matplotlib.figure import Figure
 from dlnsim import reduce as _reduce
 from dlnsim.plotting._common import HUE_COLORS, context, default_select, fix, fmt, metric_label, over_seeds, save
 
+MARKERS = {"steps_phase1": "o", "steps_phase3": "s"}  # phase ends marked on learning curves
+
 
 def _hue_axis(ds: xr.Dataset, hue: str | None, prefer: str | None = None) -> str | None:
     runs = [a for a in _reduce.grid_dims(ds) if a != "seed"]
@@ -83,23 +85,28 @@ def learning_curves(
     kept = np.isfinite(sub[metric]).any([d for d in sub[metric].dims if d != "step"]).values
     kept = kept if kept.any() else np.ones_like(kept)
     lines = _lines(sub, hue)
+    drawn: set[str] = set()  # the phases marked on some line
     for label, color, one in lines:
         mid, lo, hi = (v.values[kept] for v in _band(one[metric], one["diverged"]))
         ax.plot(steps[kept], mid, color=color, lw=1.8, label=label)
         ax.fill_between(steps[kept], lo, hi, color=color, alpha=0.2, lw=0)
         runs = _reduce.per_run(one, eps1=eps1, eps3=eps3)
-        for name, marker in (("steps_phase1", "o"), ("steps_phase3", "s")):
+        for name, marker in MARKERS.items():
             if name not in runs:
                 continue
             t = over_seeds(runs[name], runs["diverged"], "median")
             t = float(t) if np.isfinite(t) else None
             if t is not None:
+                drawn.add(name)
                 ax.plot(
                     [t], [np.interp(t, steps[kept], mid)], marker=marker, ms=8, mfc="white", mec=color, mew=2, ls=""
                 )
-    ax.plot([], [], "o", mfc="white", mec="k", ls="", label=f"Phase I end (on_err <= {eps1:g})")
     eps3_txt = "1e-2 x initial" if eps3 is None else f"{eps3:g}"
-    ax.plot([], [], "s", mfc="white", mec="k", ls="", label=f"Phase III reached (off_fro <= {eps3_txt})")
+    for name, text in (("steps_phase1", f"Phase I end (on_err <= {eps1:g})"),
+                       ("steps_phase3", f"Phase III reached (off_fro <= {eps3_txt})")):
+        # A phase no line reaches says so, rather than leaving a marker to look for.
+        suffix = "" if name in drawn else f": not reached in {int(steps[-1])} steps"
+        ax.plot([], [], MARKERS[name], mfc="white", mec="k", ls="", label=text + suffix)
     if metric == "on_err":
         ax.axhline(eps1, color="0.4", ls=":", lw=1)
     vals = sub[metric].values
