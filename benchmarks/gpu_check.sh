@@ -25,7 +25,9 @@
 # Environment knobs: PYTHON (interpreter, default python3), SKIP_INSTALL=1 (use the current
 # environment as is), WHEELS (folder of wheels, default ROOT/.whl), TEST_TIMEOUT (seconds,
 # default 180), TEST_WORKERS (default half the cores, at most 8), BENCH_TIMEOUT (seconds per
-# size; default 180 for the paper sizes, 90 for the small ones). OUTDIR receives 8 files (some remote runners return no more).
+# size; default 180 for the paper sizes, 90 for the small ones), PROBE_AFTER (seconds: the touches
+# probe runs only if the check has taken less, default 400), PROBE_TIMEOUT (default 75).
+# OUTDIR receives 10 files (some remote runners return no more).
 
 set -u
 OUT="${1:?usage: bash benchmarks/gpu_check.sh OUTDIR}"
@@ -110,7 +112,18 @@ for size in paper small; do
   [ $rc != 0 ] && { BENCH_RC=$rc; say "throughput $size failed (rc $rc)"; }
 done
 
-# ---------------------------------------------------------------- 4. summary
+# ---------------------------------------------------------------- 4. probe, if time is left
+# benchmarks/touches.py: steps that fuse each layer's update with the next forward (fewer
+# weight touches, the way to the H100 paper-size target). Last: it must not cost the figures above.
+if [ $(( $(date +%s) - START )) -lt "${PROBE_AFTER:-400}" ]; then
+  say "touches probe (timeout ${PROBE_TIMEOUT:-75} s)"
+  timeout "${PROBE_TIMEOUT:-75}" "$PY" benchmarks/touches.py --out "$OUT/touches.json" >"$OUT/touches.txt" 2>&1 \
+    || say "touches probe stopped (rc $?; what it measured is in touches.json)"
+else
+  say "no time left for the touches probe (PROBE_AFTER=${PROBE_AFTER:-400} s)"
+fi
+
+# ---------------------------------------------------------------- 5. summary
 say "summary"
 {
   echo "== tests (rc $TEST_RC)"; tail -n 1 "$OUT/tests.txt"
@@ -119,6 +132,7 @@ say "summary"
     # The table comes at the end; the figures of a run cut short are in the log, method by method.
     [ -s "$OUT/throughput_$size.txt" ] && cat "$OUT/throughput_$size.txt" || grep -F "[$size]   " "$LOG"
   done
+  [ -s "$OUT/touches.txt" ] && { echo "== touches probe"; cat "$OUT/touches.txt"; }
   echo "== files in $OUT"; ls -1 "$OUT"
   echo "== total $(($(date +%s) - START)) s"
 } | tee "$OUT/summary.txt"

@@ -1,0 +1,62 @@
+"""The touches probe (``benchmarks/touches.py``): its steps that carry the activations
+compute the very GD step of ``dlnsim.backward.gd_step``, and the script writes its JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import touches  # noqa: E402
+
+import dlnsim  # noqa: E402
+from dlnsim.backward import gd_step  # noqa: E402
+from dlnsim.model import init_params  # noqa: E402
+from dlnsim.problem import reduce_data  # noqa: E402
+
+
+@pytest.mark.parametrize("matmul", [touches.matmul_dot, touches.matmul_rows])
+def test_ahead_step_is_the_gd_step(matmul):
+    """float64, 12 steps with a large decay (0.95 per step): the carried activations are the
+    forward pass of the updated weights, and the weights are gd_step's to rounding."""
+    with jax.enable_x64(True):
+        problem = dlnsim.make_problem(dlnsim.ProblemConfig(d=10, m=6, s=3, n_train=12), 0)
+        problem = jax.tree.map(lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+                               problem)
+        data = reduce_data(problem)
+        params = init_params(jax.random.key(3), dlnsim.ModelConfig(depth=4, width=7), 6, 10, dtype="float64")
+        lr, wd, n = jnp.float64(0.05), jnp.float64(1.0), 12
+        ref, ours = params, params
+        hs = touches.forward_all(ours, data.y, matmul)
+        for _ in range(12):
+            loss_ref, ref = gd_step(ref, data.y, data.x, data.c0, n, lr, wd)
+            loss, ours, hs = touches.ahead_step(ours, hs, data.y, data.x, data.c0, n, lr, wd, matmul)
+            np.testing.assert_allclose(loss, loss_ref, rtol=1e-12)
+        for a, b in zip(ours, ref):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * float(jnp.max(jnp.abs(b))))
+        for a, b in zip(hs, touches.forward_all(ref, data.y)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * float(jnp.max(jnp.abs(b))))
+        assert not np.allclose(ref[0], params[0], atol=1e-3)  # the weights did move
+
+
+def test_touches_tiny_writes_json(tmp_path):
+    out = tmp_path / "touches.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "touches.py"), "--tiny", "--out", str(out)],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["bandwidth"]["bytes_per_s"] > 0
+    variants = res["sizes"]["tiny"]["variants"]
+    assert set(variants) == set(touches.VARIANTS)
+    for name, e in variants.items():
+        assert e["network_steps_per_s"] > 0 and e["compile_s"] > 0, name
+        assert e["fusions"] > 0 and e["fraction_of_3_touch_bound"] > 0, name
+        assert e["max_rel_diff_vs_fused"] < 1e-5, name  # float32: the same step
