@@ -172,6 +172,7 @@ BAD = [
     ("empty grid axis", MINIMAL, ["--set", "grid.seed=[]"], "grid.seed"),
     ("empty grid", MINIMAL.split("[grid]")[0] + "[grid]\n[sweep]\n", [], "grid"),
     ("bad chunk size", MINIMAL, ["--chunk-size", "0"], "sweep.chunk_size"),
+    ("bad memory budget", MINIMAL, ["--max-memory", "lots"], "max_memory"),
     ("step too small", MINIMAL, ["--set", 'train.backward="pallas"', "--set", "model.width=100"], "backward"),
     ("no CPU devices", MINIMAL, ["--cpu-devices", "0"], "--cpu-devices"),
 ]
@@ -229,3 +230,24 @@ def test_progress_bar_on_a_terminal():
     rep.close()
     text = stream.getvalue()
     assert "8/8 runs" in text and "net-steps/s" in text and "ETA" in text and "chunk 4/4" in text
+
+
+def test_max_memory_flag_sets_the_chunk_budget(tmp_path):
+    """--max-memory is sweep.max_memory: without a chunk size, a budget of two runs' estimated
+    bytes cuts each of the tiny sweep's two groups (4 runs) into chunks of at most 2 runs."""
+    from dlnsim import devices, grid
+    from dlnsim.cli.commands import _load
+
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL.split("[sweep]")[0])  # no chunk_size
+
+    def load(*extra):
+        return _load(cli.build_parser().parse_args(["sweep", str(path), *extra]))
+
+    assert load("--max-memory", "512MiB").max_memory == "512MiB"
+    assert len(grid.plan(load("--max-memory", "512MiB"))) == 2  # one chunk per group
+    cfg = load()
+    problem_cfg, model = grid.group_configs(cfg, 1)
+    per_run = devices.run_bytes(problem_cfg, model, cfg.train, False)
+    chunks = grid.plan(load("--max-memory", f"{2 * per_run}B"))
+    assert len(chunks) >= 4 and max(len(c.runs) for c in chunks) <= 2

@@ -7,6 +7,7 @@ Handlers print results to stdout (progress to stderr) and raise
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ def _load(args: argparse.Namespace) -> Any:
     overrides = list(args.set or [])
     if args.chunk_size is not None:
         overrides.append(f"sweep.chunk_size={args.chunk_size}")
+    if args.max_memory is not None:
+        overrides.append(f"sweep.max_memory={json.dumps(args.max_memory)}")  # a TOML string
     try:
         return load_config(args.config, overrides) if args.config else default_config(overrides)
     except ConfigError as e:

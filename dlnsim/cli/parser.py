@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk-size", type=int, metavar="N", help="runs per compiled batch (same as --set sweep.chunk_size=N)"
     )
     s.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="memory budget of one compiled batch, e.g. 2GB or 512MiB: the sweep runs in chunks that fit "
+        "(same as --set sweep.max_memory='SIZE'; default: half of an accelerator's memory, 512 MB on a CPU)",
+    )
+    s.add_argument(
         "--shard",
         metavar="I/N",
         help="compute only slice I of N (0-based) of the sweep's chunks, e.g. one job of a SLURM array; "
