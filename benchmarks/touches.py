@@ -6,25 +6,31 @@ update reads and writes it. Issue 5's H100 target at the paper's sizes needs few
 four. This probe times, on the same device and in the same harness, the fused step and
 steps that carry the forward activations ``h_l`` from one step to the next:
 
-  * ``fused``: :func:`dlnsim.backward.gd_step`, as dlnsim runs it.
+  * ``fused``: :func:`dlnsim.backward.gd_step`, the default step on GPUs.
   * ``ahead_dot``: the backward pass first (``W_l^T delta_l``: one read), then bottom-up
     each layer's update ``W_l' = (1 - eta lambda) W_l - delta_l h_{l-1}^T`` followed at once
     by the *next* step's forward product ``h_l' = W_l' h_{l-1}'`` (a matmul), so the
-    activations the next step needs are ready when it starts.
+    activations the next step needs are ready when it starts
+    (:func:`dlnsim.backward.descend_ahead`).
   * ``ahead_rows``: the same with the forward product written as r row reductions over
     the weight's minor axis (r = rank Y data columns): reductions of the same shape as the
     update's elementwise expression, which XLA's GPU compiler can fuse with it into one
     multi-output kernel (update written, forward reduced, the weight read once): three
     touches per step. XLA's CPU compiler does not fuse them (measured slower there).
+  * ``blocked`` and ``blocked_ahead``: the block step (:mod:`dlnsim.blocked`, run axis
+    last; small networks only) plain and with the activations carried; the latter is what
+    dlnsim runs on CPUs at the small sizes since 2026-12-02.
 
-All three compute the same step (SCIENCE.md section 2); the probe reports each variant's
-final weights against ``fused``'s (float32 rounding) and counts the fusions and library
-calls in its compiled program. Nothing here is used by dlnsim: a variant that wins on a
-GPU is the candidate for ``dlnsim.backward`` (issue 5: "measure, profile, keep what helps").
-On 2 AMD EPYC cores (2026-12-02, one device, 128 runs x 30 steps at the paper's sizes)
+All compute the same step (SCIENCE.md section 2); the probe reports each variant's final
+weights against ``fused``'s (float32 rounding) and counts the fusions, dots and library
+calls in its compiled program. A per-network variant that wins on a GPU is the candidate
+for dlnsim's fused step there (issue 5: "measure, profile, keep what helps").
+
+On 2 AMD EPYC cores (2026-12-02, one device): at the paper's sizes (128 runs x 30 steps)
 ``ahead_dot`` ran 1.03x the fused step (1.06x in a prototype's medians of 7 alternating
-calls) and ``ahead_rows`` 0.57x; at the small sizes both 0.86-0.88x (where the CPU default
-is the block step anyway). On a GPU it has not run yet.
+calls) and ``ahead_rows`` 0.57x, so dlnsim's fused step is unchanged; at the small sizes
+(256 runs x 200-1000 steps) ``blocked_ahead`` ran 1.15-1.3x ``blocked`` (the per-network
+variants 0.86-0.88x the fused step). On a GPU it has not run yet.
 
 Usage:
   python benchmarks/touches.py                         # paper and small sizes, this device
@@ -40,7 +46,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -50,12 +56,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput as tp  # noqa: E402
 
 import dlnsim  # noqa: E402
-from dlnsim.backward import _after, _outer, gd_step  # noqa: E402
-from dlnsim.model import Params, init_params, precision  # noqa: E402
-from dlnsim.problem import data_loss, reduce_data  # noqa: E402
+from dlnsim.backward import _outer, descend_ahead, forward_pass, gd_step  # noqa: E402
+from dlnsim import blocked  # noqa: E402
+from dlnsim.model import Params, init_params  # noqa: E402
+from dlnsim.problem import reduce_data  # noqa: E402
 
 Array = jax.Array
-VARIANTS = ("fused", "ahead_dot", "ahead_rows")
+HIGHEST = jax.lax.Precision.HIGHEST
+VARIANTS = ("fused", "ahead_dot", "ahead_rows", "blocked", "blocked_ahead")
+BLOCKED = ("blocked", "blocked_ahead")  # run axis last: small networks only (dlnsim.blocked.MAX_WIDTH)
 # (runs, steps, calls) per (size, device class): calls after the compile, the fastest counts
 BUDGETS = {
     ("paper", "gpu"): (256, 1000, 3), ("small", "gpu"): (4096, 2000, 3),
@@ -64,30 +73,43 @@ BUDGETS = {
 }
 
 
-def matmul_rows(w: Array, h: Array, prec: jax.lax.Precision) -> Array:
-    """``w @ h`` as one reduction over ``w``'s minor axis per column of ``h`` (few columns)."""
-    del prec  # a sum of products in the working dtype: no matrix unit, no TF32
+def matmul_rows(w: Array, h: Array) -> Array:
+    """``w @ h`` as one reduction over ``w``'s minor axis per column of ``h`` (few columns;
+    a sum of products in the working dtype: no matrix unit, no TF32)."""
     return jnp.stack([jnp.sum(w * h[None, :, c], axis=1) for c in range(h.shape[1])], axis=1)
 
 
-def matmul_dot(w: Array, h: Array, prec: jax.lax.Precision) -> Array:
-    return jnp.matmul(w, h, precision=prec)
+def matmul_dot(w: Array, h: Array) -> Array:
+    return jnp.matmul(w, h, precision=HIGHEST)
 
 
-def forward_all(params: Params, y: Array, matmul: Callable = matmul_dot, prec: str = "highest") -> list[Array]:
-    """``[y, W_1 y, W_2 W_1 y, ...]``."""
-    p = precision(prec)
-    hs = [y]
-    for w in params:
-        hs.append(matmul(w, hs[-1], p))
-    return hs
+def _update_outer(w: Array, decay: Array, delta: Array, h: Array) -> Array:
+    return decay * w - _outer(delta, h, HIGHEST)
+
+
+class Layout(NamedTuple):
+    """How a step's products are computed (the arguments of :func:`dlnsim.backward.descend`)."""
+
+    matmul: Callable[[Array, Array], Array]  # (w, h) -> w @ h
+    matmul_t: Callable[[Array, Array], Array]  # (w, h) -> w.T @ h
+    update: Callable[[Array, Array, Array, Array], Array]  # (w, decay, delta, h) -> decay w - delta h^T
+
+
+PER_NETWORK_DOT = Layout(matmul_dot, lambda w, h: matmul_dot(w.T, h), _update_outer)
+PER_NETWORK_ROWS = PER_NETWORK_DOT._replace(matmul=matmul_rows)
+RUN_AXIS_LAST = Layout(blocked.matmul, blocked.matmul_t, blocked._update)  # dlnsim.blocked's step
+
+
+def forward_all(params: Params, y: Array, layout: Layout = PER_NETWORK_DOT) -> list[Array]:
+    """``[y, W_1 y, W_2 W_1 y, ...]`` (:func:`dlnsim.backward.forward_pass`)."""
+    return forward_pass(params, y, layout.matmul)
 
 
 def ahead_step(params: Params, hs: list[Array], y: Array, x: Array, c0: Array, n: int, lr: Array,
-               weight_decay: Array, matmul: Callable = matmul_dot, prec: str = "highest"
-               ) -> tuple[Array, Params, list[Array]]:
+               weight_decay: Array, layout: Layout = PER_NETWORK_DOT) -> tuple[Array, Params, list[Array]]:
     """One GD step given the forward activations of ``params``; returns the new params and
-    their activations (the next step's forward pass, computed as each layer is updated).
+    their activations (:func:`dlnsim.backward.descend_ahead` in the given layout; ``y`` is
+    ``hs[0]``, taken for the signature of the other steps).
 
     Example:
       >>> ws = (jnp.eye(2), 2.0 * jnp.eye(2))
@@ -96,42 +118,42 @@ def ahead_step(params: Params, hs: list[Array], y: Array, x: Array, c0: Array, n
       >>> float(loss), round(float(new[1][0, 0]), 6)  # as dlnsim.backward.gd_step's example
       (1.0, 1.9)
     """
-    p = precision(prec)
-    resid = hs[-1] - x
-    loss = data_loss(resid, c0, n)
-    delta = (lr / n) * resid
-    decay = 1.0 - lr * weight_decay
-    deltas = [delta]  # eta delta_L, ..., eta delta_1 (the backward reads of the old weights)
-    for w in reversed(params[1:]):
-        deltas.append(matmul_dot(w.T, deltas[-1], p))
-    deltas.reverse()
-    new, ahead = [], [y]
-    for i, w in enumerate(params):
-        # The update waits for the backward read of its old weights (in place, as gd_step).
-        w_new = (_after(decay, deltas[i - 1]) if i else decay) * w - _outer(deltas[i], hs[i], p)
-        new.append(w_new)
-        ahead.append(matmul(w_new, ahead[-1], p))
-    return loss, tuple(new), ahead
+    del y
+    return descend_ahead(params, hs, x, c0, n, lr, weight_decay, **layout._asdict())
+
+
+def _scan_ahead(layout: Layout, steps: int, n: int) -> Callable:
+    def run(params, y, x, c0, lr, wd):
+        def body(carry, _):
+            loss, new, hs = ahead_step(*carry, y, x, c0, n, lr, wd, layout)
+            return (new, hs), loss
+        (p, _), losses = jax.lax.scan(body, (params, forward_all(params, y, layout)), None, length=steps)
+        return p, losses
+    return run
+
+
+def _scan_step(step: Callable, steps: int, n: int) -> Callable:
+    def run(params, y, x, c0, lr, wd):
+        def body(p, _):
+            loss, new = step(p, y, x, c0, n, lr, wd)
+            return new, loss
+        return jax.lax.scan(body, params, None, length=steps)
+    return run
 
 
 def trainer(variant: str, data: Any, n: int, steps: int, lr: float, wd: float) -> Callable[[Params], tuple]:
-    """``params -> (final params, data losses)`` after ``steps`` steps of ``variant``."""
-    lr, wd = jnp.float32(lr), jnp.float32(wd)
-    if variant == "fused":
-        def body(p, _):
-            loss, new = gd_step(p, data.y, data.x, data.c0, n, lr, wd)
-            return new, loss
-        return lambda params: jax.lax.scan(body, params, None, length=steps)
-    matmul = {"ahead_dot": matmul_dot, "ahead_rows": matmul_rows}[variant]
-
-    def body_ahead(carry, _):
-        loss, new, hs = ahead_step(*carry, data.y, data.x, data.c0, n, lr, wd, matmul)
-        return (new, hs), loss
-
-    def run(params):
-        (p, _), losses = jax.lax.scan(body_ahead, (params, forward_all(params, data.y, matmul)), None, length=steps)
-        return p, losses
-    return run
+    """``params -> (final params, data losses)`` of one network after ``steps`` steps of
+    ``variant`` (the ``blocked*`` ones take the run-axis-last layout under ``vmap``)."""
+    run = {
+        "fused": lambda: _scan_step(gd_step, steps, n),
+        "ahead_dot": lambda: _scan_ahead(PER_NETWORK_DOT, steps, n),
+        "ahead_rows": lambda: _scan_ahead(PER_NETWORK_ROWS, steps, n),
+        "blocked": lambda: blocked.run_axis_last(_scan_step(blocked.gd_step_block, steps, n)),
+        "blocked_ahead": lambda: blocked.run_axis_last(_scan_ahead(RUN_AXIS_LAST, steps, n)),
+    }[variant]()
+    # Data and step sizes are arguments, so that the run-axis-last variants see them with a run axis.
+    args = (data.y, data.x, data.c0, jnp.asarray(lr, data.y.dtype), jnp.asarray(wd, data.y.dtype))
+    return lambda params: run(params, *args)
 
 
 def hlo_counts(text: str) -> dict[str, int]:
@@ -147,7 +169,8 @@ def measure(variant: str, sz: tp.Sizes, runs: int, steps: int, calls: int) -> tu
     model = dlnsim.ModelConfig(depth=sz.depth, width=sz.width)
     keys = jax.random.split(jax.random.key(1), runs)
     params = jax.vmap(lambda k: init_params(k, model, sz.m, sz.d))(keys)
-    fn = jax.jit(jax.vmap(trainer(variant, data, sz.n_train, steps, tp.HPARAMS["lr"], tp.HPARAMS["weight_decay"])))
+    fn = jax.jit(jax.vmap(trainer(variant, data, sz.n_train, steps, tp.HPARAMS["lr"], tp.HPARAMS["weight_decay"])),
+                 compiler_options=blocked.compiler_options())  # as dlnsim compiles (512-bit vectors on CPUs)
     t0 = time.perf_counter()
     compiled = fn.lower(params).compile()
     compile_s = time.perf_counter() - t0
@@ -170,6 +193,9 @@ def run_size(name: str, runs: int, steps: int, calls: int, bandwidth: float, res
     result.update({"sizes": vars(sz), "weight_bytes_per_network": weight_bytes, "variants": {}})
     ref = None
     for v in VARIANTS:
+        if v in BLOCKED and max(sz.d, sz.m, sz.width) > blocked.MAX_WIDTH:
+            result["variants"][v] = {"error": f"not run: layers wider than {blocked.MAX_WIDTH} (dlnsim.blocked.MAX_WIDTH)"}
+            continue
         try:
             entry, (params, losses) = measure(v, sz, runs, steps, calls)
         except Exception as e:  # a variant a compiler refuses is a finding

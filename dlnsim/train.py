@@ -18,7 +18,7 @@ import optax
 
 from dlnsim import onchip, theory
 from dlnsim.backward import FUSE_MAX_COLUMNS, gd_step
-from dlnsim.blocked import MAX_WIDTH, compiler_options, gd_step_block, run_axis_last
+from dlnsim.blocked import MAX_WIDTH, compiler_options, forward_block, gd_step_block_ahead, run_axis_last
 from dlnsim.config import ModelConfig, ProblemConfig, TrainConfig
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics, compute_metrics
@@ -68,8 +68,8 @@ def uses_raw_data(model: ModelConfig, train: TrainConfig) -> bool:
 
 
 def step_kind(model: ModelConfig, train: TrainConfig, m: int, d: int, columns: int) -> str:
-    """How a step is computed: ``"blocked"`` (:func:`dlnsim.blocked.gd_step_block` on a
-    block of runs), ``"fused"`` (:func:`dlnsim.backward.gd_step`), ``"pallas"`` (the block
+    """How a step is computed: ``"blocked"`` (:func:`dlnsim.blocked.gd_step_block_ahead` on
+    a block of runs, activations carried from step to step), ``"fused"`` (:func:`dlnsim.backward.gd_step`), ``"pallas"`` (the block
     step in a Pallas kernel, :mod:`dlnsim.onchip`; only when asked for, and only for
     layers and data of at most :data:`dlnsim.onchip.MAX_SIZE`, else ``ValueError``) or
     ``"autodiff"``.
@@ -114,22 +114,39 @@ def _data_loss(params: Params, data: Data, n: int, activation: str, prec: str) -
     return data_loss(forward(params, data.y, activation, prec) - data.x, data.c0, n)
 
 
+def _frozen(state: TrainState, loss: Array, cap: float) -> tuple[Array, Array]:
+    """``(bad, frozen)``: this step's data loss (before it) is not finite or exceeds ``cap``
+    times the initial loss; the run is frozen from then on (a result, never an exception)."""
+    bad = ~jnp.isfinite(loss) | (loss > cap * state.loss0)
+    return bad, state.diverged | bad
+
+
+def _next_state(state: TrainState, bad: Array, frozen: Array, params: Params, opt_state: Any) -> TrainState:
+    """The state after a step, given its (already frozen-selected) params and optimiser state."""
+    return TrainState(
+        step=state.step + 1,
+        params=params,
+        opt_state=opt_state,
+        diverged=frozen,
+        diverged_at=jnp.where(bad & ~state.diverged, state.step, state.diverged_at),
+        loss0=state.loss0,
+    )
+
+
 def make_step(model: ModelConfig, train: TrainConfig, n: int, kind: str):
     """One pure training step ``step(state, data, hp) -> state``.
 
     Gradient descent follows SCIENCE.md section 2 exactly:
-    ``W_l <- (1 - eta lambda) W_l - eta grad_l F_data``. A run whose data loss is not
-    finite or exceeds ``divergence_cap`` times its initial loss is frozen and flagged
-    (a result, never an exception). ``kind`` is a :func:`step_kind`; for ``"blocked"``
-    every array has a trailing run axis (the freezing below broadcasts over it).
+    ``W_l <- (1 - eta lambda) W_l - eta grad_l F_data``; diverging runs are frozen
+    (:func:`_frozen`). ``kind`` is a :func:`step_kind` other than ``"blocked"``
+    (:func:`make_block_step`).
     """
     value_and_grad = jax.value_and_grad(_data_loss)
 
     def update(params: Params, opt_state: Any, data: Data, hp: HParams) -> tuple[Array, Params, Any]:
         """(data loss before the step, new params, new optimiser state)."""
-        if kind in ("blocked", "pallas"):
-            gd = gd_step_block if kind == "blocked" else onchip.gd_step
-            loss, new = gd(params, data.y, data.x, data.c0, n, hp.lr, hp.weight_decay)
+        if kind == "pallas":
+            loss, new = onchip.gd_step(params, data.y, data.x, data.c0, n, hp.lr, hp.weight_decay)
             return loss, new, opt_state
         if kind == "fused":
             loss, new = gd_step(params, data.y, data.x, data.c0, n, hp.lr, hp.weight_decay, train.precision)
@@ -145,18 +162,31 @@ def make_step(model: ModelConfig, train: TrainConfig, n: int, kind: str):
 
     def step(state: TrainState, data: Data, hp: HParams) -> TrainState:
         loss, new_params, new_opt = update(state.params, state.opt_state, data, hp)
-        bad = ~jnp.isfinite(loss) | (loss > train.divergence_cap * state.loss0)
-        frozen = state.diverged | bad
+        bad, frozen = _frozen(state, loss, train.divergence_cap)
         # The select fuses into the update kernel: freezing costs no extra pass over weights.
         keep = lambda new, old: jnp.where(frozen, old, new)  # noqa: E731
-        return TrainState(
-            step=state.step + 1,
-            params=jax.tree.map(keep, new_params, state.params),
-            opt_state=jax.tree.map(keep, new_opt, state.opt_state),
-            diverged=frozen,
-            diverged_at=jnp.where(bad & ~state.diverged, state.step, state.diverged_at),
-            loss0=state.loss0,
+        return _next_state(
+            state, bad, frozen, jax.tree.map(keep, new_params, state.params), jax.tree.map(keep, new_opt, state.opt_state)
         )
+
+    return step
+
+
+def make_block_step(train: TrainConfig, n: int):
+    """The block step (:mod:`dlnsim.blocked`, every array with a trailing run axis) that
+    carries the activations: ``step((state, hs), data, hp) -> (state, hs)``, where ``hs``
+    is the forward pass of ``state.params`` (:func:`dlnsim.blocked.forward_block`), so each
+    step also computes the next one's (:func:`dlnsim.backward.descend_ahead`). A frozen
+    run keeps its activations with its weights."""
+
+    def step(carry: tuple[TrainState, list[Array]], data: Data, hp: HParams) -> tuple[TrainState, list[Array]]:
+        state, hs = carry
+        bad, frozen = _frozen(state, data_loss(hs[-1] - data.x, data.c0, n), train.divergence_cap)
+        _, new, hs = gd_step_block_ahead(
+            state.params, hs, data.x, data.c0, n, hp.lr, hp.weight_decay,
+            keep=lambda new, old: jnp.where(frozen, old, new),  # a frozen run's activations are its own
+        )
+        return _next_state(state, bad, frozen, new, state.opt_state), hs
 
     return step
 
@@ -216,6 +246,12 @@ def simulate(
 
     def steps_of(kind: str) -> Callable[[TrainState, Data, HParams], TrainState]:
         """``log_every`` steps of the given :func:`step_kind`."""
+        if kind == "blocked":  # the activations are carried across the steps (one more forward pass)
+            block_step = make_block_step(train, n)
+            return lambda state, data, hp: jax.lax.scan(
+                lambda c, _: (block_step(c, data, hp), None),
+                (state, forward_block(state.params, data.y)), None, length=train.log_every,
+            )[0][0]
         step = make_step(model, train, n, kind)
         return lambda state, data, hp: jax.lax.scan(
             lambda s, _: (step(s, data, hp), None), state, None, length=train.log_every
