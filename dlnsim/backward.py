@@ -85,7 +85,7 @@ def descend(
     for i in reversed(range(len(params))):
         w = params[i]
         below = matmul_t(w, delta) if i else None
-        new[i] = update(w, _after(decay, below) if ordered and i else decay, delta, hs[i])
+        new[i] = update(w, _after(decay, below, jnp.ndim(decay)) if ordered and i else decay, delta, hs[i])
         delta = below
     return loss, tuple(new)
 
@@ -107,9 +107,10 @@ def descend_ahead(
     returning those of the updated params too: the next step's forward pass.
 
     The backward products come first (they read the old weights); then, first layer to
-    last, each layer is updated and at once multiplied into the next step's activations,
-    while its new weights are fresh in cache: the next step starts with its forward pass
-    done. The same arithmetic as :func:`descend` (tests: to float64 rounding). The sweep's
+    last, each layer is updated and multiplied into the next step's activations while its
+    new weights are fresh in cache (one layer behind: ``h_l'`` waits for the update that
+    reads ``h_l``, so it is written in place), and the next step starts with its forward
+    pass done. The same arithmetic as :func:`descend` (tests: to float64 rounding). The sweep's
     block step (:func:`dlnsim.blocked.gd_step_block_ahead`) ran 1.16-1.33x faster this way
     at the small sizes on 2 CPU cores; the per-network fused step gained 1.03-1.06x at the
     paper's sizes and is left as it is (``benchmarks/touches.py``, 2026-12-02).
@@ -130,31 +131,35 @@ def descend_ahead(
     for w in reversed(params[1:]):
         deltas.append(matmul_t(w, deltas[-1]))
     deltas.reverse()
+    runs = jnp.ndim(decay)  # 1 on a block of runs (trailing run axis), else 0
     new, ahead = [], [hs[0]]
     for i, w in enumerate(params):
         # Each update waits for the backward read of its old weights, so it is in place.
-        w_new = update(w, _after(decay, deltas[i - 1]) if i else decay, deltas[i], hs[i])
+        w_new = update(w, _after(decay, deltas[i - 1], runs) if i else decay, deltas[i], hs[i])
         new.append(w_new if keep is None else keep(w_new, w))
-        ahead.append(matmul(new[-1], ahead[-1]))
+        if i:  # h_i' after the update that reads h_i, so h_i' takes h_i's buffer (no copy)
+            ahead.append(matmul(new[i - 1], _after(ahead[-1], new[i], runs)))
+    ahead.append(matmul(new[-1], ahead[-1]))
     return loss, tuple(new), ahead
 
 
-def _after(decay: Array, below: Array) -> Array:
-    """``decay``, made to depend on ``below`` (``W_l^T delta_l``, the other read of ``W_l``).
+def _after(value: Array, other: Array, runs: int = 0) -> Array:
+    """``value``, made to depend on ``other``: plus 0 times one element of ``other`` per run
+    (``runs`` trailing run axes, kept).
 
     Inside the ``lax.scan`` over steps each new ``W_l`` is written into the buffer of the
     old one, and the update can only do that in place if it is the last reader of the old
-    weights. The backward product and the update are independent, so XLA copied every
-    layer but the first at the start of each step (an extra read and write of the weights;
-    an optimization barrier does not stop it). Adding ``0 * below`` orders the update after
-    the backward product and the copies go: the block step runs 1.23-1.34x faster at the
-    small sizes and the fused step 1.17x at the paper's sizes (2 Intel Xeon cores), the
-    results bitwise the same. (Where that element of ``below`` is not finite the decay
-    becomes NaN; the layer below is then updated with non-finite values anyway, and the
-    run is flagged diverged at the next step either way.)
+    weights. The backward product ``W_l^T delta_l`` and the update are independent, so XLA
+    copied every layer but the first at the start of each step (an extra read and write of
+    the weights; an optimization barrier does not stop it). Making the decay depend on the
+    backward product orders the update after it and the copies go: the block step runs
+    1.23-1.34x faster at the small sizes and the fused step 1.17x at the paper's sizes (2
+    Intel Xeon cores), the results bitwise the same. :func:`descend_ahead` orders its
+    carried activations the same way. (Where that element of ``other`` is not finite the
+    value becomes NaN for that run; the layer is then updated with non-finite values
+    anyway, and the run is flagged diverged at the next step either way.)
     """
-    lead = below.ndim - jnp.ndim(decay)  # all axes but a trailing run axis
-    return decay + 0.0 * below[(0,) * lead]
+    return value + 0.0 * other[(0,) * (other.ndim - runs)]
 
 
 def gd_step(

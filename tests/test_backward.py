@@ -341,7 +341,8 @@ def test_the_carried_block_step_updates_the_weights_in_place():
     """The sweep's block step (dlnsim.train.make_block_step: activations carried, divergence
     freeze selected before the next forward pass) copies no weight inside its scan. (With the
     freeze selected after the forward pass instead, XLA copied every layer at each step and
-    the block step ran 4x slower.) Only the small (width, r, B) activations may be copied."""
+    the block step ran 4x slower; with each h_l' computed before the update that reads h_l,
+    it copied the activations.) Only the per-run flags (diverged, diverged_at) may be copied."""
     if jax.default_backend() != "cpu":
         pytest.skip("XLA's CPU pipeline is the one checked")
     runs, m, d, n = 8, 10, 20, 40
@@ -361,6 +362,5 @@ def test_the_carried_block_step_updates_the_weights_in_place():
         return jax.lax.scan(lambda c, _: (step(c, data, hp), None), carry, None, length=3)[0][0]
 
     hlo = jax.jit(run, compiler_options=compiler_options()).lower(state).compile().as_text()
-    shapes = {",".join(map(str, w.shape)) for w in params}
-    copies = [c for c in _loop_body_copies(hlo) if re.search(r"\[([\d,]+)\]", c).group(1) in shapes]
+    copies = [c for c in _loop_body_copies(hlo) if re.search(r"= f32\[", c)]
     assert copies == [], copies
