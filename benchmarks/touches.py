@@ -27,8 +27,8 @@ calls in its compiled program. A per-network variant that wins on a GPU is the c
 for dlnsim's fused step there (issue 5: "measure, profile, keep what helps").
 
 On 2 AMD EPYC cores (2026-12-02, one device): at the paper's sizes (128 runs x 30 steps)
-``ahead_dot`` ran 1.03x the fused step (1.06x in a prototype's medians of 7 alternating
-calls) and ``ahead_rows`` 0.57x, so dlnsim's fused step is unchanged; at the small sizes
+``ahead_dot`` ran 0.93-1.06x the fused step in three runs (one a prototype's medians of 7
+alternating calls) and ``ahead_rows`` 0.57x, so dlnsim's fused step is unchanged; at the small sizes
 (256 runs x 200-1000 steps) ``blocked_ahead`` ran 1.15-1.3x ``blocked`` (the per-network
 variants 0.86-0.88x the fused step). On a GPU it has not run yet.
 

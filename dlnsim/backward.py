@@ -112,7 +112,7 @@ def descend_ahead(
     reads ``h_l``, so it is written in place), and the next step starts with its forward
     pass done. The same arithmetic as :func:`descend` (tests: to float64 rounding). The sweep's
     block step (:func:`dlnsim.blocked.gd_step_block_ahead`) ran 1.16-1.33x faster this way
-    at the small sizes on 2 CPU cores; the per-network fused step gained 1.03-1.06x at the
+    at the small sizes on 2 CPU cores; the per-network fused step ran 0.93-1.06x at the
     paper's sizes and is left as it is (``benchmarks/touches.py``, 2026-12-02).
 
     ``keep(new, old)``, if given, picks each layer's weights from its update and its old
