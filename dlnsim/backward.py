@@ -11,6 +11,10 @@ Xeon) it is 2.5x faster than autodiff at the paper's sizes and 2.0x at the small
 (1.03-1.25x and 1.2-1.5x before the update was in place, on an AMD EPYC); on GPUs it also
 removes a weight-sized temporary per layer.
 
+:func:`descend_ahead` is the same step given the forward activations of the weights, which
+it returns for the updated weights too (each step does the next one's forward pass): the
+block step of :mod:`dlnsim.blocked` runs that way.
+
 The step is exactly SCIENCE.md section 2; tests check it against ``jax.grad`` to float64
 rounding.
 """
