@@ -76,9 +76,8 @@ import peers  # noqa: E402
 
 import dlnsim  # noqa: E402
 from dlnsim import onchip  # noqa: E402
-from dlnsim.backward import FUSE_MAX_COLUMNS  # noqa: E402
 from dlnsim.blocked import MAX_WIDTH, compiler_options  # noqa: E402
-from dlnsim.train import step_kind  # noqa: E402
+from dlnsim.train import block_step_fits, step_kind  # noqa: E402
 
 SCHEMA = "dlnsim-throughput/1"
 METHODS = (
@@ -347,7 +346,8 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
     })
     log(f"[{name}]   logging: one log point = {100 * logging['overhead_every_50_steps']:.0f}% of 50 steps")
     save()
-    default = step_kind(dlnsim.ModelConfig(depth=sz.depth, width=sz.width), dlnsim.TrainConfig(), sz.m, sz.d, sz.s)
+    model = dlnsim.ModelConfig(depth=sz.depth, width=sz.width)
+    default = step_kind(model, dlnsim.TrainConfig(), sz.m, sz.d, sz.s)
     if default == "fused":
         record("dlnsim_fused", _null_entry("the default step here: see dlnsim_reduced"))
     else:
@@ -356,7 +356,7 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
                                            backward="fused"))
     if default == "blocked":
         record("dlnsim_blocked", _null_entry("the default step here: see dlnsim_reduced"))
-    elif max(sz.d, sz.m, sz.width) > MAX_WIDTH or sz.s > FUSE_MAX_COLUMNS:
+    elif not block_step_fits(model, sz.m, sz.d, sz.s):
         record("dlnsim_blocked", _null_entry(f"small networks only (layers at most {MAX_WIDTH} wide)"))
     else:  # a GPU at the small sizes: the run-axis-last layout against the default fused step
         record_optional("dlnsim_blocked", "block step", budget.steps, "blocked")

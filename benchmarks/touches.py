@@ -56,15 +56,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput as tp  # noqa: E402
 
 import dlnsim  # noqa: E402
-from dlnsim.backward import _outer, descend_ahead, forward_pass, gd_step  # noqa: E402
+from dlnsim.backward import descend_ahead, forward_pass, gd_step, per_network_products  # noqa: E402
 from dlnsim import blocked  # noqa: E402
 from dlnsim.model import Params, init_params  # noqa: E402
 from dlnsim.problem import reduce_data  # noqa: E402
+from dlnsim.train import block_step_fits  # noqa: E402
 
 Array = jax.Array
-HIGHEST = jax.lax.Precision.HIGHEST
 VARIANTS = ("fused", "ahead_dot", "ahead_rows", "blocked", "blocked_ahead")
-BLOCKED = ("blocked", "blocked_ahead")  # run axis last: small networks only (dlnsim.blocked.MAX_WIDTH)
+BLOCKED = ("blocked", "blocked_ahead")  # run axis last: small networks only (dlnsim.train.block_step_fits)
 # (runs, steps, calls) per (size, device class): calls after the compile, the fastest counts
 BUDGETS = {
     ("paper", "gpu"): (256, 1000, 3), ("small", "gpu"): (4096, 2000, 3),
@@ -79,14 +79,6 @@ def matmul_rows(w: Array, h: Array) -> Array:
     return jnp.stack([jnp.sum(w * h[None, :, c], axis=1) for c in range(h.shape[1])], axis=1)
 
 
-def matmul_dot(w: Array, h: Array) -> Array:
-    return jnp.matmul(w, h, precision=HIGHEST)
-
-
-def _update_outer(w: Array, decay: Array, delta: Array, h: Array) -> Array:
-    return decay * w - _outer(delta, h, HIGHEST)
-
-
 class Layout(NamedTuple):
     """How a step's products are computed (the arguments of :func:`dlnsim.backward.descend`)."""
 
@@ -95,7 +87,7 @@ class Layout(NamedTuple):
     update: Callable[[Array, Array, Array, Array], Array]  # (w, decay, delta, h) -> decay w - delta h^T
 
 
-PER_NETWORK_DOT = Layout(matmul_dot, lambda w, h: matmul_dot(w.T, h), _update_outer)
+PER_NETWORK_DOT = Layout(**per_network_products("highest"))  # dlnsim.backward.gd_step's products
 PER_NETWORK_ROWS = PER_NETWORK_DOT._replace(matmul=matmul_rows)
 RUN_AXIS_LAST = Layout(blocked.matmul, blocked.matmul_t, blocked._update)  # dlnsim.blocked's step
 
@@ -193,8 +185,8 @@ def run_size(name: str, runs: int, steps: int, calls: int, bandwidth: float, res
     result.update({"sizes": vars(sz), "weight_bytes_per_network": weight_bytes, "variants": {}})
     ref = None
     for v in VARIANTS:
-        if v in BLOCKED and max(sz.d, sz.m, sz.width) > blocked.MAX_WIDTH:
-            result["variants"][v] = {"error": f"not run: layers wider than {blocked.MAX_WIDTH} (dlnsim.blocked.MAX_WIDTH)"}
+        if v in BLOCKED and not block_step_fits(dlnsim.ModelConfig(depth=sz.depth, width=sz.width), sz.m, sz.d, sz.s):
+            result["variants"][v] = {"error": "not run: too wide for the block step (dlnsim.train.block_step_fits)"}
             continue
         try:
             entry, (params, losses) = measure(v, sz, runs, steps, calls)

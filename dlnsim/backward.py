@@ -76,9 +76,7 @@ def descend(
     Returns:
       ``(data loss before the step, updated params)``.
     """
-    hs = [y]
-    for w in params:
-        hs.append(matmul(w, hs[-1]))
+    hs = forward_pass(params, y, matmul)
     resid = hs[-1] - x
     loss = data_loss(resid, c0, n)
     # delta_l scaled by eta: the step is W_l <- (1 - eta lambda) W_l - (eta delta_l) h_{l-1}^T,
@@ -188,10 +186,16 @@ def gd_step(
       >>> float(loss), round(float(new[1][0, 0]), 6)  # E = 2 I: loss 1, dF/dW_2 = (E - I) W_1^T = I
       (1.0, 1.9)
     """
+    return descend(params, y, x, c0, n, lr, weight_decay, **per_network_products(prec))
+
+
+def per_network_products(prec: str = "highest") -> dict[str, Callable]:
+    """How :func:`gd_step` computes its products for one network (the ``matmul``,
+    ``matmul_t`` and ``update`` of :func:`descend`): matmuls at ``prec``, the rank-r update
+    fused into the decay (:func:`_outer`)."""
     p = precision(prec)
-    return descend(
-        params, y, x, c0, n, lr, weight_decay,
-        matmul=lambda w, h: jnp.matmul(w, h, precision=p),
-        matmul_t=lambda w, h: jnp.matmul(w.T, h, precision=p),
-        update=lambda w, decay, delta, h: decay * w - _outer(delta, h, p),
-    )
+    return {
+        "matmul": lambda w, h: jnp.matmul(w, h, precision=p),
+        "matmul_t": lambda w, h: jnp.matmul(w.T, h, precision=p),
+        "update": lambda w, decay, delta, h: decay * w - _outer(delta, h, p),
+    }

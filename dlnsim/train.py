@@ -91,8 +91,14 @@ def step_kind(model: ModelConfig, train: TrainConfig, m: int, d: int, columns: i
         )
     if train.backward != "auto":
         return train.backward
-    small = max(m, d, model.width) <= MAX_WIDTH and columns <= FUSE_MAX_COLUMNS
-    return "blocked" if small and jax.default_backend() == "cpu" else "fused"
+    return "blocked" if block_step_fits(model, m, d, columns) and jax.default_backend() == "cpu" else "fused"
+
+
+def block_step_fits(model: ModelConfig, m: int, d: int, columns: int) -> bool:
+    """Small enough for the block step's elementwise products: every layer at most
+    :data:`dlnsim.blocked.MAX_WIDTH` wide, at most :data:`dlnsim.backward.FUSE_MAX_COLUMNS`
+    data columns (where ``"auto"`` takes it on CPUs)."""
+    return max(m, d, model.width) <= MAX_WIDTH and columns <= FUSE_MAX_COLUMNS
 
 
 def data_columns(problem: ProblemConfig, raw: bool, noisy: bool) -> int:
@@ -141,6 +147,8 @@ def make_step(model: ModelConfig, train: TrainConfig, n: int, kind: str):
     (:func:`_frozen`). ``kind`` is a :func:`step_kind` other than ``"blocked"``
     (:func:`make_block_step`).
     """
+    if kind == "blocked":
+        raise ValueError("make_step does not take the block step: use make_block_step")
     value_and_grad = jax.value_and_grad(_data_loss)
 
     def update(params: Params, opt_state: Any, data: Data, hp: HParams) -> tuple[Array, Params, Any]:
@@ -181,6 +189,8 @@ def make_block_step(train: TrainConfig, n: int):
 
     def step(carry: tuple[TrainState, list[Array]], data: Data, hp: HParams) -> tuple[TrainState, list[Array]]:
         state, hs = carry
+        # The freeze is decided before the update, from the loss descend_ahead also forms
+        # (the same expression: XLA computes it once).
         bad, frozen = _frozen(state, data_loss(hs[-1] - data.x, data.c0, n), train.divergence_cap)
         _, new, hs = gd_step_block_ahead(
             state.params, hs, data.x, data.c0, n, hp.lr, hp.weight_decay,

@@ -364,3 +364,10 @@ def test_the_carried_block_step_updates_the_weights_in_place():
     hlo = jax.jit(run, compiler_options=compiler_options()).lower(state).compile().as_text()
     copies = [c for c in _loop_body_copies(hlo) if re.search(r"= f32\[", c)]
     assert copies == [], copies
+
+
+def test_make_step_refuses_the_block_step():
+    """The block step has its own maker (its arrays are run-axis-last); make_step would
+    otherwise fall through to jax.grad on them."""
+    with pytest.raises(ValueError, match="make_block_step"):
+        train_mod.make_step(ModelConfig(depth=2, width=4), TrainConfig(), 10, "blocked")

@@ -23,16 +23,21 @@ from dlnsim.model import init_params  # noqa: E402
 from dlnsim.problem import reduce_data  # noqa: E402
 
 
+def _data64():
+    """The reduced training data (m = 6, d = 10, 3 columns) of a small problem, in float64
+    (call inside ``jax.enable_x64``)."""
+    problem = dlnsim.make_problem(dlnsim.ProblemConfig(d=10, m=6, s=3, n_train=12), 0)
+    problem = jax.tree.map(lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, problem)
+    return reduce_data(problem)
+
+
 @pytest.mark.parametrize("layout", ["PER_NETWORK_DOT", "PER_NETWORK_ROWS"])
 def test_ahead_step_is_the_gd_step(layout):
     """float64, 12 steps with a large decay (0.95 per step): the carried activations are the
     forward pass of the updated weights, and the weights are gd_step's to rounding."""
     layout = getattr(touches, layout)
     with jax.enable_x64(True):
-        problem = dlnsim.make_problem(dlnsim.ProblemConfig(d=10, m=6, s=3, n_train=12), 0)
-        problem = jax.tree.map(lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
-                               problem)
-        data = reduce_data(problem)
+        data = _data64()
         params = init_params(jax.random.key(3), dlnsim.ModelConfig(depth=4, width=7), 6, 10, dtype="float64")
         lr, wd, n = jnp.float64(0.05), jnp.float64(1.0), 12
         ref, ours = params, params
@@ -53,10 +58,7 @@ def test_every_variant_trains_as_the_fused_step(variant):
     """float64, 3 runs x 12 steps under vmap (the run-axis-last variants on one block):
     final weights and every step's loss are the fused step's to rounding."""
     with jax.enable_x64(True):
-        problem = dlnsim.make_problem(dlnsim.ProblemConfig(d=10, m=6, s=3, n_train=12), 0)
-        problem = jax.tree.map(lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
-                               problem)
-        data = reduce_data(problem)
+        data = _data64()
         model = dlnsim.ModelConfig(depth=3, width=7)
         params = jax.vmap(lambda k: init_params(k, model, 6, 10, dtype="float64"))(jax.random.split(jax.random.key(0), 3))
         ref = jax.vmap(touches.trainer("fused", data, 12, 12, 0.05, 1.0))(params)
