@@ -123,25 +123,24 @@ def _sum(products: Array, axis: int) -> Array:
     return functools.reduce(operator.add, parts)
 
 
-def block_layout(size: int, bytes_per_run: int, devices: int = 1, cpu: bool = True) -> tuple[int, int]:
-    """``(blocks, runs per block)`` that cover a batch of ``size`` runs.
+def block_layout(size: int, bytes_per_run: int, cpu: bool = True) -> tuple[int, int]:
+    """``(blocks, runs per block)`` that cover a batch of ``size`` runs (on one device).
 
-    On a CPU each block holds about :data:`BLOCK_BYTES` of working set per device (at least
+    On a CPU each block holds about :data:`BLOCK_BYTES` of working set (at least
     :data:`LANES` runs), and the blocks are as even as whole vectors allow; elsewhere there
-    is one block. Each device's share of a block is a whole number of :data:`LANES`.
+    is one block. A block is a whole number of :data:`LANES`.
 
     Example:
-      >>> block_layout(256, 24_576, devices=2)  # the small sizes: 32 runs per device and block
-      (4, 64)
+      >>> block_layout(128, 24_576)  # the small sizes, one of 2 devices' 128 runs: 32 runs a block
+      (4, 32)
       >>> block_layout(5, 24_576), block_layout(256, 24_576, cpu=False)
       ((1, 8), (1, 256))
     """
-    unit = LANES * devices
     blocks = 1
     if cpu:
-        per_device = max(LANES, BLOCK_BYTES // max(bytes_per_run, 1) // LANES * LANES)
-        blocks = math.ceil(size / (per_device * devices))
-    return blocks, math.ceil(math.ceil(size / blocks) / unit) * unit
+        per_block = max(LANES, BLOCK_BYTES // max(bytes_per_run, 1) // LANES * LANES)
+        blocks = math.ceil(size / per_block)
+    return blocks, math.ceil(math.ceil(size / blocks) / LANES) * LANES
 
 
 def gd_step_block(
@@ -217,8 +216,8 @@ def run_axis_last(fn: Callable, alone: Callable | None = None) -> Callable:
     batch size (results do not depend on the chunk size); ``alone`` spares one network that
     padding (8x the work).
 
-    A block takes every ``blocks``-th run, so that when the batch is split across devices
-    (the sweep shards runs in contiguous slices) each device holds its share of every block.
+    A block takes every ``blocks``-th run. The batch is one device's: the sweep gives each
+    device its own runs (``shard_map``, :func:`dlnsim.grid._train_batch`).
 
     Example:
       >>> g = run_axis_last(lambda a, b: a * b)
@@ -235,20 +234,19 @@ def run_axis_last(fn: Callable, alone: Callable | None = None) -> Callable:
         def one(*leaves):
             if alone is not None:
                 return alone(*jax.tree.unflatten(tree, leaves))
-            out = on_blocks(1, [jnp.asarray(a)[None] for a in leaves], devices=1)
+            out = on_blocks(1, [jnp.asarray(a)[None] for a in leaves])
             return jax.tree.map(lambda a: a[0], out)
 
         @one.def_vmap
         def _batched(axis_size, in_batched, *leaves):
             lead = [a if b else jnp.broadcast_to(a, (axis_size, *jnp.shape(a))) for a, b in zip(leaves, in_batched)]
-            out = on_blocks(axis_size, lead, devices=jax.local_device_count())
+            out = on_blocks(axis_size, lead)
             return out, jax.tree.map(lambda _: True, out)
 
-        def on_blocks(size: int, leaves: list, devices: int) -> object:
-            """``fn`` on ``size`` runs given with a leading run axis (split over up to ``devices``
-            devices); outputs with a leading run axis."""
+        def on_blocks(size: int, leaves: list) -> object:
+            """``fn`` on ``size`` runs given with a leading run axis; outputs with a leading run axis."""
             bytes_per_run = sum(a.size // size * a.dtype.itemsize for a in leaves)
-            blocks, per = block_layout(size, bytes_per_run, devices, jax.default_backend() == "cpu")
+            blocks, per = block_layout(size, bytes_per_run, jax.default_backend() == "cpu")
             pad = blocks * per - size
             if pad:
                 leaves = [jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) for a in leaves]

@@ -1,7 +1,8 @@
 """Placing runs on devices: memory per run, chunk sizing to a budget, sharding the run axis.
 
-Runs are independent, so the run axis is split across all local devices with a
-``NamedSharding`` and the step needs no collectives; results equal those of one device.
+Runs are independent, so the run axis is split across all local devices
+(:func:`run_mesh`; the sweep's ``shard_map`` gives each device its own runs and a program
+with no collectives); results equal those of one device.
 On a CPU, :func:`use_cpu_cores` makes each core a device, so a sweep runs one program per
 core.
 """
@@ -147,7 +148,15 @@ def pad_to_devices(n: int) -> int:
     return n_dev * math.ceil(n / n_dev)
 
 
+RUNS = "runs"  # the mesh axis the run axis is split along
+
+
+def run_mesh() -> Mesh:
+    """All local devices, in one axis :data:`RUNS`."""
+    return Mesh(np.array(jax.local_devices()), (RUNS,))
+
+
 def run_sharding() -> tuple[NamedSharding, NamedSharding]:
     """(split along the run axis, replicated) over all local devices."""
-    mesh = Mesh(np.array(jax.local_devices()), ("runs",))
-    return NamedSharding(mesh, PartitionSpec("runs")), NamedSharding(mesh, PartitionSpec())
+    mesh = run_mesh()
+    return NamedSharding(mesh, PartitionSpec(RUNS)), NamedSharding(mesh, PartitionSpec())

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
+from jax.sharding import PartitionSpec
 
 from dlnsim import devices
 from dlnsim.blocked import compiler_options
@@ -124,7 +125,11 @@ def _train_batch(problems, datas, which, seeds, hp, *, model, train):
     """vmap of one run over the batch: the only vmap over runs in dlnsim.
 
     Run i trains on problem ``which[i]``; unused problem arrays (the raw training set
-    on the reduced path) are never gathered.
+    on the reduced path) are never gathered. Each device trains its own slice of the runs
+    (``shard_map``: the problems are replicated, so its program has no collectives). Left
+    to the compiler's partitioner, the metrics' one-matrix-per-call decompositions (a loop
+    over runs, :mod:`dlnsim._lapack`) were gathered to every device and each device looped
+    over all runs (2 devices, 256 small runs: 12-13 ms per log point, 10-11 ms without).
     """
 
     def one(which, seed, hp):
@@ -133,7 +138,13 @@ def _train_batch(problems, datas, which, seeds, hp, *, model, train):
         run = simulate(problem, hp, init_key(seed), model=model, train=train, data=data)
         return run.metrics, run.diverged, run.diverged_at
 
-    return jax.vmap(one)(which, seeds, hp)
+    split = PartitionSpec(devices.RUNS)
+    # check_vma=False: the custom batching rules inside (the block step, the decompositions'
+    # loops) do not track which values vary across devices; nothing here is reduced across them.
+    per_device = jax.shard_map(
+        jax.vmap(one), mesh=devices.run_mesh(), in_specs=(split, split, split), out_specs=split, check_vma=False
+    )
+    return per_device(which, seeds, hp)
 
 
 @functools.cache

@@ -119,13 +119,12 @@ def test_block_products_sum_every_term(n):
 def test_block_layout():
     for size in (1, 7, 8, 100, 256, 1000):
         for bytes_per_run in (100, 24_576, 10**7):
-            for devices in (1, 2, 4):
-                blocks, per = block_layout(size, bytes_per_run, devices)
-                assert per % (LANES * devices) == 0 and blocks * per >= size  # whole vectors on every device
-                assert (blocks - 1) * per < size  # no block is all padding
-                assert per // devices <= max(LANES, dlnsim.blocked.BLOCK_BYTES // bytes_per_run) + LANES
-                assert block_layout(size, bytes_per_run, devices, cpu=False)[0] == 1
-    assert block_layout(256, 24_576, 2) == (4, 64)  # the small sizes: 32 runs per device and block
+            blocks, per = block_layout(size, bytes_per_run)
+            assert per % LANES == 0 and blocks * per >= size  # whole vectors
+            assert (blocks - 1) * per < size  # no block is all padding
+            assert per <= max(LANES, dlnsim.blocked.BLOCK_BYTES // bytes_per_run) + LANES
+            assert block_layout(size, bytes_per_run, cpu=False)[0] == 1
+    assert block_layout(128, 24_576) == (4, 32)  # the small sizes: 32 runs a block
 
 
 def test_several_blocks_give_each_run_its_own_result(monkeypatch):
@@ -145,7 +144,7 @@ def test_several_blocks_give_each_run_its_own_result(monkeypatch):
     ss = jr.uniform(jr.key(1), (37,), jnp.float32)
     one_block = batched(ws, ss)
     monkeypatch.setattr(dlnsim.blocked, "BLOCK_BYTES", 1)  # LANES runs per block: 5 blocks of 37 runs
-    assert block_layout(37, 4 * (n * n + 1), 1) == (5, 8)
+    assert block_layout(37, 4 * (n * n + 1)) == (5, 8)
     many = batched(ws, ss)
     np.testing.assert_array_equal(many, one_block)
     alone = jnp.stack([run_axis_last(step)(w, s) for w, s in zip(ws[:3], ss[:3])])

@@ -81,6 +81,35 @@ def test_four_devices_equal_one(tmp_path):
         np.testing.assert_allclose(four[name], one[name], rtol=1e-10, err_msg=name)
 
 
+_PROGRAM_ON_TWO_DEVICES = """
+import re, sys, jax, dlnsim
+from dlnsim import grid
+assert jax.local_device_count() == 2
+sys.path.insert(0, %r)
+from test_devices import _cfg
+compiled = []
+real = grid._train_batch_jit()
+def spy(*args, **kw):
+    compiled.append(real.lower(*args, **kw).compile().as_text())
+    return real(*args, **kw)
+grid._train_batch_jit = lambda: spy
+dlnsim.sweep(_cfg(chunk_size=8))
+ops = sorted(set(re.findall(r"= [^ ]+ (all-gather|all-reduce|all-to-all|collective-permute|reduce-scatter)[(-]", compiled[0])))
+print("collectives:", ops)
+sys.exit(1 if ops else 0)
+""" % os.path.dirname(__file__)
+
+
+def test_each_device_trains_its_own_runs_without_collectives(tmp_path):
+    """The sweep's program on 2 devices has no collective: each device trains and measures
+    its own runs. (Left to the partitioner, the metrics' one-matrix-per-call loops were
+    gathered to every device, which then looped over all runs.)"""
+    env = _cpu_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    out = subprocess.run([sys.executable, "-c", _PROGRAM_ON_TWO_DEVICES], env=env, timeout=300, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    assert "collectives: []" in out.stdout
+
+
 _EIGH_ON_TWO_DEVICES = """
 import sys, jax, numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
