@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from dlnsim import _lapack as lapack
 from dlnsim import theory
 from dlnsim.model import Params, end_to_end, exact_matmuls, forward, precision
-from dlnsim.problem import Data, Problem, data_loss
+from dlnsim.problem import Data, Problem, data_loss, test_residual_sq
 
 Array = jax.Array
 
@@ -160,7 +160,8 @@ def compute_metrics(
 
     e2e = end_to_end(params, prec)
     off = e2e - mm(mm(e2e, problem.qb), problem.qb.T)
-    clean_sq = _sq(mm(e2e, problem.y_test) - problem.x_test)
+    on_resid = mm(e2e, problem.b) - problem.u
+    clean_sq = test_residual_sq(on_resid, problem, prec)  # = ||E y_test - x_test||^2
     e2e_sq = _sq(e2e)
     sv, right, off_sq = _spectrum(e2e, off, prec)
     left, _ = lapack.qr(mm(e2e, right[:, :s]))  # basis of the top-s left singular space
@@ -174,7 +175,7 @@ def compute_metrics(
     return Metrics(
         loss_data=loss_data,
         loss_reg=loss_reg,
-        on_err=jnp.sqrt(_sq(mm(e2e, problem.b) - problem.u) / s),
+        on_err=jnp.sqrt(_sq(on_resid) / s),
         off_fro=jnp.sqrt(_sq(off)),
         off_spec=jnp.sqrt(off_sq),
         w1_off_fro=jnp.sqrt(_sq(w1_off)),

@@ -18,14 +18,14 @@ import jax.random as jr
 from dlnsim import _lapack as lapack
 from dlnsim._random import normal
 from dlnsim.config import ProblemConfig
-from dlnsim.model import exact_matmuls
+from dlnsim.model import exact_matmuls, precision
 
 Array = jax.Array
 
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["a", "u", "b", "qb", "x", "y", "x_test", "y_test", "e_test", "train_noise"],
+    data_fields=["a", "u", "b", "qb", "x", "y", "x_test", "y_test", "test_root", "e_test", "train_noise"],
     meta_fields=["cfg", "noise_free"],
 )
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Problem:
     y: Array  # (m, N) training measurements Y = A X + noise
     x_test: Array  # (d, T) fresh test signals
     y_test: Array  # (m, T) their clean measurements A x_test
+    test_root: Array  # (s, min(s, T)) R with Z_test Z_test^T = R R^T (x_test = U Z_test), see test_residual_sq
     e_test: Array  # (m, T) unit-variance Gaussian noise draw for Monte Carlo checks
     train_noise: Array  # () std of the training measurement noise
 
@@ -152,9 +153,11 @@ def _draw(cfg: ProblemConfig, key: Array, train_noise: Array, *, dtype: str, noi
     y = a @ x
     if not noise_free:
         y = y + noise * normal(k_noise, (cfg.m, cfg.n_train), dt)
-    x_test = u @ normal(k_test, (cfg.s, cfg.n_test), dt)
+    z_test = normal(k_test, (cfg.s, cfg.n_test), dt)
+    x_test = u @ z_test
     b = a @ u
     qb, _ = lapack.qr(b)
+    _, r = lapack.qr(z_test.T)  # Z_test^T = Q r, so Z_test Z_test^T = r^T r
     return Problem(
         cfg=cfg,
         noise_free=noise_free,
@@ -166,9 +169,22 @@ def _draw(cfg: ProblemConfig, key: Array, train_noise: Array, *, dtype: str, noi
         y=y,
         x_test=x_test,
         y_test=a @ x_test,
+        test_root=r.T,
         e_test=normal(k_etest, (cfg.m, cfg.n_test), dt),
         train_noise=noise,
     )
+
+
+def test_residual_sq(on_resid: Array, problem: Problem, prec: str = "highest") -> Array:
+    """``||E y_test - x_test||_F^2`` of a linear map E from ``on_resid = E B - U`` (d, s).
+
+    The clean test signals are ``x_test = U Z_test`` and ``y_test = B Z_test``, so the
+    residual is ``(E B - U) Z_test`` and its squared norm ``||(E B - U) R||_F^2`` with
+    ``Z_test Z_test^T = R R^T`` (``Problem.test_root``): d s^2 multiply-adds instead of
+    the d m T of ``E y_test``, and no cancellation (an orthogonal factorisation).
+    """
+    resid = jnp.matmul(on_resid, problem.test_root, precision=precision(prec))
+    return jnp.sum(resid * resid)
 
 
 def data_rank(problem: Problem) -> int:

@@ -105,6 +105,9 @@ def test_metrics_against_direct_computation():
     p_perp = np.eye(12) - qb @ qb.T
     m = jax.tree.map(lambda a: a[-1], run.metrics)
     np.testing.assert_allclose(m.on_err, np.linalg.norm(e2e @ b - u) / np.sqrt(3), rtol=1e-10)
+    x_test = np.asarray(prob.x_test)
+    direct = np.linalg.norm(e2e @ np.asarray(prob.y_test) - x_test) / np.linalg.norm(x_test)
+    np.testing.assert_allclose(m.test_err, direct, rtol=1e-10)
     np.testing.assert_allclose(m.off_fro, np.linalg.norm(e2e @ p_perp), rtol=1e-10)
     np.testing.assert_allclose(m.off_spec, np.linalg.norm(e2e @ p_perp, 2), rtol=1e-10)
     np.testing.assert_allclose(m.sv, np.linalg.svd(e2e, compute_uv=False)[:8], rtol=1e-10)
