@@ -129,7 +129,6 @@ def compute_metrics(
     dt = params[0].dtype
     nan = jnp.full((), jnp.nan, dt)
     s = problem.u.shape[1]
-    loss_data = data_loss(forward(params, data.y, activation, prec) - data.x, data.c0, n)
     loss_reg = 0.5 * weight_decay * sum(_sq(w) for w in params)
     w1_off = params[0] - mm(mm(params[0], problem.qb), problem.qb.T)
     signal_sq = _sq(problem.x_test)
@@ -139,7 +138,7 @@ def compute_metrics(
     if activation != "linear":
         out = forward(params, problem.y_test, activation, prec)
         return Metrics(
-            loss_data=loss_data,
+            loss_data=data_loss(forward(params, data.y, activation, prec) - data.x, data.c0, n),
             loss_reg=loss_reg,
             on_err=nan,
             off_fro=nan,
@@ -159,6 +158,7 @@ def compute_metrics(
         )
 
     e2e = end_to_end(params, prec)
+    loss_data = data_loss(mm(e2e, data.y) - data.x, data.c0, n)  # one (d, m) product, not the layers'
     off = e2e - mm(mm(e2e, problem.qb), problem.qb.T)
     on_resid = mm(e2e, problem.b) - problem.u
     clean_sq = test_residual_sq(on_resid, problem, prec)  # = ||E y_test - x_test||^2
