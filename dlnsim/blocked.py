@@ -61,7 +61,7 @@ from dlnsim.onchip import pow2
 
 Array = jax.Array
 
-LANES = 8  # blocks are padded to a multiple of this per device: whole vectors, the same code for every run
+LANES = 8  # blocks are padded to a multiple of this: whole vectors, the same code for every run
 BLOCK_BYTES = 1024 * 1024  # CPU: working set per device and block (0.5 and 2-4 MiB measured slower)
 MAX_TERMS = 20  # products are summed in pieces of at most this many terms (see above)
 MAX_WIDTH = 64  # widest hidden layer the block step is chosen for by default (CPU only)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from dlnsim import _lapack as lapack
 from dlnsim import theory
 from dlnsim.model import Params, end_to_end, exact_matmuls, forward, precision
-from dlnsim.problem import Data, Problem, data_loss, test_residual_sq
+from dlnsim.problem import Data, Problem, clean_residual_sq, data_loss
 
 Array = jax.Array
 
@@ -161,7 +161,7 @@ def compute_metrics(
     loss_data = data_loss(mm(e2e, data.y) - data.x, data.c0, n)  # one (d, m) product, not the layers'
     off = e2e - mm(mm(e2e, problem.qb), problem.qb.T)
     on_resid = mm(e2e, problem.b) - problem.u
-    clean_sq = test_residual_sq(on_resid, problem, prec)  # = ||E y_test - x_test||^2
+    clean_sq = clean_residual_sq(on_resid, problem, prec)  # = ||E y_test - x_test||^2
     e2e_sq = _sq(e2e)
     sv, right, off_sq = _spectrum(e2e, off, prec)
     left, _ = lapack.qr(mm(e2e, right[:, :s]))  # basis of the top-s left singular space

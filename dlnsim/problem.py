@@ -46,7 +46,7 @@ class Problem:
     y: Array  # (m, N) training measurements Y = A X + noise
     x_test: Array  # (d, T) fresh test signals
     y_test: Array  # (m, T) their clean measurements A x_test
-    test_root: Array  # (s, min(s, T)) R with Z_test Z_test^T = R R^T (x_test = U Z_test), see test_residual_sq
+    test_root: Array  # (s, min(s, T)) R with Z_test Z_test^T = R R^T (x_test = U Z_test), see clean_residual_sq
     e_test: Array  # (m, T) unit-variance Gaussian noise draw for Monte Carlo checks
     train_noise: Array  # () std of the training measurement noise
 
@@ -175,7 +175,7 @@ def _draw(cfg: ProblemConfig, key: Array, train_noise: Array, *, dtype: str, noi
     )
 
 
-def test_residual_sq(on_resid: Array, problem: Problem, prec: str = "highest") -> Array:
+def clean_residual_sq(on_resid: Array, problem: Problem, prec: str = "highest") -> Array:
     """``||E y_test - x_test||_F^2`` of a linear map E from ``on_resid = E B - U`` (d, s).
 
     The clean test signals are ``x_test = U Z_test`` and ``y_test = B Z_test``, so the

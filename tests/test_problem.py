@@ -77,12 +77,12 @@ def test_reduced_data_gives_same_loss_and_gradient(noise, depth):
 
 
 @pytest.mark.parametrize("n_test", [1, 2, 50])
-def test_test_residual_from_the_test_root_is_the_direct_one(n_test):
+def test_clean_residual_from_the_test_root_is_the_direct_one(n_test):
     """``||E y_test - x_test||^2`` from the (s, s) root equals the sum over the T test
     signals, for any map E (also with fewer test signals than s)."""
     pc = ProblemConfig(d=12, m=6, s=3, n_train=20, n_test=n_test)
     prob = dlnsim.make_problem(pc, seed=4, dtype="float64")
     e = np.random.default_rng(0).standard_normal((12, 6))
     direct = np.sum((e @ np.asarray(prob.y_test) - np.asarray(prob.x_test)) ** 2)
-    got = dlnsim.problem.test_residual_sq(jnp.asarray(e) @ prob.b - prob.u, prob)
+    got = dlnsim.problem.clean_residual_sq(jnp.asarray(e) @ prob.b - prob.u, prob)
     assert float(got) == pytest.approx(direct, rel=1e-12)
