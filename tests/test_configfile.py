@@ -93,7 +93,8 @@ BAD = [
     ("unknown section", MINIMAL + "[optimizer]\nkind = 1\n", [], "optimizer", "unknown section"),
     ("top-level key", "steps = 3\n" + MINIMAL, [], "steps", "unknown top-level key"),
     ("unknown key", MINIMAL.replace("[model]", "[model]\ndepht = 3"), [], "model.depht", "unknown key"),
-    ("unknown key override", MINIMAL, ["train.lr=0.1"], "train.lr", "unknown key"),
+    ("unknown key override", MINIMAL, ["train.lr=0.1"], "train.lr", "lr belongs in [hparams] or [grid]"),
+    ("key of another section", MINIMAL.replace("[model]", "[model]\nsteps = 3"), [], "model.steps", "belongs in [train]"),
     ("unknown section override", MINIMAL, ["optim.lr=0.1"], "optim.lr", "unknown key"),
     ("malformed override", MINIMAL, ["train.steps"], "train.steps", "section.key=value"),
     ("wrong type int", MINIMAL, ['problem.d="big"'], "problem.d", 'problem.d = "big"'),
@@ -118,6 +119,12 @@ BAD = [
     ("grid repeats", MINIMAL, ["grid.seed=[1, 1]"], "grid.seed", "repeat"),
     ("not toml", "[problem\n", [], "", "not valid TOML"),
 ]
+
+
+def test_an_unknown_key_names_no_other_section_when_none_has_it():
+    with pytest.raises(ConfigError) as info:
+        load_config_text(MINIMAL, ["train.stepz=3"])
+    assert "belongs" not in str(info.value)
 
 
 @pytest.mark.parametrize("what, text, overrides, key, fragment", BAD, ids=[b[0] for b in BAD])

@@ -83,6 +83,16 @@ seed = [0, 1, 2, 3, 4, 5, 6, 7]
 """
 
 
+def _unknown_key(section: str, key: str) -> ConfigError:
+    """The error for a key its section does not have, naming the sections that do have it
+    (``train.lr``: the step size is a traced number, set in [hparams] or swept in [grid])."""
+    message = f"{section}.{key} is an unknown key: [{section}] allows {', '.join(SCHEMA[section])}"
+    elsewhere = [f"[{s}]" for s in SECTIONS if s != section and key in SCHEMA[s]]
+    if elsewhere:
+        message += f"; {key} belongs in {' or '.join(elsewhere)}"
+    return ConfigError(f"{section}.{key}", message)
+
+
 def _check_structure(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for section, table in doc.items():
@@ -97,10 +107,7 @@ def _check_structure(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             raise ConfigError(section, f"{section} = {show(table)} is invalid: [{section}] must be a table (section)")
         for key, value in table.items():
             if key not in SCHEMA[section]:
-                allowed = ", ".join(SCHEMA[section])
-                raise ConfigError(
-                    f"{section}.{key}", f"{section}.{key} is an unknown key: [{section}] allows {allowed}"
-                )
+                raise _unknown_key(section, key)
             if isinstance(value, dict):
                 raise bad(f"{section}.{key}", value, ALLOWED[SCHEMA[section][key]])
         out[section] = dict(table)
@@ -187,7 +194,7 @@ def _apply_overrides(doc: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             allowed = ", ".join(SECTIONS)
             raise ConfigError(path, f"{path} is an unknown key: sections are {allowed}")
         if key not in SCHEMA[section]:
-            raise ConfigError(path, f"{path} is an unknown key: [{section}] allows {', '.join(SCHEMA[section])}")
+            raise _unknown_key(section, key)
         try:
             value = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
@@ -220,7 +227,7 @@ def load_config_text(text: str, overrides: Iterable[str] = (), *, source: str = 
       >>> load_config_text(DEFAULT_TOML, ["train.lr=0.1"])
       Traceback (most recent call last):
       ...
-      dlnsim.configfile.ConfigError: train.lr is an unknown key: [train] allows steps, log_every, optimizer, loss, dtype, precision, data, backward, divergence_cap, n_singular, balance, balance_every
+      dlnsim.configfile.ConfigError: train.lr is an unknown key: [train] allows steps, log_every, optimizer, loss, dtype, precision, data, backward, divergence_cap, n_singular, balance, balance_every; lr belongs in [hparams] or [grid]
     """
     try:
         doc = tomllib.loads(text)
