@@ -139,6 +139,23 @@ def test_huge_step_diverges_is_flagged_and_frozen():
     np.testing.assert_array_equal(m[2:], m[-1])
 
 
+@pytest.mark.parametrize(
+    "loss, loss0, bad",
+    [(1.0, 1.0, False), (1e6, 1.0, False), (2e6, 1.0, True), (np.nan, 1.0, True), (np.inf, 1.0, True),
+     (np.inf, np.inf, True), (-np.inf, 1.0, True)],
+)
+def test_a_step_is_bad_when_its_loss_is_not_finite_or_over_the_cap(loss, loss0, bad):
+    """The freeze rule (written without is_finite, which the Pallas kernel cannot lower on
+    every jax) flags exactly the non-finite losses and those over cap x the initial loss."""
+    from dlnsim.train import TrainState, _frozen
+
+    state = TrainState(jnp.int32(3), (), (), jnp.bool_(False), jnp.int32(-1), jnp.float64(loss0))
+    is_bad, frozen = _frozen(state, jnp.float64(loss), 1e6)
+    assert bool(is_bad) is bad and bool(frozen) is bad
+    _, frozen = _frozen(state._replace(diverged=jnp.bool_(True)), jnp.float64(1.0), 1e6)
+    assert bool(frozen)  # a frozen run stays frozen
+
+
 @pytest.mark.parametrize("optimizer", ["momentum", "adam", "adamw"])
 def test_optax_optimizers_train(optimizer):
     run = _train(depth=3, lr=0.01, optimizer=optimizer)
