@@ -123,8 +123,8 @@ def _data_loss(params: Params, data: Data, n: int, activation: str, prec: str) -
 def _frozen(state: TrainState, loss: Array, cap: float) -> tuple[Array, Array]:
     """``(bad, frozen)``: this step's data loss (before it) is not finite or exceeds ``cap``
     times the initial loss; the run is frozen from then on (a result, never an exception)."""
-    # abs < inf is isfinite (false for NaN and +-inf); Pallas's Triton lowering before jax
-    # 0.10 has no is_finite, and this runs inside the kernel of backward = "pallas".
+    # abs < inf is isfinite (false for NaN and +-inf); Pallas's Triton lowering in jax 0.6
+    # and 0.7 has no is_finite, and this runs inside the kernel of backward = "pallas".
     bad = ~(jnp.abs(loss) < jnp.inf) | (loss > cap * state.loss0)
     return bad, state.diverged | bad
 
