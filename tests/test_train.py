@@ -7,6 +7,7 @@ import pytest
 
 import dlnsim
 from dlnsim import HParams, ModelConfig, ProblemConfig, TrainConfig
+from dlnsim.train import TrainState, _frozen
 
 SMALL = ProblemConfig(d=24, m=12, s=3, n_train=40, n_test=50)
 # Tolerance table (STYLE.md Tests): float32 ~1e-5 relative, float64 ~1e-10.
@@ -147,8 +148,6 @@ def test_huge_step_diverges_is_flagged_and_frozen():
 def test_a_step_is_bad_when_its_loss_is_not_finite_or_over_the_cap(loss, loss0, bad):
     """The freeze rule (written without is_finite, which the Pallas kernel cannot lower on
     every jax) flags exactly the non-finite losses and those over cap x the initial loss."""
-    from dlnsim.train import TrainState, _frozen
-
     state = TrainState(jnp.int32(3), (), (), jnp.bool_(False), jnp.int32(-1), jnp.float64(loss0))
     is_bad, frozen = _frozen(state, jnp.float64(loss), 1e6)
     assert bool(is_bad) is bad and bool(frozen) is bad
