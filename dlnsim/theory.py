@@ -17,6 +17,16 @@ Array = jax.Array
 
 _BISECT_ITERS = 200  # halves [0, 1] below float64 resolution
 
+# The optimisers (TrainConfig.optimizer) each closed form holds for.
+# D1 needs W_1's update to be (1 - eta lambda) W_1 minus a matrix whose rows lie in range(Y):
+# plain gradient descent only (momentum carries past steps in, Adam rescales elementwise,
+# which moves the data update off range(Y); adamw measured 0.84-0.88 of the D1 rate).
+D1_OPTIMIZERS = ("gd",)
+# The limit E* and the collapse thresholds describe critical points of F. Those are the fixed
+# points of every optimiser whose weight decay is the gradient of F's L2 term; adamw's
+# decoupled decay is not (its fixed points solve "Adam direction + lambda W = 0").
+LIMIT_OPTIMIZERS = ("gd", "momentum", "adam")
+
 
 def _bisect(f, lo: Array, hi: Array) -> Array:
     """Root of ``f`` in [lo, hi] with ``f(lo) <= 0 <= f(hi)`` or the reverse (elementwise)."""

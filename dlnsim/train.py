@@ -239,10 +239,14 @@ def simulate(
     )
 
     problem_cfg = problem.cfg
-    e_star = None
-    if problem_cfg.whiten and problem.noise_free and model.activation == "linear":
+    e_star = None  # the closed-form limit (SCIENCE.md section 3), where it is the limit
+    if problem_cfg.whiten and model.activation == "linear" and train.optimizer in theory.LIMIT_OPTIMIZERS:
         kappa = 1.0 if train.loss == "mean" else float(problem_cfg.n_train)
         e_star = theory.limit_map(problem.b, problem.u, hp.weight_decay, model.depth, kappa)
+        # Only with weight decay (without, E P_perp keeps its initial part, D1) and noise-free
+        # data; a sweep that mixes noise levels traces the noise, so that is decided per run.
+        known = hp.weight_decay > 0 if problem.noise_free else (hp.weight_decay > 0) & (problem.train_noise == 0)
+        e_star = jnp.where(known, e_star, jnp.nan)
     measure = functools.partial(
         compute_metrics,
         problem=problem,

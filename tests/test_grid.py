@@ -120,3 +120,25 @@ def test_sweep_without_grid_axes_is_one_run():
     assert ds.on_err.dims == ("step",) and ds.diverged.dims == ()
     alone = dlnsim.train(dlnsim.make_problem(PROBLEM, 0, dtype="float64"), ModelConfig(depth=3, width=8), TRAIN64, HParams(lr=0.05))
     np.testing.assert_allclose(ds.on_err.values, alone.metrics.on_err, rtol=RTOL64)
+
+
+def test_limit_dist_of_noise_free_runs_survives_noisy_runs_in_the_sweep():
+    """With any noisy run, every problem of a sweep is drawn with a traced noise level; the
+    noise-free runs must still get E* (their own sweep's value), the others and lambda = 0 NaN."""
+    def sweep(noises):
+        return dlnsim.sweep(dlnsim.SweepConfig(
+            problem=dlnsim.ProblemConfig(d=16, m=8, s=2, n_train=20, whiten=True),
+            model=dlnsim.ModelConfig(depth=2, width=12),
+            train=dlnsim.TrainConfig(steps=100, log_every=50, dtype="float64"),
+            hparams={"lr": 0.05},
+            grid={"train_noise": noises, "weight_decay": [0.0, 0.05], "seed": [0]},
+        ))  # fmt: skip
+
+    mixed, clean = sweep([0.0, 0.01]), sweep([0.0])
+    dist = mixed.limit_dist.sel(seed=0)
+    assert np.all(np.isnan(dist.sel(train_noise=0.01))) and np.all(np.isnan(dist.sel(weight_decay=0.0)))
+    # Same runs, trained on min(m, N) columns instead of s: the same gradients (exact reduction).
+    np.testing.assert_allclose(
+        dist.sel(train_noise=0.0, weight_decay=0.05), clean.limit_dist.sel(seed=0, train_noise=0.0, weight_decay=0.05),
+        rtol=1e-10,
+    )

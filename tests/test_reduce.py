@@ -58,18 +58,22 @@ def test_rate_fit_windows_and_floor():
 
 def test_thresholds_on_known_curves():
     ds = _synthetic(lr=(0.05,), wd=(0.0, 0.1))
+    ds["off_fro"] = ds["off_fro"] * np.exp(-ds["step"] / 250.0)  # E P_perp: the layers above W_1 shrink too
     runs = R.per_run(ds)
     assert np.all(runs.steps_phase1.values == 240.0)  # first logged step past 230.3
-    # Relative eps3 = 1e-2 x initial: (1 - 0.005)^t <= 1e-2 from t = 918.7; never without decay.
-    p3 = runs.steps_phase3.values
-    assert np.all(p3[..., 1] == 920.0) and np.all(np.isnan(p3[..., 0]))
-    pred = runs.pred_steps_phase3.values[..., 1]
+    # Relative eps3 = 1e-2 x initial: W_1 P_perp, (1 - 0.005)^t <= 1e-2 from t = 918.7, never
+    # without decay; E P_perp, (1 - 0.005)^t e^(-t/250) <= 1e-2 from t = 511.0, t = 1151.3 without.
+    p3, p3_w1 = runs.steps_phase3.values, runs.steps_phase3_w1.values
+    assert np.all(p3_w1[..., 1] == 920.0) and np.all(np.isnan(p3_w1[..., 0]))
+    assert np.all(p3[..., 1] == 520.0) and np.all(np.isnan(p3[..., 0]))
+    pred = runs.pred_steps_phase3.values[..., 1]  # the D1 time of W_1 P_perp, whatever E P_perp does
     np.testing.assert_allclose(pred, math.log(1e-2) / math.log1p(-0.005), rtol=1e-10)
     assert np.all(np.isinf(runs.pred_steps_phase3.values[..., 0]))
     # Absolute eps3, and a Phase I threshold that is never reached.
-    runs = R.per_run(ds, eps1=1e-9, eps3=5.0 * 0.5)  # seed 0: 5 (1-0.005)^t <= 2.5 from t = 138.3
+    runs = R.per_run(ds, eps1=1e-9, eps3=0.5)  # seed 0: (1-0.005)^t <= 0.5 from t = 138.3
     assert np.all(np.isnan(runs.steps_phase1.values))
-    assert runs.steps_phase3.sel(seed=0).values[0, 1] == 140.0
+    assert runs.steps_phase3_w1.sel(seed=0).values[0, 1] == 140.0
+    assert runs.pred_steps_phase3.sel(seed=0).values[0, 1] == pytest.approx(math.log(0.5) / math.log1p(-0.005))
     red = R.reduce(ds, eps1=1e-9)
     assert np.all(red.steps_phase1.sel(stat="count").values == 0)
 
@@ -131,6 +135,12 @@ def test_real_sweep_d1_ratio_theory_columns_and_table():
     red = dlnsim.reduce(ds)
     # D1 is exact; float32 rounding over 600 steps stays far below 1e-3.
     np.testing.assert_allclose(red.rate_ratio_w1_off.sel(stat="median").values[1:], 1.0, rtol=1e-3)
+    # ... so W_1 P_perp reaches 1% of its start at the first log point past the D1 time
+    # (lambda = 2: 43.7 steps; float32 would have to move it by 2e-2 to change the step).
+    pred = float(red.pred_steps_phase3.sel(stat="median")[2])
+    assert pred == pytest.approx(math.log(1e-2) / math.log1p(-0.1))
+    np.testing.assert_array_equal(red.steps_phase3_w1.sel(stat="q25")[2], 20 * math.ceil(pred / 20))
+    np.testing.assert_array_equal(red.steps_phase3_w1.sel(stat="q75")[2], 20 * math.ceil(pred / 20))
     # L = 2 collapses past c = 1 (c ~ lambda / sigma(B)): lambda = 2 is past it.
     ratio = red.collapse_ratio.sel(stat="median").values
     assert ratio[0] == 0 and 0 < ratio[1] < 1 < ratio[2]
@@ -141,3 +151,21 @@ def test_real_sweep_d1_ratio_theory_columns_and_table():
     lines = table.splitlines()
     assert lines[0].split()[:3] == ["weight_decay", "on_err", "off_fro"] and "c/c*" in lines[0]
     assert len(lines) == 2 + 3 + 4 and all(ln.rstrip().endswith("0/2") for ln in lines[2:5])
+
+
+def test_adamw_sweep_gets_no_d1_or_limit_predictions():
+    """adamw: neither D1 nor the closed-form limit holds (test_train shows both), so the rate,
+    Phase III, limit and collapse predictions are NaN, and so is limit_dist."""
+    cfg = dlnsim.SweepConfig(
+        problem=dlnsim.ProblemConfig(d=16, m=8, s=2, n_train=20, whiten=True),
+        model=dlnsim.ModelConfig(depth=2, width=12),
+        train=dlnsim.TrainConfig(steps=100, log_every=50, optimizer="adamw"),
+        hparams={"lr": 0.01, "weight_decay": 0.05},
+        grid={"seed": [0, 1]},
+    )
+    ds = dlnsim.sweep(cfg)
+    runs = R.per_run(ds)
+    for name in ("pred_rate", "pred_steps_phase3", "pred_on_err_limit", "collapse_ratio", "rate_ratio_w1_off"):
+        assert np.all(np.isnan(runs[name].values)), name
+    assert np.all(np.isnan(ds.limit_dist.values))
+    assert np.all(np.isfinite(runs.rate_w1_off.values))  # the measured rate is still there

@@ -38,6 +38,7 @@ LABELS = {
     "limit_dist": "distance to limit ||E - E*||_F / ||E*||_F",
     "steps_phase1": "steps to Phase I (on_err <= eps1)",
     "steps_phase3": "steps to Phase III (off_fro <= eps3)",
+    "steps_phase3_w1": "steps to Phase III of W_1 (w1_off_fro <= eps3_w1)",
     "rate_ratio_w1_off": "fitted / D1 decay rate of ||W_1 P_perp||",
     "rate_ratio_off": "fitted / D1 decay rate of ||E P_perp||",
 }

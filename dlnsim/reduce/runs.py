@@ -26,7 +26,6 @@ from dlnsim.problem import make_problem, problem_key
 
 EPS3_REL = 1e-2  # default Phase III threshold, relative to the run's initial off_fro
 _FLOOR_EPS = 1e3  # rate fits ignore values below 1e3 * machine eps of their initial value
-_D1_OPTIMIZERS = ("gd", "adamw")  # decoupled decay: D1 holds exactly (SCIENCE.md)
 
 
 def grid_dims(ds: xr.Dataset) -> tuple[str, ...]:
@@ -133,11 +132,13 @@ def _teacher_predictions(ds: xr.Dataset, cfg: SweepConfig | None) -> tuple[np.nd
     ``on_err* = sqrt(mean_i (1 - h_i)^2)`` (exact for whitened, noise-free codes; NaN
     otherwise). ``c / c*`` uses the median ``sigma_i`` and the threshold ``c*(L)`` of
     SCIENCE.md (``kappa = 1`` is exact only for whitened codes). Both NaN where the
-    teacher cannot be redrawn (no config, training noise, ReLU, float64 without x64).
+    teacher cannot be redrawn (no config, training noise, ReLU, float64 without x64) or
+    the optimiser's fixed points are not critical points of F (adamw, see
+    :data:`dlnsim.theory.LIMIT_OPTIMIZERS`).
     """
     shape = ds["diverged"].shape
     on_star, ratio = np.full(shape, np.nan), np.full(shape, np.nan)
-    if cfg is None or cfg.model.activation != "linear":
+    if cfg is None or cfg.model.activation != "linear" or cfg.train.optimizer not in theory.LIMIT_OPTIMIZERS:
         return on_star, ratio
     if cfg.train.dtype == "float64" and not jax.config.jax_enable_x64:
         return on_star, ratio  # float32 draws would be a different teacher
@@ -180,14 +181,20 @@ def per_run(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, win
     - ``steps_phase1``: first logged step with ``on_err <= eps1`` (NaN if never).
     - ``steps_phase3``: first logged step with ``off_fro <= eps3``; ``eps3`` (stored per
       run) defaults to ``1e-2 * off_fro`` at step 0, i.e. a 100-fold decay.
+    - ``steps_phase3_w1``: the same for ``W_1 P_perp``: first logged step with
+      ``w1_off_fro <= eps3_w1`` (default ``1e-2 * w1_off_fro`` at step 0; an absolute
+      ``eps3`` applies to both).
     - ``rate_w1_off`` / ``rate_off``: fitted slope per step of ``log w1_off_fro`` /
       ``log off_fro`` over the window (see :func:`fit_rate`).
-    - ``pred_rate``: ``ln(1 - eta lambda)`` (D1; NaN for optimizers where D1 does not
-      hold: momentum, adam); ``rate_ratio_w1_off`` / ``rate_ratio_off``: fitted / predicted
-      (1 under D1; NaN without weight decay).
+    - ``pred_rate``: ``ln(1 - eta lambda)`` (D1; NaN for the optimizers where D1 does not
+      hold, all but those of :data:`dlnsim.theory.D1_OPTIMIZERS`); ``rate_ratio_w1_off`` /
+      ``rate_ratio_off``: fitted / predicted (1 under D1; NaN without weight decay).
     - ``pred_steps_phase3``: :func:`dlnsim.theory.phase3_steps` from the initial
-      off_fro to ``eps3`` at the D1 rate (``W_1 P_perp`` decays exactly so; ``E P_perp``
-      inherits the rate only asymptotically).
+      ``w1_off_fro`` to ``eps3_w1`` at the D1 rate: ``steps_phase3_w1`` rounded up to the
+      log grid, exactly (D1). ``E P_perp = W_{L:2} W_1 P_perp`` decays at that rate only
+      asymptotically and usually reaches its threshold earlier (the layers above it shrink
+      too; at the default sizes about 0.7 of the D1 time), so for ``steps_phase3`` the
+      prediction is a time scale, not an estimate.
     - ``pred_on_err_limit``, ``collapse_ratio``: see :func:`_teacher_predictions`.
     - ``final_<metric>``: the last logged value of every :class:`dlnsim.Metrics` field.
     - ``diverged``, ``diverged_at``: copied.
@@ -207,15 +214,18 @@ def per_run(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, win
     lr, wd = _full(ds, hparam(ds, "lr", cfg)), _full(ds, hparam(ds, "weight_decay", cfg))
     with np.errstate(invalid="ignore"):
         pred = np.log1p(-lr * wd)
-    if cfg is not None and cfg.train.optimizer not in _D1_OPTIMIZERS:
+    if cfg is not None and cfg.train.optimizer not in theory.D1_OPTIMIZERS:
         pred = np.full_like(pred, np.nan)
     out["pred_rate"] = (dims, pred)
-    if "off_fro" in ds:
-        off = _history(ds, "off_fro")
-        thr = EPS3_REL * off[..., 0] if eps3 is None else np.full(off.shape[:-1], float(eps3))
-        out["eps3"] = (dims, thr)
-        out["steps_phase3"] = (dims, first_step(off, steps, thr))
-        p3 = np.asarray(theory.phase3_steps(off[..., 0], lr, wd, thr), float)
+    for name, suffix in (("off_fro", ""), ("w1_off_fro", "_w1")):
+        if name in ds:
+            hist = _history(ds, name)
+            thr = EPS3_REL * hist[..., 0] if eps3 is None else np.full(hist.shape[:-1], float(eps3))
+            out[f"eps3{suffix}"] = (dims, thr)
+            out[f"steps_phase3{suffix}"] = (dims, first_step(hist, steps, thr))
+    if "w1_off_fro" in ds:
+        w1_0, thr = _history(ds, "w1_off_fro")[..., 0], out["eps3_w1"][1]
+        p3 = np.asarray(theory.phase3_steps(w1_0, lr, wd, thr), float)
         out["pred_steps_phase3"] = (dims, np.where(np.isnan(pred), np.nan, p3))
     for name, short in (("w1_off_fro", "w1_off"), ("off_fro", "off")):
         if name in ds:

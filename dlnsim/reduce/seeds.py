@@ -16,7 +16,7 @@ from dlnsim.reduce.runs import per_run
 
 STATS = ("mean", "std", "median", "q25", "q75", "ci95_lo", "ci95_hi", "count")
 # Prediction columns: deterministic given the run, so never masked for divergence.
-_UNMASKED = ("pred_rate", "pred_steps_phase3", "pred_on_err_limit", "collapse_ratio", "eps3")
+_UNMASKED = ("pred_rate", "pred_steps_phase3", "pred_on_err_limit", "collapse_ratio", "eps3", "eps3_w1")
 
 # Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30 (scipy.stats.t.ppf).
 _T975 = (12.706204736, 4.30265273, 3.182446305, 2.776445105, 2.570581836, 2.446911851, 2.364624252,
@@ -29,7 +29,7 @@ _T975 = (12.706204736, 4.30265273, 3.182446305, 2.776445105, 2.570581836, 2.4469
 def t975(df: Any) -> np.ndarray:
     """Student-t 97.5% quantile (elementwise; NaN for df < 1).
 
-    Table for df <= 30, Cornish-Fisher expansion beyond (error < 1e-6 there).
+    Table for df <= 30, Cornish-Fisher expansion beyond (error < 2e-6 there: 1.75e-6 at df = 31, against scipy).
 
     Example:
       >>> round(float(t975(4)), 3), round(float(t975(1000)), 3)

@@ -19,7 +19,8 @@ def _fmt(v: Any) -> str:
 def summary_table(ds_or_reduced: xr.Dataset, **options: Any) -> str:
     """A fixed-width table: one row per non-seed grid cell, medians over seeds.
 
-    Simulated columns: final ``on_err`` and ``off_fro``, steps to Phase I and III, the
+    Simulated columns: final ``on_err`` and ``off_fro``, steps to Phase I and III (on
+    ``E P_perp``, and on ``W_1 P_perp``, which the D1 prediction is exact for), the
     fitted ``W_1 P_perp`` decay rate over the D1 prediction, diverged/total runs. Theory
     columns (shown where defined): ``on_err*`` (whitened-code limit), predicted Phase III
     steps, ``c/c*`` (weight decay relative to the collapse threshold of the depth, with
@@ -39,6 +40,7 @@ def summary_table(ds_or_reduced: xr.Dataset, **options: Any) -> str:
         ("off_fro", med("final_off_fro")),
         ("steps I", med("steps_phase1")),
         ("steps III", med("steps_phase3")),
+        ("III W1", med("steps_phase3_w1")),
         ("pred III", med("pred_steps_phase3")),
         ("rate/D1", med("rate_ratio_w1_off")),
         ("pred on_err*", med("pred_on_err_limit")),
@@ -65,11 +67,12 @@ def summary_table(ds_or_reduced: xr.Dataset, **options: Any) -> str:
         "medians over seeds, diverged runs excluded (diverged = count / runs)",
         (
             f"steps I: first step with on_err <= {red.attrs.get('eps1')}; "
-            f"steps III: first step with off_fro <= {red.attrs.get('eps3')}"
+            f"steps III: first step with off_fro <= {red.attrs.get('eps3')}; III W1: the same for ||W_1 P_perp||"
         ),
         f"rate/D1: fitted log-slope of ||W_1 P_perp|| ({red.attrs.get('window')}) / ln(1 - lr*wd)",
         (
-            "theory (SCIENCE.md section 3): pred III = D1 decay time, pred on_err* = whitened-code limit, "
+            "theory (SCIENCE.md section 3): pred III = D1 decay time (exact for III W1; off_fro usually gets there sooner), "
+            "pred on_err* = whitened-code limit, "
             "c/c* = wd / (kappa sigma_med(B)^(2/L)) / c*(L), > 1: collapse to E = 0"
         ),
     ]
