@@ -92,13 +92,15 @@ def test_learning_curves_skip_the_steps_a_metric_was_not_recorded_at(ds, tmp_pat
         assert np.isfinite(ln.get_ydata()).all()
 
 
-@pytest.mark.parametrize("lr, reached", [(0.05, True), (20.0, False)])
-def test_learning_curves_legend_says_when_no_line_reaches_a_phase(ds, tmp_path, monkeypatch, lr, reached):
+@pytest.mark.parametrize("wds, eps1, reached", [([0.0, 1e-2, 0.5], 0.1, True), ([0.0], 1e-12, False)])
+def test_learning_curves_legend_says_when_no_line_reaches_a_phase(ds, tmp_path, monkeypatch, wds, eps1, reached):
     """At lr = 0.05, depth 2, some lines end Phase I and some reach Phase III (markers drawn);
-    at lr = 20 every run diverges and the legend says neither phase is reached."""
+    with no weight decay and an unreachable Phase I threshold the legend says neither is reached."""
     figs = []
     monkeypatch.setattr(plotting.curves, "save", lambda fig, path: figs.append(fig) or tmp_path / "x.png")
-    plotting.learning_curves(ds, metric="on_err", hue="weight_decay", select={"depth": 2, "lr": lr})
+    plotting.learning_curves(
+        ds.sel(weight_decay=wds), metric="on_err", hue="weight_decay", select={"depth": 2, "lr": 0.05}, eps1=eps1
+    )
     labels = [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()]
     phases = [t for t in labels if t.startswith("Phase")]
     assert len(phases) == 2
@@ -106,3 +108,25 @@ def test_learning_curves_legend_says_when_no_line_reaches_a_phase(ds, tmp_path, 
     assert bool(markers) == reached
     for text in phases:
         assert text.endswith(": not reached in 200 steps") != reached, text
+
+
+@pytest.mark.parametrize("kind", ["learning_curves", "off_subspace_decay", "noise_curves"])
+def test_a_selection_where_every_run_diverged_is_an_error_not_an_empty_picture(ds, tmp_path, kind):
+    """(A phase diagram shows such cells hatched and marked "diverged": a result.)"""
+    with pytest.raises(ValueError, match=r"nothing to plot: all [46] selected runs diverged"):
+        getattr(plotting, kind)(ds.sel(lr=[20.0]), path=tmp_path / "x.png")
+    assert not list(tmp_path.iterdir())
+
+
+def test_noise_curves_need_two_test_sigmas(ds, tmp_path):
+    with pytest.raises(ValueError, match="at least two test noise levels: the results have sigma = 0.5"):
+        plotting.noise_curves(ds.isel(sigma=[-1]), tmp_path / "x.png")
+
+
+def test_off_subspace_prediction_is_drawn_down_to_the_rounding_floor_only(ds, tmp_path, monkeypatch):
+    """A predicted (1 - 0.75)^200 ~ 1e-120 must not stretch the axis below the float32 floor."""
+    figs = []
+    monkeypatch.setattr(plotting.curves, "save", lambda fig, path: figs.append(fig) or tmp_path / "x.png")
+    fast = ds.sel(lr=0.05).assign_coords(weight_decay=[0.0, 1e-2, 15.0])
+    plotting.off_subspace_decay(fast, select={"depth": 2})
+    assert figs[0].axes[0].get_ylim()[0] > 1e-8

@@ -27,7 +27,7 @@ LABELS = {
     "w1_off_fro": "first-layer off-subspace norm ||W_1 P_perp||_F",
     "e2e_fro": "||E||_F",
     "test_err": "relative test error (clean)",
-    "noise_err": "relative test error (noisy)",
+    "noise_err": "relative test error at test noise sigma",
     "align_left_sin": "sin largest angle, left space vs span(U)",
     "align_left_cos2": "mean cos^2, left space vs span(U)",
     "align_right_sin": "sin largest angle, right space vs range(B)",
@@ -36,9 +36,10 @@ LABELS = {
     "eff_rank": "effective rank of E",
     "balance": "imbalance max_l ||W_{l+1}^T W_{l+1} - W_l W_l^T|| (rel.)",
     "limit_dist": "distance to limit ||E - E*||_F / ||E*||_F",
-    "steps_phase1": "steps to Phase I (on_err <= eps1)",
-    "steps_phase3": "steps to Phase III (off_fro <= eps3)",
-    "steps_phase3_w1": "steps to Phase III of W_1 (w1_off_fro <= eps3_w1)",
+    # per_run's default thresholds, which the phase diagrams use
+    "steps_phase1": "steps to Phase I (on_err <= 0.1)",
+    "steps_phase3": "steps to Phase III (off_fro <= 1e-2 x initial)",
+    "steps_phase3_w1": "steps to Phase III of W_1 (w1_off_fro <= 1e-2 x initial)",
     "rate_ratio_w1_off": "fitted / D1 decay rate of ||W_1 P_perp||",
     "rate_ratio_off": "fitted / D1 decay rate of ||E P_perp||",
 }
@@ -110,6 +111,16 @@ def context(ds: xr.Dataset, fixed: list[str]) -> str:
                 parts.append(f"{name}={fmt(float(_reduce.hparam(ds, name, cfg)))}")
         parts.append(f"{cfg.train.steps} steps")
     return ", ".join(parts + fixed)
+
+
+def require_runs(ds: xr.Dataset) -> None:
+    """Raises ``ValueError`` when every run of ``ds`` (a picture's selection) diverged:
+    their frozen values are not results, and the picture would be empty."""
+    div = ds["diverged"].values
+    if div.size and div.all():
+        raise ValueError(
+            f"nothing to plot: all {div.size} selected runs diverged (see diverged_at; a smaller lr usually helps)"
+        )
 
 
 def over_seeds(da: xr.DataArray, diverged: xr.DataArray, how: str) -> xr.DataArray:

@@ -15,7 +15,17 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from dlnsim import reduce as _reduce
-from dlnsim.plotting._common import HUE_COLORS, context, default_select, fix, fmt, metric_label, over_seeds, save
+from dlnsim.plotting._common import (
+    HUE_COLORS,
+    context,
+    default_select,
+    fix,
+    fmt,
+    metric_label,
+    over_seeds,
+    require_runs,
+    save,
+)
 
 MARKERS = {"steps_phase1": "o", "steps_phase3": "s"}  # phase ends marked on learning curves
 
@@ -78,6 +88,7 @@ def learning_curves(
         raise ValueError(f"metric = {metric!r} is invalid: must be a metric with a step history")
     hue = _hue_axis(ds, hue)
     sub, fixed = fix(ds, (hue,) if hue else (), default_select(ds, metric, select), metric)
+    require_runs(sub)
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.add_subplot()
     steps = sub["step"].values
@@ -136,6 +147,7 @@ def off_subspace_decay(
     """
     hue = _hue_axis(ds, hue, prefer="weight_decay")
     sub, fixed = fix(ds, (hue,) if hue else (), select)
+    require_runs(sub)
     cfg = _reduce.config_of(ds)
     fig = Figure(figsize=(11, 4.6))
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
@@ -148,9 +160,11 @@ def off_subspace_decay(
         mid, lo, hi = _band(measured, one["diverged"])
         left.plot(steps, mid.values, color=color, lw=2, label=label)
         left.fill_between(steps, lo.values, hi.values, color=color, alpha=0.2, lw=0)
-        left.plot(steps, _band(predicted, one["diverged"])[0].transpose("step", ...).values, color="k", ls="--", lw=1)
-        # Below the rounding floor the measured norm stops at ~eps ||W_1||: not a D1 test.
+        # Below the rounding floor the measured norm stops at ~eps ||W_1||: not a D1 test, and
+        # the prediction is drawn down to that floor only (it would stretch the axis to 1e-30).
         floor = 1e3 * np.finfo(measured.dtype).eps * measured.isel(step=0)
+        shown = _band(predicted.where(predicted > floor), one["diverged"])[0]
+        left.plot(steps, shown.transpose("step", ...).values, color="k", ls="--", lw=1)
         dev = _band(abs(measured / predicted - 1).where(predicted > floor), one["diverged"])[0]
         eps = np.finfo(measured.dtype).eps
         dev = dev.where(~(dev < eps), eps)  # exact agreement drawn at machine eps (log axis)
@@ -188,7 +202,13 @@ def noise_curves(
     seeds with the interquartile band and the individual seeds as thin lines.
     """
     hue = _hue_axis(ds, hue, prefer="weight_decay")
+    if ds.sizes.get("sigma", 0) < 2:
+        raise ValueError(
+            f"noise curves need at least two test noise levels: the results have sigma = "
+            f"{', '.join(fmt(v) for v in ds['sigma'].values)} (set problem.test_sigmas)"
+        )
     sub, fixed = fix(ds, (hue,) if hue else (), select)
+    require_runs(sub)
     fig = Figure(figsize=(7, 4.8))
     ax = fig.add_subplot()
     sig = sub["sigma"].values
@@ -209,5 +229,6 @@ def noise_curves(
     ax.grid(alpha=0.3)
     if lines[0][0] is not None:
         ax.legend(fontsize=8)
-    ax.set_title(f"Noise robustness (median over seeds, IQR band, thin: seeds)\n{context(ds, fixed)}", fontsize=9)
+    seeds = "median over seeds, IQR band, thin: seeds" if sub.sizes.get("seed", 1) > 1 else "one seed"
+    ax.set_title(f"Noise robustness ({seeds})\n{context(ds, fixed)}", fontsize=9)
     return save(fig, path)

@@ -192,7 +192,11 @@ def phase_diagram(
                     text += f"\n{n_div[i, j]}/{n_run} div."
                 rgba = mesh.cmap(mesh.norm(cell[i, j])) if np.isfinite(cell[i, j]) else (1, 1, 1, 1)
                 dark = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2] < 0.5
-                ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
+                # Above the threshold lines, on a patch of the cell's colour: a line through a
+                # cell centre (L = 2 collapses at lambda = 1, a grid value) must not strike it out.
+                box = {"boxstyle": "round,pad=0.15", "fc": rgba, "ec": "none", "alpha": 0.85}
+                ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black",
+                        zorder=5, bbox=box)  # fmt: skip
     for axis, set_ticks, set_labels, n in (
         (x, ax.set_xticks, ax.set_xlabel, nx),
         (y, ax.set_yticks, ax.set_ylabel, ny),
