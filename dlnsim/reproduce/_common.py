@@ -98,13 +98,22 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def sizes(cfg: SweepConfig) -> str:
-    """One line: problem, model and training sizes of a config."""
+    """One line: problem, model and training sizes of a config (a swept value is in the grid part only).
+
+    Example:
+      >>> cfg = SweepConfig(grid={"depth": [2, 3], "weight_decay": [0.0, 0.1]}, hparams={"lr": 0.05})
+      >>> sizes(cfg).split("; ")[1:3]
+      ['width 100, linear', '2000 steps of gd, float32, lr=0.05, init_scale=1, train_noise=0']
+    """
     p, m, t = cfg.problem, cfg.model, cfg.train
+    fixed = lambda items: ", ".join(text for name, text in items if name not in cfg.grid)  # noqa: E731
     grid = ", ".join(f"{a} {list(v)}" for a, v in cfg.grid.items())
-    hp = ", ".join(f"{k}={v:g}" for k, v in cfg.hparams.items())
+    problem = [("d", f"d={p.d}"), ("m", f"m={p.m}"), ("s", f"s={p.s}"), ("n_train", f"N={p.n_train}")]
+    model = [("depth", f"L={m.depth}"), ("width", f"width {m.width}"), ("", m.activation)]
+    hps = {k: v for k, v in cfg.hparams.items() if not (k == "momentum" and t.optimizer == "gd")}  # gd has none
+    train = [("", f"{t.steps} steps of {t.optimizer}"), ("", t.dtype)] + [(k, f"{k}={v:g}") for k, v in hps.items()]
     return (
-        f"d={p.d}, m={p.m}, s={p.s}, N={p.n_train}, T={p.n_test} test signals, whitened={p.whiten}; "
-        f"L={m.depth}, width {m.width}, {m.activation}; {t.steps} steps of {t.optimizer}, {t.dtype}, {hp}; "
+        f"{fixed(problem)}, T={p.n_test} test signals, whitened={p.whiten}; {fixed(model)}; {fixed(train)}; "
         f"grid: {grid}; teacher per seed: {cfg.teacher_per_seed}"
     )
 

@@ -43,7 +43,7 @@ def report(cfg: SweepConfig, steps: xr.DataArray, pngs: list[str]) -> str:
     )
     return "\n".join(
         [
-            "# Depth speeds up the on-subspace fit",
+            "# Steps to the on-subspace fit against depth and width (D2)",
             "",
             *[f"![depth]({p})" for p in pngs],
             "",
