@@ -291,10 +291,12 @@ class SweepConfig:
 
 def _check_axis_value(axis: str, v: Any) -> None:
     c = f"SweepConfig.grid.{axis}"
-    if axis in STATIC_AXES or axis in ("seed", "problem_seed"):
-        if isinstance(v, bool) or not isinstance(v, int) or v < (1 if axis in STATIC_AXES else 0):
-            lo = 1 if axis in STATIC_AXES else 0
-            raise ValueError(f"{c} value {v!r} is invalid: must be an integer >= {lo}")
+    if axis in STATIC_AXES:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{c} value {v!r} is invalid: must be an integer >= 1")
+    elif axis in ("seed", "problem_seed"):  # the sweep passes seeds to its program as int32
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**31:
+            raise ValueError(f"{c} value {v!r} is invalid: must be an integer in [0, 2**31)")
     else:
         from dlnsim.hparams import HParams
 

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 
 from dlnsim import _lapack as lapack
 from dlnsim._random import normal
@@ -94,6 +95,24 @@ def _whiten(z: Array) -> Array:
     return math.sqrt(n) * (evecs * jax.lax.rsqrt(evals)) @ evecs.T @ z
 
 
+def check_seed(seed: object, field: str = "seed") -> None:
+    """Raises ``ValueError`` for a seed that a key cannot fold in: ``fold_in`` takes a uint32.
+
+    JAX arrays pass unchecked (they may be traced; the sweep makes them from checked configs).
+
+    Example:
+      >>> check_seed(-1)
+      Traceback (most recent call last):
+      ...
+      ValueError: seed = -1 is invalid: must be an integer in [0, 2**32)
+    """
+    if isinstance(seed, jax.Array):
+        return
+    value = seed.item() if isinstance(seed, np.integer | np.ndarray) and np.ndim(seed) == 0 else seed
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+        raise ValueError(f"{field} = {seed!r} is invalid: must be an integer in [0, 2**32)")
+
+
 def problem_key(problem_seed: int | Array, seed: int | Array | None = None) -> Array:
     """The teacher's key: from ``problem_seed`` alone, or per run seed when given.
 
@@ -119,7 +138,7 @@ def make_problem(
 
     Args:
       cfg: sizes and options.
-      seed: the problem seed (ignored when ``key`` is given).
+      seed: the problem seed, an integer in [0, 2**32) (ignored when ``key`` is given).
       train_noise: std of the training measurement noise (may be traced).
       dtype: ``"float32"`` or ``"float64"``.
       key: a typed PRNG key, used instead of ``seed`` (the sweep derives it).
@@ -133,6 +152,7 @@ def make_problem(
       ((10, 20), (20, 2), (20, 30), (10, 30))
     """
     if key is None:
+        check_seed(seed)
         key = problem_key(seed)
     # Noise-free is static only when known at trace time (a Python 0): it selects rank s.
     noise_free = isinstance(train_noise, int | float) and train_noise == 0

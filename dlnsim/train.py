@@ -23,7 +23,7 @@ from dlnsim.config import ModelConfig, ProblemConfig, TrainConfig
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics, compute_metrics
 from dlnsim.model import Params, forward, init_params
-from dlnsim.problem import Data, Problem, data_loss, raw_data, reduce_data, reduced_rank
+from dlnsim.problem import Data, Problem, check_seed, data_loss, raw_data, reduce_data, reduced_rank
 
 Array = jax.Array
 
@@ -311,7 +311,7 @@ def train(
       model: network config.
       train_cfg: training config.
       hp: step size, weight decay, init scale (training noise is the problem's).
-      seed: initialisation seed (or a typed PRNG key).
+      seed: initialisation seed, an integer in [0, 2**32) (or a typed PRNG key).
 
     Returns:
       A :class:`Run` with final weights and metrics over the logged steps.
@@ -327,5 +327,7 @@ def train(
     problem = jax.tree.map(lambda a: jnp.asarray(a, dt), problem)
     hp = HParams(*(jnp.asarray(v, dt) for v in hp))
     is_key = isinstance(seed, jax.Array) and jnp.issubdtype(seed.dtype, jax.dtypes.prng_key)
+    if not is_key:
+        check_seed(seed)
     key = seed if is_key else init_key(seed)
     return _simulate_jit()(problem, hp, key, model=model, train=train_cfg)

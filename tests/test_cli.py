@@ -6,17 +6,20 @@ starts empty, so each of tiny.toml's two groups compiles once for the whole modu
 
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 
+import dlnsim
 from dlnsim import cli
-from dlnsim.configfile import load_config
+from dlnsim.configfile import dumps_config, load_config
 from dlnsim.storage import VOLATILE_ATTRS, chunk_dir, open_results
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -175,6 +178,9 @@ BAD = [
     ("bad memory budget", MINIMAL, ["--max-memory", "lots"], "max_memory"),
     ("step too small", MINIMAL, ["--set", 'train.backward="pallas"', "--set", "model.width=100"], "backward"),
     ("no CPU devices", MINIMAL, ["--cpu-devices", "0"], "--cpu-devices"),
+    ("negative seed", MINIMAL, ["--set", "grid.seed=[-1]"], "grid.seed"),
+    ("cluster option without --distributed", MINIMAL, ["--coordinator", "127.0.0.1:1234"], "--distributed"),
+    ("--shard with --distributed", MINIMAL, ["--shard", "0/2", "--distributed"], "--shard"),
 ]
 
 
@@ -251,3 +257,145 @@ def test_max_memory_flag_sets_the_chunk_budget(tmp_path):
     per_run = devices.run_bytes(problem_cfg, model, cfg.train, False)
     chunks = grid.plan(load("--max-memory", f"{2 * per_run}B"))
     assert len(chunks) >= 4 and max(len(c.runs) for c in chunks) <= 2
+
+
+def _one_error(capsys, *words):
+    """The command's only output: one error line naming every word."""
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and err.startswith("dlnsim: error: "), err
+    for word in words:
+        assert str(word) in err, (word, err)
+    return err
+
+
+def test_merge_refuses_another_sweep_and_names_bad_parts(runs, tmp_path, capsys):
+    """The results of another sweep are kept unless --force, as `dlnsim sweep` does; a missing
+    or damaged part is named."""
+    ds = open_results(runs["whole"])[0]
+    part = tmp_path / "part-0.nc"  # the whole sweep as shard 0/1: a complete set on its own
+    ds.assign_attrs(shard="0/1", shard_runs=np.arange(ds["diverged"].size)).to_netcdf(part, engine="h5netcdf")
+    other = tmp_path / "other.nc"
+    steps20 = dumps_config(load_config(TINY, ["train.steps=20"]))
+    ds.assign_attrs(config_toml=steps20).to_netcdf(other, engine="h5netcdf")
+    before = other.read_bytes()
+    assert cli.main(["merge", str(part), "-o", str(other)]) == 2
+    _one_error(capsys, other, "different sweep", "train.steps: 20 there, 40 here", "--force")
+    assert other.read_bytes() == before
+    assert cli.main(["merge", str(part), "-o", str(other), "--force"]) == 0
+    assert f"wrote {other}: 1 shards merged, 8 runs" in capsys.readouterr().out
+    assert open_results(other)[1] == load_config(TINY)
+    same = tmp_path / "same.nc"
+    shutil.copy(runs["whole"], same)
+    assert cli.main(["merge", str(part), "-o", str(same)]) == 0  # the same sweep: rewritten
+    capsys.readouterr()
+
+    (tmp_path / "corrupt.nc").write_text("not netcdf")
+    for bad, words in (
+        ("nope.nc", ["no results file at", "nope.nc"]),
+        ("corrupt.nc", ["corrupt.nc is not a dlnsim results file"]),
+    ):
+        assert cli.main(["merge", str(tmp_path / bad), "-o", str(tmp_path / "m.nc")]) == 2
+        _one_error(capsys, *words)
+    assert not (tmp_path / "m.nc").exists()
+
+
+def test_unwritable_output_paths_are_one_line_errors(runs, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DLNSIM_COMPILE_CACHE", raising=False)
+    (tmp_path / "notes").write_text("a file")
+    (tmp_path / "somedir").mkdir()
+    cases = [
+        (["sweep", TINY, "-o", tmp_path / "notes" / "x.nc"], ["notes is a file, not a directory"]),
+        (["sweep", TINY, "-o", tmp_path / "somedir"], ["somedir is a directory"]),
+        (["sweep", TINY, "-o", tmp_path / "somedir", "--force"], ["somedir is a directory"]),
+        (["merge", runs["whole"], "-o", tmp_path / "somedir"], ["somedir is a directory"]),
+        (["plot", runs["whole"], "-o", tmp_path / "notes" / "x.png"], ["notes is a file, not a directory"]),
+        (["plot", runs["whole"], "-o", tmp_path / "notes" / "pics"], ["notes is a file, not a directory"]),
+        (["plot", runs["whole"], "-o", tmp_path / "out" / "x.jpg"], [".jpg is not an image", ".png, .svg, .pdf"]),
+    ]
+    if Path("/proc/self").is_dir():  # Linux: nothing can be created in /proc, not even by root
+        cases.append((["sweep", TINY, "-o", "/proc/x.nc", "--quiet"], ["/proc/x.nc cannot be written"]))
+    for args, words in cases:
+        assert cli.main([str(a) for a in args]) == 2, args
+        _one_error(capsys, *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes", "somedir"]
+    assert not any((tmp_path / "somedir").iterdir())
+
+
+def test_unforeseen_os_error_is_one_line(monkeypatch, capsys):
+    def denied(args):
+        raise PermissionError(13, "Permission denied", "results/sweep.nc")
+
+    monkeypatch.setattr("dlnsim.cli.parser.cmd_summary", denied)
+    assert cli.main(["summary", "x.nc"]) == 1
+    assert capsys.readouterr().err == "dlnsim: error: results/sweep.nc: Permission denied\n"
+
+
+def test_plot_options_are_checked_against_the_file(runs, tmp_path, capsys):
+    results = str(runs["whole"])
+    bad = [
+        (["--sigma", "0.3"], ["--sigma 0.3", "levels are 0, 0.1, 0.5"]),
+        (["--x", "seed", "--y", "depth"], ["--x 'seed' is not a heatmap axis", "axes are depth, weight_decay"]),
+        (["--x", "depth", "--y", "depth"], ["both 'depth'"]),
+        (["--metric", "final_sv"], ["'final_sv' is not a scalar", "--metric sv"]),
+        (["--metric", "foo"], ["'foo' is not a metric", "on_err", "noise_err", "steps_phase1", "final_<"]),
+        (["--kind", "curves", "--metric", "steps_phase1"], ["no step history", "on_err"]),
+        (["--metric", "on_err", "--sigma", "0.1"], ["--sigma applies to a metric over test noise"]),
+        (["--kind", "noise", "--metric", "on_err"], ["--metric does not apply to --kind noise"]),
+    ]
+    for args, words in bad:
+        assert cli.main(["plot", results, *args, "-o", str(tmp_path)]) == 2, args
+        _one_error(capsys, *words)
+    assert list(tmp_path.iterdir()) == []
+    # A level of the file, given as typed (the file's values are what selection matches).
+    assert cli.main(["plot", results, "--sigma", "0.1", "-o", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_select_picks_the_slice_of_the_axes_a_picture_fixes(runs, tmp_path, capsys):
+    """Curves of tiny.toml tell depths apart and fix weight decay (default: its first value, 0)."""
+    results = str(runs["whole"])
+    bad = [
+        (["--kind", "curves", "--select", "depth=1"], ["--select 'depth=1'", "axes this picture fixes (weight_decay)"]),
+        (["--kind", "noise", "--select", "depth=7"], ["depth values are 1, 2"]),
+        (["--select", "depth=1"], ["axes this picture fixes (none)"]),  # the heatmap shows both axes
+        (["--kind", "offsubspace", "--select", "depth"], ["give AXIS=VALUE"]),
+    ]
+    for args, words in bad:
+        assert cli.main(["plot", results, *args, "-o", str(tmp_path)]) == 2, args
+        _one_error(capsys, *words)
+    assert cli.main(["plot", results, "--kind", "curves", "--select", "weight_decay=1e-2", "-o", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip().endswith("whole_curves_on_err_weight_decay0.01.png")
+
+
+def test_closed_stdout_ends_quietly(runs, env):
+    """`dlnsim summary R | head -1`: the reader goes away; no traceback (Python docs' SIGPIPE recipe)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlnsim", "summary", str(runs["whole"])],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()  # before the summary is printed: Python takes a second to start
+    err = proc.stderr.read()
+    assert proc.wait(timeout=TIMEOUT) == 1
+    assert err == ""
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"dlnsim {dlnsim.__version__}\n"
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True])
+def test_seed_out_of_range_names_seed(seed):
+    """make_problem and train fold the seed into a key as a uint32: say so, not OverflowError."""
+    pc = dlnsim.ProblemConfig(d=6, m=4, s=2, n_train=8)
+    msg = rf"seed = {seed!r} is invalid: must be an integer in \[0, 2\*\*32\)"
+    with pytest.raises(ValueError, match=msg):
+        dlnsim.make_problem(pc, seed=seed)
+    problem = dlnsim.make_problem(pc, seed=2**32 - 1)
+    with pytest.raises(ValueError, match=msg):
+        dlnsim.train(problem, dlnsim.ModelConfig(depth=2, width=4), dlnsim.TrainConfig(steps=2, log_every=1),
+                     dlnsim.HParams(lr=0.05), seed=seed)  # fmt: skip

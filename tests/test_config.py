@@ -38,6 +38,8 @@ from dlnsim import HParams, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
         (lambda: HParams(train_noise=-0.1), "train_noise"),
         (lambda: SweepConfig(grid={"colour": [1]}), "grid"),
         (lambda: SweepConfig(grid={"seed": []}), "grid.seed"),
+        (lambda: SweepConfig(grid={"seed": [0, 2**31]}), "grid.seed"),  # passed to the program as int32
+        (lambda: SweepConfig(grid={"problem_seed": [-1]}), "grid.problem_seed"),
         (lambda: SweepConfig(grid={"depth": [2, 0]}), "depth"),
         (lambda: SweepConfig(grid={"weight_decay": [0.0, -1.0]}), "weight_decay"),
         (lambda: SweepConfig(grid={"lr": [0.1, 0.1]}), "grid.lr"),

@@ -9,7 +9,16 @@ import xarray as xr
 
 import dlnsim
 from dlnsim.configfile import dumps_config, load_config
-from dlnsim.storage import VOLATILE_ATTRS, ExistingResultsError, chunk_dir, open_results, run_sweep
+from dlnsim.storage import (
+    VOLATILE_ATTRS,
+    ExistingResultsError,
+    OutputPathError,
+    check_output,
+    chunk_dir,
+    merge_shards,
+    open_results,
+    run_sweep,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # One compiled group (depth 2), 4 runs in 4 chunks: compiles once per test session.
@@ -117,3 +126,66 @@ def test_force_replaces_results(tmp_path):
         run_sweep(CFG, out)
     _ds, skipped = run_sweep(CFG, out, force=True)
     assert skipped == 0 and open_results(out)[0].attrs["config_toml"] == dumps_config(CFG)
+
+
+def _shard_copy(src: Path, dst: Path, config_toml: str | None = None) -> Path:
+    """``src`` rewritten as shard 0/1 (all runs; a complete set on its own), or, given
+    ``config_toml``, as the results of that other sweep: files without computing them."""
+    ds = open_results(src)[0]
+    if config_toml is None:
+        ds.attrs.update(shard="0/1", shard_runs=np.arange(ds["diverged"].size))
+        ds.attrs["config_toml"] += "# shard 0/1: this file holds slice 0 of 1 of the sweep's chunks\n"  # as run_sweep
+    else:
+        ds.attrs["config_toml"] = config_toml
+    ds.to_netcdf(dst, engine="h5netcdf")
+    return dst
+
+
+def test_merge_refuses_to_overwrite_another_sweep(reference, tmp_path):
+    path, ref, _ = reference
+    part = _shard_copy(path, tmp_path / "part-0.nc")
+    other = load_config(EXAMPLES / "tiny.toml", ["grid.depth=[2]", "sweep.chunk_size=1", "train.steps=20"])
+    out = _shard_copy(path, tmp_path / "other.nc", dumps_config(other))
+    before = out.read_bytes()
+    with pytest.raises(ExistingResultsError, match=r"train\.steps: 20 there, 40 here.*--force"):
+        merge_shards([part], out)
+    assert out.read_bytes() == before
+    # Onto a shard itself: the same settings, a different slice.
+    with pytest.raises(ExistingResultsError, match=r"\(shard 0/1 there, the whole sweep here\)"):
+        merge_shards([part], part)
+    # Forced, or onto a file of the same sweep: written.
+    merge_shards([part], out, force=True)
+    assert open_results(out)[1] == CFG
+    same = tmp_path / "same.nc"
+    same.write_bytes(path.read_bytes())
+    merged = merge_shards([part], same)
+    xr.testing.assert_identical(_stable(open_results(same)[0]), _stable(merged))
+
+
+def test_merge_names_a_missing_or_damaged_part(tmp_path):
+    (tmp_path / "corrupt.nc").write_text("not netcdf")
+    with pytest.raises(ValueError, match=f"no results file at {tmp_path / 'nope.nc'}"):
+        merge_shards([tmp_path / "nope.nc"], tmp_path / "m.nc")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'corrupt.nc'} is not a dlnsim results file"):
+        merge_shards([tmp_path / "corrupt.nc"], tmp_path / "m.nc")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.nc"]
+
+
+def test_output_path_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("a file")
+
+    def never(ev):
+        raise AssertionError("a chunk was computed")
+
+    for out, match in (
+        (tmp_path / "dir", "is a directory"),
+        (tmp_path / "file" / "r.nc", "file is a file, not a directory"),
+        (tmp_path / "file" / "sub" / "r.nc", "file is a file, not a directory"),
+    ):
+        for force in (False, True):
+            with pytest.raises(OutputPathError, match=match):
+                run_sweep(CFG, out, force=force, progress=never)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file"] and not any((tmp_path / "dir").iterdir())
+    assert check_output(tmp_path / "new" / "deeper" / "r.nc") == tmp_path / "new" / "deeper" / "r.nc"
+    assert not (tmp_path / "new").exists()  # checking writes nothing

@@ -3,23 +3,28 @@
 Subcommands::
 
     dlnsim sweep [CONFIG] [-o RESULTS] [--set section.key=value ...] [--force] [--quiet]
-    dlnsim sweep CONFIG --shard I/N -o PART   |   dlnsim merge PART ... -o RESULTS
+    dlnsim sweep CONFIG --shard I/N -o PART   |   dlnsim merge PART ... -o RESULTS [--force]
     dlnsim summary RESULTS
     dlnsim plot RESULTS [--kind heatmap|curves|offsubspace|noise] [--x AXIS --y AXIS --metric NAME]
     dlnsim reproduce fig1|phases|depth|collapse|limit|all [--full]
     dlnsim info
+    dlnsim --version
 
-Exit codes: 0 success; 1 failure during compute or plotting; 2 bad arguments, bad
-config, or an output that holds a different sweep (nothing computed or written);
+Exit codes: 0 success; 1 failure during compute or plotting (or writing), or stdout closed
+early (``| head``); 2 bad arguments, bad config, an output path that cannot be written,
+or an output that holds a different sweep (nothing computed or written);
 130 interrupted (finished chunks are kept, rerun to resume).
 
 Modules: :mod:`~dlnsim.cli.parser` (arguments), :mod:`~dlnsim.cli.commands` (one handler
-per subcommand), :mod:`~dlnsim.cli.progress` (progress of a sweep), ``_common`` (defaults,
-errors, jax.config).
+per subcommand), :mod:`~dlnsim.cli.plot` (``dlnsim plot``: its options checked against the
+results file), :mod:`~dlnsim.cli.progress` (progress of a sweep), ``_common`` (defaults,
+errors, reading a results file, jax.config).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 
 from dlnsim.cli._common import CACHE_ENV, DEFAULT_OUT, PLOT_KINDS, SWEEP_METRIC, Fail, error
@@ -33,7 +38,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dlnsim`` and ``python -m dlnsim``; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe (`dlnsim summary R | head`) raises here, not at exit
+        return code
     except Fail as e:
         error(str(e))
         return e.code
+    except BrokenPipeError:
+        # The reader of stdout is gone: stop quietly. Python flushes stdout again at exit, so
+        # point it at devnull first (the Python docs' recipe, signal module, "Note on SIGPIPE").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as e:  # a file system failure no check foresaw (disk full, permissions, ...)
+        error(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else " ".join(str(e).split()))
+        return 1

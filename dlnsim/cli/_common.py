@@ -1,4 +1,5 @@
-"""What every CLI module shares: defaults, the one-line user error, the jax.config settings."""
+"""What every CLI module shares: defaults, the one-line user error, reading a results file,
+the jax.config settings."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 DEFAULT_OUT = "results/sweep.nc"
 CACHE_ENV = "DLNSIM_COMPILE_CACHE"
@@ -34,6 +36,19 @@ class Fail(Exception):
 
 def error(msg: str) -> None:
     print(f"dlnsim: error: {msg}", file=sys.stderr)
+
+
+def read_results(path: str) -> Any:
+    """The dataset of the results file at ``path``; a missing or unreadable file is a :class:`Fail`."""
+    from dlnsim.storage import open_results
+
+    if not Path(path).is_file():
+        raise Fail(f"no results file at {path}")
+    try:
+        return open_results(path)[0]
+    except (OSError, KeyError, ValueError) as e:
+        reason = " ".join(str(e).split())  # HDF5 messages span lines
+        raise Fail(f"{path} is not a dlnsim results file ({reason})") from None
 
 
 def setup_jax(args: argparse.Namespace, *, x64: bool = False) -> str | None:

@@ -10,12 +10,15 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dlnsim.cli._common import CACHE_ENV, IMAGE_FORMATS, PLOT_FUNCS, SWEEP_METRIC, Fail, error, setup_jax
+from dlnsim.cli._common import CACHE_ENV, SWEEP_METRIC, Fail, error, read_results, setup_jax
+from dlnsim.cli.plot import pick_axes
 from dlnsim.cli.progress import Reporter
+
+# The options of `dlnsim sweep` that only --distributed uses.
+_CLUSTER_OPTIONS = {"coordinator": "--coordinator", "num_processes": "--num-processes", "process_id": "--process-id"}
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -32,42 +35,18 @@ def _load(args: argparse.Namespace) -> Any:
         raise Fail(str(e)) from None
 
 
-def _pick_axes(ds: Any, x: str | None, y: str | None) -> tuple[str, str]:
-    """Heatmap axes: the given ones, else weight decay x depth, else the first two non-seed axes."""
-    dims = [d for d in ds["diverged"].dims if d != "seed" and ds.sizes[d] > 1]
-    prefer = [a for a in ("weight_decay", "depth") if a in dims] + [
-        a for a in dims if a not in ("weight_decay", "depth")
-    ]
-    x = x or next((a for a in prefer if a != y), None)
-    y = y or next((a for a in prefer if a != x), None)
-    if x is None or y is None:
-        raise Fail(
-            f"a heatmap needs two grid axes with several values (this sweep has {', '.join(dims) or 'none'}); use --kind curves"
-        )
-    for name, axis in (("--x", x), ("--y", y)):
-        if axis not in ds["diverged"].dims:
-            raise Fail(
-                f"{name} {axis!r} is not a grid axis of this results file: axes are {', '.join(ds['diverged'].dims)}"
-            )
-    return x, y
-
-
 def _summary_text(ds: Any) -> str:
     from dlnsim import reduce
 
     return reduce.summary_table(ds)
 
 
-def _plotting() -> Any:
-    from dlnsim import plotting  # lazily: matplotlib only for the commands that draw
-
-    return plotting
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from dlnsim.configfile import dumps_config
     from dlnsim.grid import plan
-    from dlnsim.storage import ExistingResultsError, chunk_dir, run_sweep
+    from dlnsim.storage import ExistingResultsError, OutputPathError, check_output, chunk_dir, holds_sweep, run_sweep
 
+    _check_cluster_options(args)
     cfg = _load(args)
     setup_jax(args, x64=cfg.train.dtype == "float64")
     shard = _shard(args)
@@ -77,10 +56,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         chunks = [c for c in plan(cfg) if shard is None or c.index % shard[1] == shard[0]]
     except ValueError as e:
         raise Fail(str(e)) from None
+    try:  # before any work: a path that cannot take the results, or (merged at the end) another sweep's file
+        check_output(final)
+        if out != final and not args.force:
+            holds_sweep(final, dumps_config(cfg))
+    except (OutputPathError, ExistingResultsError) as e:
+        raise Fail(str(e)) from None
     quiet = args.quiet
     if not quiet:
         print(
-            f"[dlnsim] {cfg.n_runs} runs ({' x '.join(f'{a} {len(v)}' for a, v in cfg.grid.items())}) "
+            f"[dlnsim] {cfg.n_runs} run{'s' * (cfg.n_runs > 1)} "
+            f"({' x '.join(f'{len(v)} {a}' for a, v in cfg.grid.items())} values) "
             f"in {len(chunks)} chunks, {cfg.train.steps} steps each -> {out}",
             file=sys.stderr,
             flush=True,
@@ -89,7 +75,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         ds, skipped = run_sweep(cfg, out, force=args.force, progress=reporter, shard=shard)
-    except ExistingResultsError as e:
+    except (ExistingResultsError, OutputPathError) as e:
         raise Fail(str(e)) from None
     except KeyboardInterrupt:
         error(f"interrupted; finished chunks are kept in {chunk_dir(out)}: rerun the same command to resume")
@@ -103,25 +89,32 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {n_runs} runs in {wall:.1f} s{resumed}")
     if shard is not None:
         if args.distributed:
-            return _merge_distributed(final, shard)
+            return _merge_distributed(final, shard, force=args.force)
         print(f"shard {shard[0]}/{shard[1]}: combine all {shard[1]} shard files with `dlnsim merge`")
         return 0
     try:
-        x, y = _pick_axes(ds, None, None)
+        x, y = pick_axes(ds, None, None)
     except Fail as e:
         print(f"no phase diagram: {e}")
     else:
-        try:
-            plotting = _plotting()
-        except Fail as e:
-            print(f"no phase diagram: {e}")
-        else:
-            sigma = float(ds["sigma"].max())
-            png = plotting.phase_diagram(ds, x, y, SWEEP_METRIC, out.with_suffix(".png"), select={"sigma": sigma})
-            print(f"wrote {png}: final {SWEEP_METRIC} at sigma = {sigma:g}, median over seeds, {y} x {x}")
+        from dlnsim import plotting  # lazily: matplotlib only for the commands that draw
+
+        sigma = float(ds["sigma"].max())
+        png = plotting.phase_diagram(ds, x, y, SWEEP_METRIC, out.with_suffix(".png"), select={"sigma": sigma})
+        print(f"wrote {png}: final {SWEEP_METRIC} at sigma = {sigma:g}, median over seeds, {y} x {x}")
     print()
     print(_summary_text(ds))
     return 0
+
+
+def _check_cluster_options(args: argparse.Namespace) -> None:
+    """The cluster options need --distributed (a plain sweep would silently ignore them), which
+    takes its slice from the cluster (so not --shard too)."""
+    given = [flag for name, flag in _CLUSTER_OPTIONS.items() if getattr(args, name) is not None]
+    if given and not args.distributed:
+        raise Fail(f"{given[0]} needs --distributed (it configures jax.distributed.initialize)")
+    if args.distributed and args.shard is not None:
+        raise Fail("--shard and --distributed exclude each other: each process of --distributed computes its own shard")
 
 
 def _shard(args: argparse.Namespace) -> tuple[int, int] | None:
@@ -148,7 +141,7 @@ def _shard(args: argparse.Namespace) -> tuple[int, int] | None:
     return i, n
 
 
-def _merge_distributed(final: Path, shard: tuple[int, int]) -> int:
+def _merge_distributed(final: Path, shard: tuple[int, int], *, force: bool) -> int:
     """Under ``--distributed`` every process writes its shard next to ``final`` (a shared file
     system); process 0 waits for all of them (each appears atomically, complete) and merges."""
     if shard[0] != 0:
@@ -163,7 +156,7 @@ def _merge_distributed(final: Path, shard: tuple[int, int]) -> int:
             flush=True,
         )
         time.sleep(5.0)
-    merge_shards(parts, final)
+    merge_shards(parts, final, force=force)
     for p in parts:
         p.unlink()
     print(f"wrote {final}: {shard[1]} process shards merged")
@@ -177,70 +170,18 @@ def _part_path(out: Path, i: int, n: int) -> Path:
 def cmd_merge(args: argparse.Namespace) -> int:
     from dlnsim.storage import merge_shards
 
-    try:
-        ds = merge_shards(args.parts, args.output)
-    except (ValueError, OSError, KeyError) as e:
+    try:  # ValueError: a part that is missing or no results file, an incomplete set, or an output
+        # path that cannot take the file or holds another sweep (nothing written)
+        ds = merge_shards(args.parts, args.output, force=args.force)
+    except (ValueError, KeyError) as e:
         raise Fail(str(e)) from None
     print(f"wrote {args.output}: {len(args.parts)} shards merged, {int(ds.diverged.size)} runs")
     return 0
 
 
-def _open(path: str) -> Any:
-    from dlnsim.storage import open_results
-
-    if not Path(path).is_file():
-        raise Fail(f"no results file at {path}")
-    try:
-        return open_results(path)[0]
-    except (OSError, KeyError, ValueError) as e:
-        raise Fail(f"{path} is not a dlnsim results file ({e})") from None
-
-
 def cmd_summary(args: argparse.Namespace) -> int:
-    ds = _open(args.results)
+    ds = read_results(args.results)
     print(_summary_text(ds))
-    return 0
-
-
-def _plot_target(args: argparse.Namespace) -> Callable[[str], Path]:
-    """Where a picture goes: ``-o`` as a file name (with an image suffix), else a
-    directory (default: next to RESULTS) with the file named from ``name``."""
-    out = Path(args.output) if args.output else None
-    fmt = out.suffix.lower().lstrip(".") if out is not None else ""
-    if fmt in IMAGE_FORMATS:
-        if args.format not in (None, fmt):
-            raise Fail(f"-o {out} is a .{fmt} file but --format is {args.format}; give one of them, or the same")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return lambda name: out
-    outdir = out or Path(args.results).parent
-    if outdir.is_file():
-        raise Fail(f"-o {outdir}: an existing file without an image suffix; give a directory or a name ending "
-                   f"{', '.join('.' + f for f in IMAGE_FORMATS)}")
-    outdir.mkdir(parents=True, exist_ok=True)
-    return lambda name: outdir / f"{name}.{args.format or 'png'}"
-
-
-def cmd_plot(args: argparse.Namespace) -> int:
-    ds = _open(args.results)
-    plotting = _plotting()
-    func = getattr(plotting, PLOT_FUNCS[args.kind])
-    target = _plot_target(args)
-    stem = Path(args.results).stem
-    try:
-        if args.kind == "heatmap":
-            metric = args.metric or SWEEP_METRIC
-            x, y = _pick_axes(ds, args.x, args.y)
-            sigma = float(ds["sigma"].max()) if args.sigma is None else args.sigma
-            select = {"sigma": sigma} if metric == "noise_err" else None
-            written = func(ds, x, y, metric, target(f"{stem}_{metric}_{y}_{x}"), select=select)
-        elif args.kind == "curves":
-            metric = args.metric or "on_err"
-            written = func(ds, target(f"{stem}_curves_{metric}"), metric=metric)
-        else:
-            written = func(ds, target(f"{stem}_{args.kind}"))
-    except (KeyError, ValueError) as e:  # an unknown metric or axis, named by plotting
-        raise Fail(f"cannot plot {args.kind}: {str(e).strip(chr(39))}") from None
-    print(f"wrote {written}")
     return 0
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from dlnsim.cli._common import CACHE_ENV, DEFAULT_OUT, IMAGE_FORMATS, PLOT_KINDS, SWEEP_METRIC
-from dlnsim.cli.commands import cmd_info, cmd_merge, cmd_plot, cmd_reproduce, cmd_summary, cmd_sweep
+from dlnsim.cli.commands import cmd_info, cmd_merge, cmd_reproduce, cmd_summary, cmd_sweep
+from dlnsim.cli.plot import cmd_plot
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dlnsim", description="Simulate deep linear networks on subspace inverse problems."
     )
+    from dlnsim import __version__
+
+    p.add_argument("--version", action="version", version=f"dlnsim {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser(
@@ -71,12 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="multi-host: call jax.distributed.initialize(); each process computes its shard into "
         "RESULTS.partIofN.nc and process 0 merges them into RESULTS",
     )
-    s.add_argument("--coordinator", metavar="HOST:PORT", help="--distributed: coordinator address (default: detected)")
     s.add_argument(
-        "--num-processes", type=int, metavar="N", help="--distributed: number of processes (default: detected)"
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="with --distributed (an error without it): coordinator address (default: detected)",
     )
     s.add_argument(
-        "--process-id", type=int, metavar="I", help="--distributed: this process's index (default: detected)"
+        "--num-processes",
+        type=int,
+        metavar="N",
+        help="with --distributed (an error without it): number of processes (default: detected)",
+    )
+    s.add_argument(
+        "--process-id",
+        type=int,
+        metavar="I",
+        help="with --distributed (an error without it): this process's index (default: detected)",
     )
     s.set_defaults(func=cmd_sweep)
 
@@ -87,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("parts", nargs="+", metavar="SHARD", help="shard results files")
     s.add_argument("-o", "--output", required=True, metavar="RESULTS", help="merged results file")
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite RESULTS even if it holds a different sweep (or is not a results file); "
+        "a file of the same sweep is always rewritten",
+    )
     s.set_defaults(func=cmd_merge)
 
     s = sub.add_parser(
@@ -120,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--sigma", type=float, metavar="S", help="test noise level of a noise_err heatmap (default: the largest)"
+    )
+    s.add_argument(
+        "--select",
+        action="append",
+        default=[],
+        metavar="AXIS=VALUE",
+        help="value of a grid axis the picture does not show (repeatable; default: its first value), "
+        "e.g. --select depth=3",
     )
     s.add_argument(
         "--format", choices=IMAGE_FORMATS, help="image format (default: png, or the suffix of an -o file name)"

@@ -46,9 +46,10 @@ class Reporter:
         rate = self.computed * ev.steps / elapsed if self.computed else float("nan")
         left = (ev.n_runs - ev.runs_done) * ev.steps
         eta = _clock(left / rate) if self.computed else "?"
-        group = " ".join(f"{k}={v}" for k, v in self.groups[ev.chunk.group].items()) or "all"
+        group = " ".join(f"{k}={v}" for k, v in self.groups[ev.chunk.group].items()) or "one group"
         what = "loaded" if ev.skipped else f"{ev.seconds:.1f} s"
-        stats = f"{rate:.3g} net-steps/s, ETA {eta}"
+        # Before the first computed chunk (all loaded so far) there is no rate to show.
+        stats = f"{rate:.3g} net-steps/s, ETA {eta}" if self.computed else "rate and ETA from the first computed chunk"
         if self.bar is not None:
             self.bar.set_postfix_str(f"chunk {ev.chunk.index + 1}/{self.n_chunks}, {stats}", refresh=False)
             self.bar.update(n)

@@ -30,7 +30,9 @@ from dlnsim.plotting._common import (
 MARKERS = {"steps_phase1": "o", "steps_phase3": "s"}  # phase ends marked on learning curves
 
 
-def _hue_axis(ds: xr.Dataset, hue: str | None, prefer: str | None = None) -> str | None:
+def hue_axis(ds: xr.Dataset, hue: str | None, prefer: str | None = None) -> str | None:
+    """The grid axis a curve picture tells lines apart by: ``hue`` (checked), else ``prefer``
+    when swept, else the first axis with several values (None: one line)."""
     runs = [a for a in _reduce.grid_dims(ds) if a != "seed"]
     if hue is not None:
         if hue not in runs:
@@ -86,7 +88,7 @@ def learning_curves(
     """
     if metric not in ds or "step" not in ds[metric].dims:
         raise ValueError(f"metric = {metric!r} is invalid: must be a metric with a step history")
-    hue = _hue_axis(ds, hue)
+    hue = hue_axis(ds, hue)
     sub, fixed = fix(ds, (hue,) if hue else (), default_select(ds, metric, select), metric)
     require_runs(sub)
     fig = Figure(figsize=(7.5, 4.8))
@@ -145,7 +147,7 @@ def off_subspace_decay(
     deviation ``|measured / predicted - 1|`` (median over seeds), which D1 says is zero up
     to rounding.
     """
-    hue = _hue_axis(ds, hue, prefer="weight_decay")
+    hue = hue_axis(ds, hue, prefer="weight_decay")
     sub, fixed = fix(ds, (hue,) if hue else (), select)
     require_runs(sub)
     cfg = _reduce.config_of(ds)
@@ -201,7 +203,7 @@ def noise_curves(
     One line per value of ``hue`` (default: weight decay when swept): the median over
     seeds with the interquartile band and the individual seeds as thin lines.
     """
-    hue = _hue_axis(ds, hue, prefer="weight_decay")
+    hue = hue_axis(ds, hue, prefer="weight_decay")
     if ds.sizes.get("sigma", 0) < 2:
         raise ValueError(
             f"noise curves need at least two test noise levels: the results have sigma = "

@@ -19,16 +19,20 @@ Modules: :mod:`~dlnsim.storage.files` (atomic writes, the NetCDF file),
 """
 
 from dlnsim.storage.chunks import chunk_dir
-from dlnsim.storage.files import ENGINE, open_results
+from dlnsim.storage.files import ENGINE, OutputPathError, check_output, make_dirs, open_results
 from dlnsim.storage.shards import merge_shards
-from dlnsim.storage.sweep import VOLATILE_ATTRS, ExistingResultsError, Progress, run_sweep
+from dlnsim.storage.sweep import VOLATILE_ATTRS, ExistingResultsError, Progress, holds_sweep, run_sweep
 
 __all__ = [
     "ENGINE",
     "VOLATILE_ATTRS",
     "ExistingResultsError",
+    "OutputPathError",
     "Progress",
+    "check_output",
     "chunk_dir",
+    "holds_sweep",
+    "make_dirs",
     "merge_shards",
     "open_results",
     "run_sweep",

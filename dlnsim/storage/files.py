@@ -23,6 +23,43 @@ from dlnsim.configfile import load_config_text
 ENGINE = "h5netcdf"
 
 
+class OutputPathError(ValueError):
+    """An output path that cannot be written: a directory, under a file, or not creatable."""
+
+
+def check_output(path: str | Path, *, directory: bool = False) -> Path:
+    """Checks, before any work and without writing, that ``path`` can become a file (or a
+    directory, with ``directory=True``).
+
+    Raises:
+      OutputPathError: ``path`` is a directory (a file, for ``directory``), or its nearest
+        existing ancestor is a file or not writable.
+    """
+    path = Path(path)
+    if path.is_dir() and not directory:
+        raise OutputPathError(f"{path} is a directory: give a file name")
+    if directory and path.exists() and not path.is_dir():
+        raise OutputPathError(f"{path} is a file, not a directory")
+    for parent in path.parents:  # the nearest existing one: the rest is created under it
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputPathError(f"{path} cannot be written: {parent} is a file, not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise OutputPathError(f"{path} cannot be written: {parent} is not writable")
+            break
+    return path
+
+
+def make_dirs(path: Path, *dirs: Path) -> None:
+    """Creates the directories ``dirs`` that writing ``path`` needs, before any work; the
+    operating system's refusal becomes an :class:`OutputPathError` naming ``path``."""
+    for d in dirs:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputPathError(f"{path} cannot be written: {e.strerror or e} ({d})") from None
+
+
 @contextlib.contextmanager
 def _replacing(path: Path) -> Iterator[str]:
     """A temporary file next to ``path`` to write; on success, renamed over ``path`` durably."""

@@ -8,23 +8,35 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from dlnsim.config import SweepConfig
 from dlnsim.configfile import dumps_config
-from dlnsim.storage.files import open_results, write_netcdf
+from dlnsim.storage.files import check_output, make_dirs, open_results, write_netcdf
+from dlnsim.storage.sweep import holds_sweep
 
 _SHARD_ATTRS = ("shard", "shard_runs")  # set by run_sweep(shard=...), absent from the merged file
 
 
-def merge_shards(paths: list[str | Path], out_path: str | Path) -> xr.Dataset:
+def merge_shards(paths: list[str | Path], out_path: str | Path, *, force: bool = False) -> xr.Dataset:
     """Combines the n shard files of one sweep into the file a single run writes.
 
     Every shard must hold the same config and the slices ``0..n-1`` exactly once. Data,
     coordinates and attributes equal those of an unsharded run, except the volatile
     timing attributes, which are combined (earliest start, latest end, summed walls).
 
+    Args:
+      paths: the shard files.
+      out_path: the merged results file; a file there that holds another sweep (or is no
+        results file) is refused unless ``force``; one of this very sweep is rewritten.
+      force: overwrite whatever ``out_path`` holds.
+
     Raises:
-      ValueError: the files are not the complete set of shards of one sweep.
+      ValueError: a file is missing or not a results file, or the files are not the
+        complete set of shards of one sweep.
+      ExistingResultsError: ``out_path`` holds another sweep (and not ``force``).
+      OutputPathError: ``out_path`` is a directory or cannot be created.
     """
-    parts = [(Path(p), *open_results(p)) for p in paths]
+    out = check_output(out_path)
+    parts = [(Path(p), *_open_part(Path(p))) for p in paths]
     path0, first, cfg = parts[0]
     n = _shard_of(path0, first)[1]
     seen: dict[int, Path] = {}
@@ -51,10 +63,22 @@ def merge_shards(paths: list[str | Path], out_path: str | Path) -> xr.Dataset:
     merged.attrs["group_wall_seconds"] = json.dumps([round(float(w), 3) for w in walls])
     merged.attrs["start_time"] = min(ds.attrs["start_time"] for _, ds, _ in parts)
     merged.attrs["end_time"] = max(ds.attrs["end_time"] for _, ds, _ in parts)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if not force:
+        holds_sweep(out, merged.attrs["config_toml"])
+    make_dirs(out, out.parent)
     write_netcdf(merged, out)
     return merged
+
+
+def _open_part(path: Path) -> tuple[xr.Dataset, SweepConfig]:
+    """A shard file and its config; a missing or unreadable file is a ``ValueError`` naming it."""
+    if not path.is_file():
+        raise ValueError(f"no results file at {path}")
+    try:
+        return open_results(path)
+    except (OSError, KeyError, ValueError) as e:
+        reason = " ".join(str(e).split())  # HDF5 messages span lines
+        raise ValueError(f"{path} is not a dlnsim results file ({reason})") from None
 
 
 def _shard_of(path: Path, ds: xr.Dataset) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import re
 import shutil
 import time
 import tomllib
@@ -31,7 +32,7 @@ from dlnsim.config import SweepConfig, static_combinations
 from dlnsim.configfile import dumps_config
 from dlnsim.grid import Chunk, assemble, batch_shape, plan, run_attrs, run_chunk
 from dlnsim.storage.chunks import Stored, chunk_dir, load_chunk, save_chunk
-from dlnsim.storage.files import ENGINE, atomic, open_results, write_netcdf
+from dlnsim.storage.files import ENGINE, atomic, check_output, make_dirs, open_results, write_netcdf
 
 # Attributes that record when the work was done: they differ between two runs of the
 # same sweep, and between an interrupted-and-resumed run and an uninterrupted one.
@@ -72,11 +73,34 @@ def _differences(old: str, new: str, limit: int = 4) -> str:
     return "; ".join(parts) + more
 
 
+def _slice(text: str) -> str:
+    """What part of its sweep a config text describes: a shard's slice or the whole sweep."""
+    match = re.search(r"^# shard (\d+/\d+):", text, re.MULTILINE)
+    return f"shard {match.group(1)}" if match else "the whole sweep"
+
+
 def _refuse(where: Path, old: str, new: str) -> ExistingResultsError:
+    # Equal settings: the texts differ in the shard line only (a shard file vs the whole sweep).
+    diff = _differences(old, new) or f"{_slice(old)} there, {_slice(new)} here"
     return ExistingResultsError(
-        f"{where} holds results of a different sweep ({_differences(old, new)}); "
+        f"{where} holds results of a different sweep ({diff}); "
         "write elsewhere, or pass force=True (--force) to discard them"
     )
+
+
+def holds_sweep(out: str | Path, text: str) -> bool:
+    """Whether the file ``out`` holds the results of config text ``text`` (False: no file).
+
+    Raises:
+      ExistingResultsError: ``out`` holds a different sweep, or is no results file.
+    """
+    out = Path(out)
+    if not out.exists():
+        return False
+    old = _existing_config(out)
+    if old != text:
+        raise _refuse(out, old, text)
+    return True
 
 
 def _existing_config(out: Path) -> str:
@@ -84,8 +108,10 @@ def _existing_config(out: Path) -> str:
         with xr.open_dataset(out, engine=ENGINE) as ds:
             return str(ds.attrs["config_toml"])
     except (OSError, KeyError, ValueError) as e:
+        reason = " ".join(str(e).split())  # HDF5 messages span lines
         raise ExistingResultsError(
-            f"{out} exists and is not a dlnsim results file ({e}); write elsewhere, or pass force=True (--force) to overwrite it"
+            f"{out} exists and is not a dlnsim results file ({reason}); write elsewhere, "
+            "or pass force=True (--force) to overwrite it"
         ) from None
 
 
@@ -139,8 +165,9 @@ def run_sweep(
 
     Raises:
       ExistingResultsError: ``out_path`` or its chunk directory belongs to another config.
+      OutputPathError: ``out_path`` is a directory, or cannot be created (nothing computed).
     """
-    out = Path(out_path)
+    out = check_output(out_path)
     side = chunk_dir(out)
     text = dumps_config(cfg) + (_SHARD_LINE.format(*shard) if shard else "")
     all_chunks = plan(cfg)
@@ -151,16 +178,13 @@ def run_sweep(
         shutil.rmtree(side, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             out.unlink()
-    elif out.exists():
-        old = _existing_config(out)
-        if old != text:
-            raise _refuse(out, old, text)
+    elif holds_sweep(out, text):
         return open_results(out)[0], len(chunks)
     elif (side / "config.toml").exists():
         old = (side / "config.toml").read_text(encoding="utf-8")
         if old != text:
             raise _refuse(side, old, text)
-    side.mkdir(parents=True, exist_ok=True)
+    make_dirs(out, out.parent, side)
     for junk in side.glob(".*.tmp"):  # temporaries of a killed write: never complete
         junk.unlink()
     with atomic(side / "config.toml") as f:
