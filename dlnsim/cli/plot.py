@@ -81,11 +81,18 @@ def _sigma(ds: Any, metric: str, extra: tuple[str, ...], sigma: float | None) ->
         return None
     if sigma is None:
         return {"sigma": float(levels.max())}
-    match = np.flatnonzero(np.isclose(levels, sigma, rtol=1e-6, atol=1e-12))
-    if not match.size:
+    match = _stored(levels, sigma)
+    if match is None:
         shown = ", ".join(f"{v:g}" for v in levels)
         raise Fail(f"--sigma {sigma:g} is not a test noise level of this file: levels are {shown}")
-    return {"sigma": float(levels[match[0]])}  # the stored value, which selection matches exactly
+    return {"sigma": float(match)}
+
+
+def _stored(values: Any, number: float) -> Any:
+    """The value of a coordinate that equals ``number`` up to float rounding (the stored one,
+    which selection matches exactly), or None."""
+    hit = np.flatnonzero(np.isclose(np.asarray(values, float), number, rtol=1e-6, atol=1e-12))
+    return values[hit[0]].item() if hit.size else None
 
 
 def _selection(ds: Any, given: list[str], shown: tuple[str, ...]) -> dict[str, Any]:
@@ -102,12 +109,11 @@ def _selection(ds: Any, given: list[str], shown: tuple[str, ...]) -> dict[str, A
             )
         values = ds[axis].values
         try:
-            hit = np.flatnonzero(np.isclose(values.astype(float), float(text), rtol=1e-6, atol=1e-12))
-        except ValueError:
-            hit = np.array([], int)
-        if not hit.size:
+            out[axis] = _stored(values, float(text))
+        except ValueError:  # not a number
+            out[axis] = None
+        if out[axis] is None:
             raise Fail(f"--select {item!r}: {axis} values are {', '.join(f'{v:g}' for v in values)}")
-        out[axis] = values[hit[0]].item()
     return out
 
 
@@ -152,12 +158,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
         select = _sigma(ds, metric, _metric(ds, "heatmap", metric), args.sigma)
         shown: tuple[str, ...] = (x, y)
         name = f"{stem}_{metric}_{y}_{x}"
-    else:
+    elif args.kind == "curves":
         metric = args.metric or "on_err"
-        select = _sigma(ds, metric, _metric(ds, "curves", metric), args.sigma) if args.kind == "curves" else None
-        hue = plotting.hue_axis(ds, None, prefer=None if args.kind == "curves" else "weight_decay")
-        shown = (hue,) if hue else ()
-        name = f"{stem}_curves_{metric}" if args.kind == "curves" else f"{stem}_{args.kind}"
+        select = _sigma(ds, metric, _metric(ds, "curves", metric), args.sigma)
+        shown = tuple(a for a in [plotting.hue_axis(ds, None)] if a)
+        name = f"{stem}_curves_{metric}"
+    else:
+        select = None
+        shown = tuple(a for a in [plotting.hue_axis(ds, None, prefer="weight_decay")] if a)
+        name = f"{stem}_{args.kind}"
     chosen = _selection(ds, args.select, shown)
     if chosen:
         name += "_" + "_".join(f"{a}{v:g}" if isinstance(v, float) else f"{a}{v}" for a, v in chosen.items())

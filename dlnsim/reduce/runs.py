@@ -223,10 +223,9 @@ def per_run(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, win
             thr = EPS3_REL * hist[..., 0] if eps3 is None else np.full(hist.shape[:-1], float(eps3))
             out[f"eps3{suffix}"] = (dims, thr)
             out[f"steps_phase3{suffix}"] = (dims, first_step(hist, steps, thr))
-    if "w1_off_fro" in ds:
-        w1_0, thr = _history(ds, "w1_off_fro")[..., 0], out["eps3_w1"][1]
-        p3 = np.asarray(theory.phase3_steps(w1_0, lr, wd, thr), float)
-        out["pred_steps_phase3"] = (dims, np.where(np.isnan(pred), np.nan, p3))
+            if name == "w1_off_fro":  # D1 times W_1 P_perp exactly
+                p3 = np.asarray(theory.phase3_steps(hist[..., 0], lr, wd, thr), float)
+                out["pred_steps_phase3"] = (dims, np.where(np.isnan(pred), np.nan, p3))
     for name, short in (("w1_off_fro", "w1_off"), ("off_fro", "off")):
         if name in ds:
             floor = _FLOOR_EPS * np.finfo(ds[name].dtype).eps
