@@ -16,10 +16,14 @@ PROBLEM = ProblemConfig(d=16, m=8, s=2, n_train=24, n_test=20)
 GRID = {"seed": [0, 1, 2], "weight_decay": [0.0, 1e-3, 1e-2]}
 
 
-def _cpu_env(**extra: str) -> dict[str, str]:
+def _cpu_env(devices: int | None = None) -> dict[str, str]:
     """A subprocess environment on the CPU platform: these tests are about CPU devices, also
-    on a machine with a GPU (where JAX would otherwise default to it)."""
-    return dict(os.environ, JAX_PLATFORMS="cpu", **extra)
+    on a machine with a GPU (where JAX would otherwise default to it). ``devices``: that many
+    forced host devices, added to the suite's XLA_FLAGS (conftest.py)."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    if devices is not None:
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    return env
 
 
 def _cfg(**kw):
@@ -63,7 +67,7 @@ np.savez(sys.argv[1], **{k: ds[k].values for k in ("on_err", "off_fro", "balance
 def _sweep_on_cpu_devices(n: int, tmp_path) -> dict[str, np.ndarray]:
     """``_cfg(chunk_size=5)`` swept in a subprocess on ``n`` forced CPU devices."""
     out = tmp_path / f"devices_{n}.npz"
-    env = _cpu_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={n} --xla_backend_optimization_level=0")
+    env = _cpu_env(devices=n)
     subprocess.run([sys.executable, "-c", _SWEEP_ON_CPU, out, str(n)], check=True, env=env, timeout=300)
     return dict(np.load(out))
 
@@ -104,7 +108,7 @@ def test_each_device_trains_its_own_runs_without_collectives():
     """The sweep's program on 2 devices has no collective: each device trains and measures
     its own runs. (Left to the partitioner, the metrics' one-matrix-per-call loops were
     gathered to every device, which then looped over all runs.)"""
-    env = _cpu_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = _cpu_env(devices=2)
     out = subprocess.run([sys.executable, "-c", _PROGRAM_ON_TWO_DEVICES], env=env, timeout=300, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
     assert "collectives: []" in out.stdout
@@ -129,7 +133,7 @@ def test_decompositions_on_several_cpu_devices_finish(tmp_path):
     a = np.random.default_rng(0).standard_normal((256, 2, 100, 100)).astype(np.float32)
     a = a @ np.swapaxes(a, -1, -2)
     np.save(tmp_path / "a.npy", a)
-    env = _cpu_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = _cpu_env(devices=2)
     cmd = [sys.executable, "-c", _EIGH_ON_TWO_DEVICES, tmp_path / "a.npy", tmp_path / "w.npy"]
     subprocess.run(cmd, check=True, env=env, timeout=90)
     want = np.linalg.eigvalsh(a[:8].astype(np.float64))

@@ -31,8 +31,8 @@ KERNEL = "dlnsim-test-python"
 CELL_TIMEOUT = 300  # seconds per cell
 KERNEL_ENV = {
     "DLNSIM_SMOKE": "1",
-    # Toy sizes: compile time dominates, skip LLVM's expensive optimisations.
-    "XLA_FLAGS": "--xla_backend_optimization_level=0",
+    # Toy sizes: compile time dominates; the suite's fast-compile flags (conftest.py).
+    "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
     "MPLBACKEND": "Agg",  # the notebooks display PNGs themselves; no GUI backend anywhere
 }
 
