@@ -88,12 +88,36 @@ def plan(cfg: SweepConfig, chunk_size: int | None = None) -> list[Chunk]:
         step_kind(model, cfg.train, problem_cfg.m, problem_cfg.d, data_columns(problem_cfg, raw, _noisy(cfg)))
         if size is None:
             per_run = devices.run_bytes(problem_cfg, model, cfg.train, raw)
+            if cfg.max_memory is not None and per_run > budget:
+                where = ", ".join(f"{a}={v}" for a, v in combos[g].items()) or "this sweep"
+                raise ValueError(
+                    f"max_memory = {cfg.max_memory!r} is too small: one run ({where}) needs about "
+                    f"{per_run / 1e6:.3g} MB; allowed: at least {per_run} bytes, or unset for the default budget"
+                )
             step = devices.chunk_size_for(per_run, budget)
         else:
             step = size
         for start in range(0, len(runs), step):
             chunks.append(Chunk(len(chunks), g, tuple(runs[start : start + step])))
     return chunks
+
+
+def shard_chunks(chunks: list[Chunk], shard: tuple[int, int] | None) -> list[Chunk]:
+    """The chunks of slice ``i`` of ``n`` (``shard = (i, n)``; None: all of them).
+
+    Raises:
+      ValueError: some slice would be empty (more slices than chunks); every slice says so,
+        so no job waits for a shard that never comes.
+    """
+    if shard is None:
+        return chunks
+    i, n = shard
+    if n > len(chunks):
+        raise ValueError(
+            f"shard = {i}/{n} is invalid: the sweep has {len(chunks)} chunks, so {n - len(chunks)} of {n} "
+            f"shards would hold no runs; allowed: at most {len(chunks)} shards, or more chunks (a smaller chunk_size)"
+        )
+    return [c for c in chunks if c.index % n == i]
 
 
 def group_configs(cfg: SweepConfig, group: int) -> tuple[ProblemConfig, ModelConfig]:

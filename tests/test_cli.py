@@ -176,6 +176,8 @@ BAD = [
     ("empty grid", MINIMAL.split("[grid]")[0] + "[grid]\n[sweep]\n", [], "grid"),
     ("bad chunk size", MINIMAL, ["--chunk-size", "0"], "sweep.chunk_size"),
     ("bad memory budget", MINIMAL, ["--max-memory", "lots"], "max_memory"),
+    ("memory budget below one run", MINIMAL.replace("chunk_size = 2", ""), ["--max-memory", "1KB"],
+     "max_memory = '1KB' is too small"),
     ("step too small", MINIMAL, ["--set", 'train.backward="pallas"', "--set", "model.width=100"], "backward"),
     ("no CPU devices", MINIMAL, ["--cpu-devices", "0"], "--cpu-devices"),
     ("negative seed", MINIMAL, ["--set", "grid.seed=[-1]"], "grid.seed"),
@@ -288,6 +290,15 @@ def test_merge_refuses_another_sweep_and_names_bad_parts(runs, tmp_path, capsys)
     shutil.copy(runs["whole"], same)
     assert cli.main(["merge", str(part), "-o", str(same)]) == 0  # the same sweep: rewritten
     capsys.readouterr()
+
+    # One shard alone: summary says what it holds, plot asks for the merged file.
+    half = tmp_path / "half.nc"
+    ds.assign_attrs(shard="0/2", shard_runs=np.arange(4)).to_netcdf(half, engine="h5netcdf")
+    assert cli.main(["summary", str(half)]) == 0
+    assert f"{half} is shard 0/2 of a sweep: 4 of its 8 runs, the others NaN" in capsys.readouterr().out
+    assert cli.main(["plot", str(half), "-o", str(tmp_path / "pics")]) == 2
+    _one_error(capsys, "shard 0/2", "merge the shards first")
+    assert not (tmp_path / "pics").exists()
 
     (tmp_path / "corrupt.nc").write_text("not netcdf")
     for bad, words in (

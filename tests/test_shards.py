@@ -1,5 +1,7 @@
 """Sharded sweeps: n slices merged equal the unsharded sweep's file (multi-machine runs)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -45,6 +47,22 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path):
     with pytest.raises(ValueError, match="both shard 0/2"):
         merge_shards([parts[0], parts[0]], tmp_path / "merged.nc")
     assert not (tmp_path / "merged.nc").exists()
+    # 6 chunks: a seventh slice would be empty, and every slice says so before any work.
+    for i in (0, 6):
+        with pytest.raises(ValueError, match="shard = .*/7 is invalid: the sweep has 6 chunks, so 1 of 7 shards"):
+            run_sweep(CFG, tmp_path / f"seventh{i}.nc", shard=(i, 7))
+    assert not list(tmp_path.glob("seventh*"))
+
+
+def test_merge_refuses_shards_cut_from_different_chunk_plans(tmp_path):
+    """Jobs on devices of other memory cut other chunks: shard i/n of each plan then overlap and
+    leave gaps, which merge must name instead of writing NaN runs."""
+    parts = [tmp_path / f"part{i}.nc" for i in range(2)]
+    run_sweep(CFG, parts[0], shard=(0, 2))
+    run_sweep(dataclasses.replace(CFG, chunk_size=3), parts[1], shard=(1, 2))
+    with pytest.raises(ValueError, match=r"do not split the sweep's 12 runs: \d+ runs are in more than one shard"):
+        merge_shards(parts, tmp_path / "merged.nc")
+    assert not (tmp_path / "merged.nc").exists()
 
 
 @pytest.mark.slow  # two JAX processes with a coordinator: ~30 s on 2 cores; run with -m slow
@@ -62,7 +80,7 @@ def test_two_process_distributed_sweep_equals_single_run(tmp_path):
     # The single run is the same command with the same flags: float32 results change in the
     # last bit (~1e-7 relative, measured) with the XLA optimisation level and with the runs
     # per device (an in-process sweep on one device against the command's one per core).
-    env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0")
+    env = dict(os.environ)  # the suite's XLA_FLAGS (conftest.py), in both commands
     sweep = [sys.executable, "-m", "dlnsim", "sweep", str(config), "-q"]
     cmd = [*sweep, "-o", str(tmp_path / "dist.nc"), "--distributed", "--coordinator", f"127.0.0.1:{port}",
            "--num-processes", "2"]

@@ -1,5 +1,6 @@
 """Results files: NetCDF round trip, atomic per-chunk persistence, resume, config identity."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -87,11 +88,13 @@ def test_resume_recomputes_only_missing_chunks(tmp_path, reference):
     with pytest.raises(_Crash):
         run_sweep(CFG, out, progress=crash_after_first)
     side = chunk_dir(out)
-    assert sorted(p.name for p in side.iterdir()) == ["chunk-00000.npz", "chunk-00001.npz", "config.toml"]
+    # Named by their runs: the first run and how many.
+    assert sorted(p.name for p in side.iterdir()) == ["chunk-0000000-00001.npz", "chunk-0000001-00001.npz", "config.toml"]
     assert not out.exists()
     # A damaged chunk file and a stray temporary from a killed write are never taken as done.
-    (side / "chunk-00001.npz").write_bytes((side / "chunk-00001.npz").read_bytes()[:100])
-    (side / ".chunk-00002.npz.abc.tmp").write_bytes(b"half")
+    second = side / "chunk-0000001-00001.npz"
+    second.write_bytes(second.read_bytes()[:100])
+    (side / ".chunk-0000002-00001.npz.abc.tmp").write_bytes(b"half")
 
     events = []
     ds, skipped = run_sweep(CFG, out, progress=events.append)
@@ -101,6 +104,34 @@ def test_resume_recomputes_only_missing_chunks(tmp_path, reference):
     xr.testing.assert_identical(_stable(ds), _stable(ref))
     xr.testing.assert_identical(_stable(open_results(out)[0]), _stable(ref))
     assert not side.exists()
+
+
+def test_another_chunk_plan_resumes_from_the_old_chunk_files(reference, tmp_path):
+    """How runs are batched is not part of a sweep's identity (results do not depend on it): a
+    finished file is recognised, and an unfinished sweep resumes under another chunk size
+    (say, after running out of device memory), taking finished runs from the old plan's files."""
+    path, ref, _ = reference
+    before = path.read_bytes()
+    _, skipped = run_sweep(dataclasses.replace(CFG, chunk_size=None, max_memory="1GB"), path)
+    assert skipped == 1 and path.read_bytes() == before  # one chunk in the new plan; nothing rewritten
+
+    out = tmp_path / "r.nc"
+
+    def crash_after_third(ev):
+        if ev.chunk.index == 2:  # runs 0, 1 and 2 are on disk, one file each
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        run_sweep(CFG, out, progress=crash_after_third)
+    events = []
+    ds, skipped = run_sweep(dataclasses.replace(CFG, chunk_size=2), out, progress=events.append)
+    # Runs 0-1 gathered from two files of the old plan; run 3 was never computed, so runs 2-3 are.
+    assert [e.skipped for e in events] == [True, False] and skipped == 1
+    flat = lambda d: d.on_err.values.reshape(4, -1)  # noqa: E731
+    np.testing.assert_array_equal(flat(ds)[:2], flat(ref)[:2])  # the very values of the old files
+    # Runs 2-3 in a batch of two instead of one each: equal to float32 rounding.
+    np.testing.assert_allclose(flat(ds), flat(ref), rtol=1e-5, atol=1e-7)
+    assert not chunk_dir(out).exists()
 
 
 def test_different_config_is_refused(reference, tmp_path):
@@ -116,7 +147,7 @@ def test_different_config_is_refused(reference, tmp_path):
         run_sweep(CFG, out, progress=lambda ev: (_ for _ in ()).throw(_Crash()))
     with pytest.raises(ExistingResultsError, match="different sweep"):
         run_sweep(other, out)
-    assert (chunk_dir(out) / "chunk-00000.npz").exists()
+    assert (chunk_dir(out) / "chunk-0000000-00001.npz").exists()
 
 
 def test_force_replaces_results(tmp_path):

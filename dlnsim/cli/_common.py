@@ -38,17 +38,29 @@ def error(msg: str) -> None:
     print(f"dlnsim: error: {msg}", file=sys.stderr)
 
 
-def read_results(path: str) -> Any:
-    """The dataset of the results file at ``path``; a missing or unreadable file is a :class:`Fail`."""
+def read_results(path: str, *, shard_ok: bool = False) -> Any:
+    """The dataset of the results file at ``path``; a missing or unreadable file is a :class:`Fail`,
+    and so is one shard of a sweep (``--shard``) unless ``shard_ok``."""
     from dlnsim.storage import open_results
 
     if not Path(path).is_file():
         raise Fail(f"no results file at {path}")
     try:
-        return open_results(path)[0]
+        ds = open_results(path)[0]
     except (OSError, KeyError, ValueError) as e:
         reason = " ".join(str(e).split())  # HDF5 messages span lines
         raise Fail(f"{path} is not a dlnsim results file ({reason})") from None
+    if "shard" in ds.attrs and not shard_ok:
+        raise Fail(f"{path} is {shard_note(ds)}; merge the shards first (dlnsim merge PARTS... -o RESULTS)")
+    return ds
+
+
+def shard_note(ds: Any) -> str:
+    """What a shard file holds, in words."""
+    import numpy as np
+
+    done = len(np.atleast_1d(ds.attrs["shard_runs"]))
+    return f"shard {ds.attrs['shard']} of a sweep: {done} of its {ds.diverged.size} runs, the others NaN"
 
 
 def setup_jax(args: argparse.Namespace, *, x64: bool = False) -> str | None:

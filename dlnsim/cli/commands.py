@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dlnsim.cli._common import CACHE_ENV, SWEEP_METRIC, Fail, error, read_results, setup_jax
+from dlnsim.cli._common import CACHE_ENV, SWEEP_METRIC, Fail, error, read_results, setup_jax, shard_note
 from dlnsim.cli.plot import pick_axes
 from dlnsim.cli.progress import Reporter
 
@@ -43,7 +43,7 @@ def _summary_text(ds: Any) -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from dlnsim.configfile import dumps_config
-    from dlnsim.grid import plan
+    from dlnsim.grid import plan, shard_chunks
     from dlnsim.storage import ExistingResultsError, OutputPathError, check_output, chunk_dir, holds_sweep, run_sweep
 
     _check_cluster_options(args)
@@ -53,7 +53,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     final = Path(args.output)
     out = _part_path(final, *shard) if shard and args.distributed else final
     try:  # planning sizes every group's step: a step that cannot take a group's sizes says so here
-        chunks = [c for c in plan(cfg) if shard is None or c.index % shard[1] == shard[0]]
+        chunks = shard_chunks(plan(cfg), shard)
     except ValueError as e:
         raise Fail(str(e)) from None
     try:  # before any work: a path that cannot take the results, or (merged at the end) another sweep's file
@@ -180,7 +180,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    ds = read_results(args.results)
+    ds = read_results(args.results, shard_ok=True)
+    if "shard" in ds.attrs:
+        print(f"{args.results} is {shard_note(ds)} (merge the shards for the whole sweep)\n")
     print(_summary_text(ds))
     return 0
 

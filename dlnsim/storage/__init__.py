@@ -6,9 +6,10 @@ the end. While it runs, every finished chunk is persisted in a sidecar directory
 
     RESULTS.nc.chunks/
       config.toml          # the sweep's canonical config (dumps_config)
-      chunk-00000.npz      # one per finished chunk: runs, metrics, diverged, timings
+      chunk-0000000-00064.npz  # one per finished chunk (first run, run count): runs, metrics, diverged, timings
 
-Re-running the same sweep recomputes only the missing chunks; the sidecar directory is
+Re-running the same sweep recomputes only the missing runs, also under another chunk size
+or memory budget (how runs are batched is not part of a sweep's identity); the sidecar directory is
 removed once the final file is in place. Every file is written atomically (a process
 killed at any moment leaves a complete file or none), and loading never executes code:
 NetCDF through ``xarray.open_dataset`` and ``.npz`` with ``allow_pickle=False``.

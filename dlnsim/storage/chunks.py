@@ -1,9 +1,12 @@
 """The sidecar directory of a running sweep: one ``.npz`` file per finished chunk.
 
-``RESULTS.nc.chunks/`` holds the sweep's canonical config (``config.toml``) and
-``chunk-00000.npz``, ... (runs, metrics, diverged, timings), each written atomically.
-A chunk file is only used if it loads with ``allow_pickle=False`` and holds exactly the
-runs the plan assigns to that chunk.
+``RESULTS.nc.chunks/`` holds the sweep's canonical config (``config.toml``) and one file per
+finished chunk, named by the runs it holds (``chunk-FIRST-COUNT.npz``: a chunk's runs are
+COUNT consecutive runs of one static group, starting at flat run index FIRST), each written
+atomically. A file is only used if it loads with ``allow_pickle=False`` and holds the runs
+its name says. A sweep resumed under another chunk plan (another chunk size or memory
+budget) takes each of its chunks from the file of the same runs, or gathers them from the
+files of the old plan; files of different run sets never share a name.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def chunk_dir(out_path: str | Path) -> Path:
 
 
 def _chunk_path(side: Path, chunk: Chunk) -> Path:
-    return side / f"chunk-{chunk.index:05d}.npz"
+    return side / f"chunk-{chunk.runs[0]:07d}-{len(chunk.runs):05d}.npz"
 
 
 def save_chunk(side: Path, chunk: Chunk, res: ChunkResult, started: float, finished: float) -> None:
@@ -52,20 +55,57 @@ class Stored(NamedTuple):
     finished: float  # unix time it ended
 
 
-def load_chunk(side: Path, chunk: Chunk) -> Stored | None:
-    """A finished chunk from disk, or None if absent, unreadable or not this chunk's runs."""
-    path = _chunk_path(side, chunk)
-    if not path.exists():
-        return None
+def _read(path: Path) -> tuple[np.ndarray, Stored] | None:
+    """A chunk file's runs and contents, or None if unreadable or inconsistent."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            if not np.array_equal(z["runs"], np.asarray(chunk.runs)):
-                return None  # a different plan (e.g. another chunk size) wrote it
-            n = len(chunk.runs)
+            runs = z["runs"]
             metrics = {k: z[f"metric_{k}"] for k in Metrics._fields}
-            if any(v.shape[0] != n for v in metrics.values()) or z["diverged"].shape != (n,):
+            if runs.ndim != 1 or any(v.shape[0] != len(runs) for v in metrics.values()):
+                return None
+            if z["diverged"].shape != runs.shape or z["diverged_at"].shape != runs.shape:
                 return None
             res = ChunkResult(metrics, z["diverged"], z["diverged_at"], float(z["seconds"]))
-            return Stored(res, float(z["started"]), float(z["finished"]))
+            return runs, Stored(res, float(z["started"]), float(z["finished"]))
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None  # what np.load raises on a damaged or foreign file
+
+
+def finished_runs(side: Path) -> dict[int, Path]:
+    """Run index -> a readable chunk file in ``side`` that holds it (any chunk plan)."""
+    index: dict[int, Path] = {}
+    for path in sorted(side.glob("chunk-*.npz")):
+        read = _read(path)
+        if read is not None:
+            for r in read[0].tolist():
+                index.setdefault(r, path)
+    return index
+
+
+def load_chunk(side: Path, chunk: Chunk, finished: dict[int, Path] | None = None) -> Stored | None:
+    """A finished chunk from disk, or None if some of its runs are not on disk.
+
+    Its own file (the same runs) is used if readable; otherwise, given ``finished``
+    (:func:`finished_runs`), its runs are gathered from the files of another chunk plan,
+    each file's compute time shared out by the runs taken from it.
+    """
+    own = _read(_chunk_path(side, chunk))
+    if own is not None and np.array_equal(own[0], np.asarray(chunk.runs)):
+        return own[1]
+    if finished is None or any(r not in finished for r in chunk.runs):
+        return None
+    files = {path: _read(path) for path in {finished[r] for r in chunk.runs}}
+    if any(f is None for f in files.values()):
+        return None  # damaged since the index was made
+    picks = []  # per run: its source file's runs and contents, and its row there
+    for r in chunk.runs:
+        runs, stored = files[finished[r]]
+        picks.append((runs, stored.result, int(np.flatnonzero(runs == r)[0])))
+    take = lambda get: np.stack([get(res)[i] for _, res, i in picks])  # noqa: E731
+    res = ChunkResult(
+        {k: take(lambda res, k=k: res.metrics[k]) for k in Metrics._fields},
+        take(lambda res: res.diverged),
+        take(lambda res: res.diverged_at),
+        sum(res.seconds / len(runs) for runs, res, _ in picks),
+    )
+    return Stored(res, min(s.started for _, s in files.values()), max(s.finished for _, s in files.values()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def merge_shards(paths: list[str | Path], out_path: str | Path, *, force: bool =
     seen: dict[int, Path] = {}
     for path, ds, c in parts:
         i, n_i = _shard_of(path, ds)
-        if c != cfg or n_i != n:
+        if _unbatched(c) != _unbatched(cfg) or n_i != n:
             raise ValueError(f"{path} is a shard of a different sweep than {path0}")
         if i in seen:
             raise ValueError(f"{path} and {seen[i]} are both shard {i}/{n}")
@@ -50,10 +51,11 @@ def merge_shards(paths: list[str | Path], out_path: str | Path, *, force: bool =
     missing = sorted(set(range(n)) - set(seen))
     if missing:
         raise ValueError(f"shards {', '.join(f'{i}/{n}' for i in missing)} are missing: merge needs all {n}")
+    _check_partition(cfg, parts)
     merged = first.copy(deep=True)
     axes = list(cfg.grid)
     for _, ds, _ in parts[1:]:
-        runs = np.asarray(ds.attrs["shard_runs"])
+        runs = _runs_of(ds)
         for name, var in ds.data_vars.items():
             target = merged[name].values.reshape((cfg.n_runs, *var.shape[len(axes) :]))
             target[runs] = var.values.reshape(target.shape)[runs]
@@ -79,6 +81,31 @@ def _open_part(path: Path) -> tuple[xr.Dataset, SweepConfig]:
     except (OSError, KeyError, ValueError) as e:
         reason = " ".join(str(e).split())  # HDF5 messages span lines
         raise ValueError(f"{path} is not a dlnsim results file ({reason})") from None
+
+
+def _unbatched(cfg: SweepConfig) -> SweepConfig:
+    """The config without how its runs were batched (results do not depend on it)."""
+    return dataclasses.replace(cfg, chunk_size=None, max_memory=None)
+
+
+def _runs_of(ds: xr.Dataset) -> np.ndarray:
+    """The flat run indices a shard computed (NetCDF stores a one-element array as a scalar)."""
+    return np.atleast_1d(np.asarray(ds.attrs["shard_runs"], np.int64))
+
+
+def _check_partition(cfg: SweepConfig, parts: list[tuple[Path, xr.Dataset, SweepConfig]]) -> None:
+    """Every run in exactly one shard: jobs whose chunk plans differed split different chunks."""
+    count = np.zeros(cfg.n_runs, np.int64)
+    for _, ds, _ in parts:
+        np.add.at(count, _runs_of(ds), 1)
+    twice, never = np.flatnonzero(count > 1), np.flatnonzero(count == 0)
+    if len(twice) or len(never):
+        raise ValueError(
+            f"the shards do not split the sweep's {cfg.n_runs} runs: {len(twice)} runs are in more than one shard "
+            f"and {len(never)} in none (e.g. run {int((twice if len(twice) else never)[0])}). Their jobs cut the "
+            "grid into chunks of different sizes (devices with other memory or another device count, or another "
+            "--max-memory): rerun every shard with the same --chunk-size"
+        )
 
 
 def _shard_of(path: Path, ds: xr.Dataset) -> tuple[int, int]:

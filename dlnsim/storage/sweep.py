@@ -30,8 +30,8 @@ import xarray as xr
 
 from dlnsim.config import SweepConfig, static_combinations
 from dlnsim.configfile import dumps_config
-from dlnsim.grid import Chunk, assemble, batch_shape, plan, run_attrs, run_chunk
-from dlnsim.storage.chunks import Stored, chunk_dir, load_chunk, save_chunk
+from dlnsim.grid import Chunk, assemble, batch_shape, plan, run_attrs, run_chunk, shard_chunks
+from dlnsim.storage.chunks import Stored, chunk_dir, finished_runs, load_chunk, save_chunk
 from dlnsim.storage.files import ENGINE, atomic, check_output, make_dirs, open_results, write_netcdf
 
 # Attributes that record when the work was done: they differ between two runs of the
@@ -65,8 +65,18 @@ def _flatten(text: str) -> dict[str, Any]:
     return {f"{s}.{k}": v for s, table in doc.items() for k, v in table.items()}
 
 
+# How runs are batched: results never depend on it, so a sweep resumes, and a finished file
+# is recognised, under another chunk size or memory budget (chunks of the old plan that the
+# new one cuts differently are recomputed).
+_BATCHING = ("sweep.chunk_size", "sweep.max_memory")
+
+
+def _settings(text: str) -> dict[str, Any]:
+    return {k: v for k, v in _flatten(text).items() if k not in _BATCHING}
+
+
 def _differences(old: str, new: str, limit: int = 4) -> str:
-    a, b = _flatten(old), _flatten(new)
+    a, b = _settings(old), _settings(new)
     keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
     parts = [f"{k}: {a.get(k, '(unset)')} there, {b.get(k, '(unset)')} here" for k in keys[:limit]]
     more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
@@ -77,6 +87,11 @@ def _slice(text: str) -> str:
     """What part of its sweep a config text describes: a shard's slice or the whole sweep."""
     match = re.search(r"^# shard (\d+/\d+):", text, re.MULTILINE)
     return f"shard {match.group(1)}" if match else "the whole sweep"
+
+
+def same_sweep(old: str, new: str) -> bool:
+    """Whether two config texts describe the same results (the same slice, batching aside)."""
+    return _settings(old) == _settings(new) and _slice(old) == _slice(new)
 
 
 def _refuse(where: Path, old: str, new: str) -> ExistingResultsError:
@@ -98,7 +113,7 @@ def holds_sweep(out: str | Path, text: str) -> bool:
     if not out.exists():
         return False
     old = _existing_config(out)
-    if old != text:
+    if not same_sweep(old, text):
         raise _refuse(out, old, text)
     return True
 
@@ -164,6 +179,7 @@ def run_sweep(
       was already complete).
 
     Raises:
+      ValueError: ``shard`` has more slices than the sweep has chunks.
       ExistingResultsError: ``out_path`` or its chunk directory belongs to another config.
       OutputPathError: ``out_path`` is a directory, or cannot be created (nothing computed).
     """
@@ -173,7 +189,7 @@ def run_sweep(
     all_chunks = plan(cfg)
     # Padding comes from the whole plan, so a shard runs the very programs a single run does.
     pad = batch_shape(cfg, all_chunks)
-    chunks = [c for c in all_chunks if shard is None or c.index % shard[1] == shard[0]]
+    chunks = shard_chunks(all_chunks, shard)
     if force:
         shutil.rmtree(side, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
@@ -182,7 +198,7 @@ def run_sweep(
         return open_results(out)[0], len(chunks)
     elif (side / "config.toml").exists():
         old = (side / "config.toml").read_text(encoding="utf-8")
-        if old != text:
+        if not same_sweep(old, text):
             raise _refuse(side, old, text)
     make_dirs(out, out.parent, side)
     for junk in side.glob(".*.tmp"):  # temporaries of a killed write: never complete
@@ -192,8 +208,9 @@ def run_sweep(
 
     stored: list[Stored] = []
     skipped = runs_done = 0
+    finished = finished_runs(side)  # also the runs of another chunk plan's files
     for chunk in chunks:
-        s = load_chunk(side, chunk)
+        s = load_chunk(side, chunk, finished)
         loaded = s is not None
         if s is None:
             started = time.time()
