@@ -234,7 +234,8 @@ def test_progress_bar_on_a_terminal():
     runs = 0
     for i, c in enumerate(chunks):
         runs += len(c.runs)
-        rep(Progress(c, len(chunks), runs, cfg.n_runs, skipped=i == 0, seconds=0.5, steps=cfg.train.steps))
+        n = 0 if i == 0 else len(c.runs)
+        rep(Progress(c, len(chunks), runs, cfg.n_runs, skipped=i == 0, seconds=0.5, steps=cfg.train.steps, computed=n))
     rep.close()
     text = stream.getvalue()
     assert "8/8 runs" in text and "net-steps/s" in text and "ETA" in text and "chunk 4/4" in text

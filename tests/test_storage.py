@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import xarray as xr
 
 import dlnsim
+import dlnsim.storage.sweep as storage_sweep
 from dlnsim.configfile import dumps_config, load_config
 from dlnsim.storage import (
     VOLATILE_ATTRS,
@@ -88,13 +90,16 @@ def test_resume_recomputes_only_missing_chunks(tmp_path, reference):
     with pytest.raises(_Crash):
         run_sweep(CFG, out, progress=crash_after_first)
     side = chunk_dir(out)
-    # Named by their runs: the first run and how many.
-    assert sorted(p.name for p in side.iterdir()) == ["chunk-0000000-00001.npz", "chunk-0000001-00001.npz", "config.toml"]
+    # Named by their runs: the first run, how many, and a CRC-32 of their indices.
+    names = sorted(p.name for p in side.iterdir())
+    assert names[2] == "config.toml" and len(names) == 3, names
+    assert re.fullmatch(r"chunk-0000000-00001-[0-9a-f]{8}\.npz", names[0]), names
+    assert re.fullmatch(r"chunk-0000001-00001-[0-9a-f]{8}\.npz", names[1]), names
     assert not out.exists()
     # A damaged chunk file and a stray temporary from a killed write are never taken as done.
-    second = side / "chunk-0000001-00001.npz"
+    second = side / names[1]
     second.write_bytes(second.read_bytes()[:100])
-    (side / ".chunk-0000002-00001.npz.abc.tmp").write_bytes(b"half")
+    (side / f".{names[1]}.abc.tmp").write_bytes(b"half")
 
     events = []
     ds, skipped = run_sweep(CFG, out, progress=events.append)
@@ -106,7 +111,7 @@ def test_resume_recomputes_only_missing_chunks(tmp_path, reference):
     assert not side.exists()
 
 
-def test_another_chunk_plan_resumes_from_the_old_chunk_files(reference, tmp_path):
+def test_another_chunk_plan_resumes_from_the_old_chunk_files(reference, tmp_path, monkeypatch):
     """How runs are batched is not part of a sweep's identity (results do not depend on it): a
     finished file is recognised, and an unfinished sweep resumes under another chunk size
     (say, after running out of device memory), taking finished runs from the old plan's files."""
@@ -123,13 +128,21 @@ def test_another_chunk_plan_resumes_from_the_old_chunk_files(reference, tmp_path
 
     with pytest.raises(_Crash):
         run_sweep(CFG, out, progress=crash_after_third)
-    events = []
+    events, computed = [], []
+    compute = storage_sweep.run_chunk
+
+    def run_chunk(cfg, chunk, pad):
+        computed.append(chunk.runs)
+        return compute(cfg, chunk, pad)
+
+    monkeypatch.setattr(storage_sweep, "run_chunk", run_chunk)
     ds, skipped = run_sweep(dataclasses.replace(CFG, chunk_size=2), out, progress=events.append)
-    # Runs 0-1 gathered from two files of the old plan; run 3 was never computed, so runs 2-3 are.
-    assert [e.skipped for e in events] == [True, False] and skipped == 1
+    # Runs 0-1 gathered from two files of the old plan; of runs 2-3 only run 3 is computed.
+    assert [(e.skipped, e.computed) for e in events] == [(True, 0), (False, 1)] and skipped == 1
+    assert computed == [(3,)]
     flat = lambda d: d.on_err.values.reshape(4, -1)  # noqa: E731
-    np.testing.assert_array_equal(flat(ds)[:2], flat(ref)[:2])  # the very values of the old files
-    # Runs 2-3 in a batch of two instead of one each: equal to float32 rounding.
+    np.testing.assert_array_equal(flat(ds)[:3], flat(ref)[:3])  # the very values of the old files
+    # Run 3 in a batch padded to two instead of alone: equal to float32 rounding.
     np.testing.assert_allclose(flat(ds), flat(ref), rtol=1e-5, atol=1e-7)
     assert not chunk_dir(out).exists()
 
@@ -147,7 +160,7 @@ def test_different_config_is_refused(reference, tmp_path):
         run_sweep(CFG, out, progress=lambda ev: (_ for _ in ()).throw(_Crash()))
     with pytest.raises(ExistingResultsError, match="different sweep"):
         run_sweep(other, out)
-    assert (chunk_dir(out) / "chunk-0000000-00001.npz").exists()
+    assert len(list(chunk_dir(out).glob("chunk-0000000-00001-*.npz"))) == 1
 
 
 def test_force_replaces_results(tmp_path):

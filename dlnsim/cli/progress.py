@@ -41,8 +41,7 @@ class Reporter:
         n = len(ev.chunk.runs)
         if ev.skipped:
             self.loaded += 1
-        else:
-            self.computed += n
+        self.computed += ev.computed  # a chunk's runs on disk from another chunk plan cost nothing
         rate = self.computed * ev.steps / elapsed if self.computed else float("nan")
         left = (ev.n_runs - ev.runs_done) * ev.steps
         eta = _clock(left / rate) if self.computed else "?"

@@ -6,9 +6,10 @@ the end. While it runs, every finished chunk is persisted in a sidecar directory
 
     RESULTS.nc.chunks/
       config.toml          # the sweep's canonical config (dumps_config)
-      chunk-0000000-00064.npz  # one per finished chunk (first run, run count): runs, metrics, diverged, timings
+      chunk-0000000-00064-5f3a09c1.npz  # one per finished chunk (first run, count, CRC-32 of
+                                        # its runs): runs, metrics, diverged, timings
 
-Re-running the same sweep recomputes only the missing runs, also under another chunk size
+Re-running the same sweep computes only the runs not on disk, also under another chunk size
 or memory budget (how runs are batched is not part of a sweep's identity); the sidecar directory is
 removed once the final file is in place. Every file is written atomically (a process
 killed at any moment leaves a complete file or none), and loading never executes code:

@@ -1,17 +1,18 @@
 """The sidecar directory of a running sweep: one ``.npz`` file per finished chunk.
 
 ``RESULTS.nc.chunks/`` holds the sweep's canonical config (``config.toml``) and one file per
-finished chunk, named by the runs it holds (``chunk-FIRST-COUNT.npz``: a chunk's runs are
-COUNT consecutive runs of one static group, starting at flat run index FIRST), each written
-atomically. A file is only used if it loads with ``allow_pickle=False`` and holds the runs
-its name says. A sweep resumed under another chunk plan (another chunk size or memory
-budget) takes each of its chunks from the file of the same runs, or gathers them from the
-files of the old plan; files of different run sets never share a name.
+finished chunk, named by the runs it holds (``chunk-FIRST-COUNT-CRC.npz``: the first flat run
+index, the number of runs and a CRC-32 of the run indices, so files of different run sets
+never share a name), each written atomically. A file is only used if it loads with
+``allow_pickle=False`` and holds the runs its name says. A sweep resumed under another chunk
+plan (another chunk size or memory budget) takes each chunk from the file of the same runs,
+or gathers its runs from the old plan's files and computes only those none of them holds.
 """
 
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,11 +30,12 @@ def chunk_dir(out_path: str | Path) -> Path:
 
 
 def _chunk_path(side: Path, chunk: Chunk) -> Path:
-    return side / f"chunk-{chunk.runs[0]:07d}-{len(chunk.runs):05d}.npz"
+    crc = zlib.crc32(np.asarray(chunk.runs, np.int64).tobytes())
+    return side / f"chunk-{chunk.runs[0]:07d}-{len(chunk.runs):05d}-{crc:08x}.npz"
 
 
-def save_chunk(side: Path, chunk: Chunk, res: ChunkResult, started: float, finished: float) -> None:
-    """Writes a computed chunk to the sidecar directory ``side`` (atomically)."""
+def save_chunk(side: Path, chunk: Chunk, res: ChunkResult, started: float, finished: float) -> Path:
+    """Writes a computed chunk to the sidecar directory ``side`` (atomically); returns its path."""
     arrays = {f"metric_{k}": v for k, v in res.metrics.items()}
     arrays.update(
         runs=np.asarray(chunk.runs, np.int64),
@@ -43,8 +45,10 @@ def save_chunk(side: Path, chunk: Chunk, res: ChunkResult, started: float, finis
         started=np.float64(started),
         finished=np.float64(finished),
     )
-    with atomic(_chunk_path(side, chunk)) as f:
+    path = _chunk_path(side, chunk)
+    with atomic(path) as f:
         np.savez(f, **arrays)
+    return path
 
 
 class Stored(NamedTuple):

@@ -55,6 +55,7 @@ class Progress(NamedTuple):
     skipped: bool  # True: loaded from an earlier, interrupted run; False: computed now
     seconds: float  # compute time of this chunk (0 when skipped)
     steps: int  # optimiser steps per run
+    computed: int  # runs of this chunk computed now (the others were on disk)
 
 
 # ---------------------------------------------------------------- config identity
@@ -212,18 +213,23 @@ def run_sweep(
     for chunk in chunks:
         s = load_chunk(side, chunk, finished)
         loaded = s is not None
-        if s is None:
+        if s is None:  # compute the runs not on disk (all of them, unless another plan left some)
+            todo = chunk._replace(runs=tuple(r for r in chunk.runs if r not in finished))
             started = time.time()
-            res = run_chunk(cfg, chunk, pad)
-            s = Stored(res, started, time.time())
-            save_chunk(side, chunk, res, s.started, s.finished)
+            res = run_chunk(cfg, todo, pad)  # the chunk's padded batch shape: the same program
+            path = save_chunk(side, todo, res, started, time.time())
+            finished.update(dict.fromkeys(todo.runs, path))
+            s = load_chunk(side, chunk, finished)
+            if s is None:
+                raise OSError(f"{path} could not be read back after it was written")
         skipped += loaded
+        n_computed = 0 if loaded else len(todo.runs)
         stored.append(s)
         runs_done += len(chunk.runs)
         if progress is not None:
-            seconds = 0.0 if loaded else s.result.seconds
+            seconds = 0.0 if loaded else res.seconds
             n_runs = sum(len(c.runs) for c in chunks)
-            progress(Progress(chunk, len(chunks), runs_done, n_runs, loaded, seconds, cfg.train.steps))
+            progress(Progress(chunk, len(chunks), runs_done, n_runs, loaded, seconds, cfg.train.steps, n_computed))
     attrs = _attrs(cfg, chunks, stored)
     if shard:
         attrs["config_toml"] = text
