@@ -67,8 +67,8 @@ def _flatten(text: str) -> dict[str, Any]:
 
 
 # How runs are batched: results never depend on it, so a sweep resumes, and a finished file
-# is recognised, under another chunk size or memory budget (chunks of the old plan that the
-# new one cuts differently are recomputed).
+# is recognised, under another chunk size or memory budget (the new plan's chunks take their
+# finished runs from the old plan's files).
 _BATCHING = ("sweep.chunk_size", "sweep.max_memory")
 
 
