@@ -57,9 +57,9 @@ def read_results(path: str, *, shard_ok: bool = False) -> Any:
 
 def shard_note(ds: Any) -> str:
     """What a shard file holds, in words."""
-    import numpy as np
+    from dlnsim.storage import shard_runs
 
-    done = len(np.atleast_1d(ds.attrs["shard_runs"]))
+    done = len(shard_runs(ds))
     return f"shard {ds.attrs['shard']} of a sweep: {done} of its {ds.diverged.size} runs, the others NaN"
 
 

@@ -22,7 +22,7 @@ Modules: :mod:`~dlnsim.storage.files` (atomic writes, the NetCDF file),
 
 from dlnsim.storage.chunks import chunk_dir
 from dlnsim.storage.files import ENGINE, OutputPathError, check_output, make_dirs, open_results
-from dlnsim.storage.shards import merge_shards
+from dlnsim.storage.shards import merge_shards, shard_runs
 from dlnsim.storage.sweep import VOLATILE_ATTRS, ExistingResultsError, Progress, holds_sweep, run_sweep
 
 __all__ = [
@@ -38,4 +38,5 @@ __all__ = [
     "merge_shards",
     "open_results",
     "run_sweep",
+    "shard_runs",
 ]

@@ -5,14 +5,15 @@ finished chunk, named by the runs it holds (``chunk-FIRST-COUNT-CRC.npz``: the f
 index, the number of runs and a CRC-32 of the run indices, so files of different run sets
 never share a name), each written atomically. A file is only used if it loads with
 ``allow_pickle=False`` and holds the runs its name says. A sweep resumed under another chunk
-plan (another chunk size or memory budget) takes each chunk from the file of the same runs,
-or gathers its runs from the old plan's files and computes only those none of them holds.
+plan (another chunk size or memory budget) gathers each chunk's finished runs from whichever
+files hold them and computes only the others.
 """
 
 from __future__ import annotations
 
 import zipfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -75,41 +76,36 @@ def _read(path: Path) -> tuple[np.ndarray, Stored] | None:
         return None  # what np.load raises on a damaged or foreign file
 
 
-def finished_runs(side: Path) -> dict[int, Path]:
-    """Run index -> a readable chunk file in ``side`` that holds it (any chunk plan)."""
-    index: dict[int, Path] = {}
+def finished_runs(side: Path) -> dict[int, tuple[Stored, int]]:
+    """Run index -> the contents of a readable chunk file in ``side`` that holds it (any chunk
+    plan) and its row there. Each file is read once."""
+    index: dict[int, tuple[Stored, int]] = {}
     for path in sorted(side.glob("chunk-*.npz")):
         read = _read(path)
         if read is not None:
-            for r in read[0].tolist():
-                index.setdefault(r, path)
+            add_runs(index, read[0].tolist(), read[1])
     return index
 
 
-def load_chunk(side: Path, chunk: Chunk, finished: dict[int, Path] | None = None) -> Stored | None:
-    """A finished chunk from disk, or None if some of its runs are not on disk.
+def add_runs(index: dict[int, tuple[Stored, int]], runs: Sequence[int], stored: Stored) -> None:
+    """Adds a chunk's runs (rows of ``stored``, in order) to a :func:`finished_runs` index."""
+    for row, r in enumerate(runs):
+        index.setdefault(r, (stored, row))
 
-    Its own file (the same runs) is used if readable; otherwise, given ``finished``
-    (:func:`finished_runs`), its runs are gathered from the files of another chunk plan,
-    each file's compute time shared out by the runs taken from it.
-    """
-    own = _read(_chunk_path(side, chunk))
-    if own is not None and np.array_equal(own[0], np.asarray(chunk.runs)):
-        return own[1]
-    if finished is None or any(r not in finished for r in chunk.runs):
-        return None
-    files = {path: _read(path) for path in {finished[r] for r in chunk.runs}}
-    if any(f is None for f in files.values()):
-        return None  # damaged since the index was made
-    picks = []  # per run: its source file's runs and contents, and its row there
-    for r in chunk.runs:
-        runs, stored = files[finished[r]]
-        picks.append((runs, stored.result, int(np.flatnonzero(runs == r)[0])))
-    take = lambda get: np.stack([get(res)[i] for _, res, i in picks])  # noqa: E731
+
+def gather(chunk: Chunk, index: dict[int, tuple[Stored, int]]) -> Stored:
+    """A chunk's results from the finished runs (every run of the chunk must be in ``index``):
+    rows of its own chunk's file or of another plan's files, each file's compute time shared
+    out by the runs taken from it."""
+    picks = [index[r] for r in chunk.runs]
+    whole = picks[0][0]
+    if all(s is whole for s, _ in picks) and [row for _, row in picks] == list(range(len(whole.result.diverged))):
+        return whole  # its own file, or the result just computed: no copy
+    take = lambda get: np.stack([get(s.result)[row] for s, row in picks])  # noqa: E731
     res = ChunkResult(
         {k: take(lambda res, k=k: res.metrics[k]) for k in Metrics._fields},
         take(lambda res: res.diverged),
         take(lambda res: res.diverged_at),
-        sum(res.seconds / len(runs) for runs, res, _ in picks),
+        sum(s.result.seconds / len(s.result.diverged) for s, _ in picks),
     )
-    return Stored(res, min(s.started for _, s in files.values()), max(s.finished for _, s in files.values()))
+    return Stored(res, min(s.started for s, _ in picks), max(s.finished for s, _ in picks))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import xarray as xr
 from dlnsim.config import SweepConfig
 from dlnsim.configfile import dumps_config
 from dlnsim.storage.files import check_output, make_dirs, open_results, write_netcdf
-from dlnsim.storage.sweep import holds_sweep
+from dlnsim.storage.sweep import holds_sweep, same_settings
 
 _SHARD_ATTRS = ("shard", "shard_runs")  # set by run_sweep(shard=...), absent from the merged file
 
@@ -41,9 +40,9 @@ def merge_shards(paths: list[str | Path], out_path: str | Path, *, force: bool =
     path0, first, cfg = parts[0]
     n = _shard_of(path0, first)[1]
     seen: dict[int, Path] = {}
-    for path, ds, c in parts:
+    for path, ds, _ in parts:
         i, n_i = _shard_of(path, ds)
-        if _unbatched(c) != _unbatched(cfg) or n_i != n:
+        if not same_settings(ds.attrs["config_toml"], first.attrs["config_toml"]) or n_i != n:
             raise ValueError(f"{path} is a shard of a different sweep than {path0}")
         if i in seen:
             raise ValueError(f"{path} and {seen[i]} are both shard {i}/{n}")
@@ -55,7 +54,7 @@ def merge_shards(paths: list[str | Path], out_path: str | Path, *, force: bool =
     merged = first.copy(deep=True)
     axes = list(cfg.grid)
     for _, ds, _ in parts[1:]:
-        runs = _runs_of(ds)
+        runs = shard_runs(ds)
         for name, var in ds.data_vars.items():
             target = merged[name].values.reshape((cfg.n_runs, *var.shape[len(axes) :]))
             target[runs] = var.values.reshape(target.shape)[runs]
@@ -83,12 +82,7 @@ def _open_part(path: Path) -> tuple[xr.Dataset, SweepConfig]:
         raise ValueError(f"{path} is not a dlnsim results file ({reason})") from None
 
 
-def _unbatched(cfg: SweepConfig) -> SweepConfig:
-    """The config without how its runs were batched (results do not depend on it)."""
-    return dataclasses.replace(cfg, chunk_size=None, max_memory=None)
-
-
-def _runs_of(ds: xr.Dataset) -> np.ndarray:
+def shard_runs(ds: xr.Dataset) -> np.ndarray:
     """The flat run indices a shard computed (NetCDF stores a one-element array as a scalar)."""
     return np.atleast_1d(np.asarray(ds.attrs["shard_runs"], np.int64))
 
@@ -97,7 +91,7 @@ def _check_partition(cfg: SweepConfig, parts: list[tuple[Path, xr.Dataset, Sweep
     """Every run in exactly one shard: jobs whose chunk plans differed split different chunks."""
     count = np.zeros(cfg.n_runs, np.int64)
     for _, ds, _ in parts:
-        np.add.at(count, _runs_of(ds), 1)
+        np.add.at(count, shard_runs(ds), 1)
     twice, never = np.flatnonzero(count > 1), np.flatnonzero(count == 0)
     if len(twice) or len(never):
         raise ValueError(

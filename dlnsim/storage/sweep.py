@@ -31,7 +31,7 @@ import xarray as xr
 from dlnsim.config import SweepConfig, static_combinations
 from dlnsim.configfile import dumps_config
 from dlnsim.grid import Chunk, assemble, batch_shape, plan, run_attrs, run_chunk, shard_chunks
-from dlnsim.storage.chunks import Stored, chunk_dir, finished_runs, load_chunk, save_chunk
+from dlnsim.storage.chunks import Stored, add_runs, chunk_dir, finished_runs, gather, save_chunk
 from dlnsim.storage.files import ENGINE, atomic, check_output, make_dirs, open_results, write_netcdf
 
 # Attributes that record when the work was done: they differ between two runs of the
@@ -90,9 +90,14 @@ def _slice(text: str) -> str:
     return f"shard {match.group(1)}" if match else "the whole sweep"
 
 
+def same_settings(old: str, new: str) -> bool:
+    """Whether two config texts hold the same settings, how runs are batched aside."""
+    return _settings(old) == _settings(new)
+
+
 def same_sweep(old: str, new: str) -> bool:
     """Whether two config texts describe the same results (the same slice, batching aside)."""
-    return _settings(old) == _settings(new) and _slice(old) == _slice(new)
+    return same_settings(old, new) and _slice(old) == _slice(new)
 
 
 def _refuse(where: Path, old: str, new: str) -> ExistingResultsError:
@@ -211,25 +216,21 @@ def run_sweep(
     skipped = runs_done = 0
     finished = finished_runs(side)  # also the runs of another chunk plan's files
     for chunk in chunks:
-        s = load_chunk(side, chunk, finished)
-        loaded = s is not None
-        if s is None:  # compute the runs not on disk (all of them, unless another plan left some)
-            todo = chunk._replace(runs=tuple(r for r in chunk.runs if r not in finished))
+        todo = chunk._replace(runs=tuple(r for r in chunk.runs if r not in finished))
+        if todo.runs:  # all of the chunk's runs, unless another plan's files hold some
             started = time.time()
             res = run_chunk(cfg, todo, pad)  # the chunk's padded batch shape: the same program
-            path = save_chunk(side, todo, res, started, time.time())
-            finished.update(dict.fromkeys(todo.runs, path))
-            s = load_chunk(side, chunk, finished)
-            if s is None:
-                raise OSError(f"{path} could not be read back after it was written")
+            s = Stored(res, started, time.time())
+            save_chunk(side, todo, res, s.started, s.finished)
+            add_runs(finished, todo.runs, s)
+        stored.append(gather(chunk, finished))
+        loaded = not todo.runs
         skipped += loaded
-        n_computed = 0 if loaded else len(todo.runs)
-        stored.append(s)
         runs_done += len(chunk.runs)
         if progress is not None:
             seconds = 0.0 if loaded else res.seconds
             n_runs = sum(len(c.runs) for c in chunks)
-            progress(Progress(chunk, len(chunks), runs_done, n_runs, loaded, seconds, cfg.train.steps, n_computed))
+            progress(Progress(chunk, len(chunks), runs_done, n_runs, loaded, seconds, cfg.train.steps, len(todo.runs)))
     attrs = _attrs(cfg, chunks, stored)
     if shard:
         attrs["config_toml"] = text
