@@ -235,10 +235,30 @@ def test_progress_bar_on_a_terminal():
     for i, c in enumerate(chunks):
         runs += len(c.runs)
         n = 0 if i == 0 else len(c.runs)
-        rep(Progress(c, len(chunks), runs, cfg.n_runs, skipped=i == 0, seconds=0.5, steps=cfg.train.steps, computed=n))
+        left = cfg.n_runs - runs
+        rep(Progress(c, len(chunks), runs, cfg.n_runs, i == 0, 0.5, cfg.train.steps, computed=n, to_compute=left))
     rep.close()
     text = stream.getvalue()
     assert "8/8 runs" in text and "net-steps/s" in text and "ETA" in text and "chunk 4/4" in text
+
+
+def test_eta_counts_only_the_runs_still_to_compute(monkeypatch):
+    """After a change of chunk plan, runs on disk inside later chunks cost nothing: 2 runs
+    computed in 10 s and 2 of the 6 runs left still to compute make an ETA of 10 s, not 30 s."""
+    from dlnsim.cli import progress as progress_mod
+    from dlnsim.grid import plan
+    from dlnsim.storage import Progress
+
+    cfg = load_config(TINY)
+    chunks = plan(cfg)
+    clock = iter([100.0, 110.0])
+    monkeypatch.setattr(progress_mod.time, "perf_counter", lambda: next(clock))
+    stream = io.StringIO()
+    rep = cli._Reporter(cfg, len(chunks), stream=stream)
+    c = chunks[0]
+    rep(Progress(c, len(chunks), len(c.runs), cfg.n_runs, False, 10.0, cfg.train.steps, computed=2, to_compute=2))
+    rate = 2 * cfg.train.steps / 10
+    assert f"2/8 runs, {rate:.3g} net-steps/s, ETA 0:10" in stream.getvalue()
 
 
 def test_max_memory_flag_sets_the_chunk_budget(tmp_path):

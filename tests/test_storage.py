@@ -138,7 +138,8 @@ def test_another_chunk_plan_resumes_from_the_old_chunk_files(reference, tmp_path
     monkeypatch.setattr(storage_sweep, "run_chunk", run_chunk)
     ds, skipped = run_sweep(dataclasses.replace(CFG, chunk_size=2), out, progress=events.append)
     # Runs 0-1 gathered from two files of the old plan; of runs 2-3 only run 3 is computed.
-    assert [(e.skipped, e.computed) for e in events] == [(True, 0), (False, 1)] and skipped == 1
+    assert [(e.skipped, e.computed, e.to_compute) for e in events] == [(True, 0, 1), (False, 1, 0)]
+    assert skipped == 1
     assert computed == [(3,)]
     flat = lambda d: d.on_err.values.reshape(4, -1)  # noqa: E731
     np.testing.assert_array_equal(flat(ds)[:3], flat(ref)[:3])  # the very values of the old files

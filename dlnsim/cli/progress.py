@@ -16,8 +16,8 @@ class Reporter:
     """Progress over chunks: a tqdm bar on a terminal, one log line per chunk otherwise.
 
     The rate is network-steps (runs x optimiser steps) per second of computing, compile
-    included; the ETA extrapolates it to the runs still to compute (loaded chunks cost
-    nothing).
+    included; the ETA extrapolates it to the runs still to compute (runs already on disk
+    cost nothing).
     """
 
     def __init__(self, cfg: Any, n_chunks: int, stream: Any = None):
@@ -43,7 +43,7 @@ class Reporter:
             self.loaded += 1
         self.computed += ev.computed  # a chunk's runs on disk from another chunk plan cost nothing
         rate = self.computed * ev.steps / elapsed if self.computed else float("nan")
-        left = (ev.n_runs - ev.runs_done) * ev.steps
+        left = ev.to_compute * ev.steps  # runs on disk, even inside a later chunk, cost nothing
         eta = _clock(left / rate) if self.computed else "?"
         group = " ".join(f"{k}={v}" for k, v in self.groups[ev.chunk.group].items()) or "one group"
         what = "loaded" if ev.skipped else f"{ev.seconds:.1f} s"

@@ -56,6 +56,7 @@ class Progress(NamedTuple):
     seconds: float  # compute time of this chunk (0 when skipped)
     steps: int  # optimiser steps per run
     computed: int  # runs of this chunk computed now (the others were on disk)
+    to_compute: int  # runs of later chunks still to compute (runs on disk excluded)
 
 
 # ---------------------------------------------------------------- config identity
@@ -215,6 +216,8 @@ def run_sweep(
     stored: list[Stored] = []
     skipped = runs_done = 0
     finished = finished_runs(side)  # also the runs of another chunk plan's files
+    n_runs = sum(len(c.runs) for c in chunks)
+    to_compute = sum(r not in finished for c in chunks for r in c.runs)
     for chunk in chunks:
         todo = chunk._replace(runs=tuple(r for r in chunk.runs if r not in finished))
         if todo.runs:  # all of the chunk's runs, unless another plan's files hold some
@@ -227,10 +230,11 @@ def run_sweep(
         loaded = not todo.runs
         skipped += loaded
         runs_done += len(chunk.runs)
+        to_compute -= len(todo.runs)
         if progress is not None:
             seconds = 0.0 if loaded else res.seconds
-            n_runs = sum(len(c.runs) for c in chunks)
-            progress(Progress(chunk, len(chunks), runs_done, n_runs, loaded, seconds, cfg.train.steps, len(todo.runs)))
+            event = (chunk, len(chunks), runs_done, n_runs, loaded, seconds, cfg.train.steps, len(todo.runs), to_compute)
+            progress(Progress(*event))
     attrs = _attrs(cfg, chunks, stored)
     if shard:
         attrs["config_toml"] = text
