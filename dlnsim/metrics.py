@@ -43,7 +43,7 @@ class Metrics(NamedTuple):
     sv: Array  # (n_singular,) top singular values of E (floor ~sqrt(eps) sigma_max, see _spectrum)
     eff_rank: Array  # () exp(entropy of the normalised singular values of E above the floor, see _entropy)
     balance: Array  # () max_l ||W_{l+1}^T W_{l+1} - W_l W_l^T||_F / (||W_{l+1}||_F^2 + ||W_l||_F^2)
-    limit_dist: Array  # () ||E - E*||_F / ||E*||_F
+    limit_dist: Array  # () ||E - E*||_F / ||E*||_F (||E||_F where E* = 0: collapse)
 
 
 def _sq(x: Array) -> Array:
@@ -187,7 +187,9 @@ def compute_metrics(
     if e_star is None:
         limit_dist = nan
     else:
-        limit_dist = jnp.sqrt(_sq(e2e - e_star) / _sq(e_star))
+        # Relative to ||E*||; past the collapse threshold E* = 0 and the distance is ||E||_F.
+        star_sq = _sq(e_star)
+        limit_dist = jnp.sqrt(_sq(e2e - e_star) / jnp.where(star_sq > 0, star_sq, 1))
     return Metrics(
         loss_data=loss_data,
         loss_reg=loss_reg,

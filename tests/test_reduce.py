@@ -147,6 +147,15 @@ def test_real_sweep_d1_ratio_theory_columns_and_table():
     on_star = red.pred_on_err_limit.sel(stat="median").values
     assert on_star[0] == 0 and on_star[2] == 1  # no decay: exact fit; collapse: E = 0
     assert float(red.final_on_err.sel(stat="median")[2]) == pytest.approx(1.0, abs=1e-3)
+    # In between, from numpy's singular values of the shared teacher's B: L = 2 has the
+    # closed form h_i = 1 - c_i, c_i = lambda / sigma_i, so the limit's on_err is
+    # sqrt(mean c_i^2), and c/c* is lambda / median(sigma) (c* = 1).
+    sv = np.linalg.svd(np.asarray(dlnsim.make_problem(cfg.problem, seed=0).b, float), compute_uv=False)
+    assert on_star[1] == pytest.approx(math.sqrt(np.mean((0.05 / sv) ** 2)), rel=1e-5)
+    np.testing.assert_allclose(ratio, np.array([0.0, 0.05, 2.0]) / np.median(sv), rtol=1e-5)
+    # Past the collapse E* = 0 and limit_dist is the distance ||E||_F itself.
+    collapsed = ds.sel(weight_decay=2.0)
+    np.testing.assert_allclose(collapsed.limit_dist, collapsed.e2e_fro, rtol=1e-6)
     table = dlnsim.summary_table(ds)
     lines = table.splitlines()
     assert lines[0].split()[:3] == ["weight_decay", "on_err", "off_fro"] and "c/c*" in lines[0]
