@@ -169,6 +169,7 @@ BAD = [
     ("missing grid", MINIMAL.split("[grid]")[0], [], "grid"),
     ("unknown key", MINIMAL, ["--set", "problem.dim=3"], "problem.dim"),
     ("wrong type", MINIMAL, ["--set", 'train.steps="many"'], "train.steps"),
+    ("override not TOML", MINIMAL, ["--set", "grid.depth=[2,3"], "grid.depth = '[2,3' is invalid: not a TOML value"),
     ("out of range", MINIMAL, ["--set", "hparams.lr=0"], "hparams.lr"),
     ("out of range static", MINIMAL, ["--set", "problem.s=6"], "problem.s"),
     ("unknown grid axis", MINIMAL, ["--set", "grid.colour=[1]"], "grid.colour"),
@@ -212,6 +213,23 @@ def test_help_on_every_subcommand(capsys):
             cli.main([*sub, "--help"])
         assert e.value.code == 0
         assert "usage: dlnsim" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        ([], ["required: COMMAND", "'dlnsim --help'"]),
+        (["reproduce", "fig2"], ["invalid choice: 'fig2'", "'dlnsim reproduce --help'"]),
+        (["plot", "r.nc", "--kind", "bogus"], ["invalid choice: 'bogus'", "heatmap"]),
+        (["sweep", "--chunk-size", "3", "--max-memory", "1GB"], ["--max-memory: not allowed with"]),
+        (["sweep", "--chunk-size", "many"], ["--chunk-size: invalid int value: 'many'"]),
+    ],
+)
+def test_usage_errors_are_one_line(argv, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    _one_error(capsys, *words)
 
 
 def test_missing_results_file(tmp_path, capsys):
@@ -280,6 +298,11 @@ def test_max_memory_flag_sets_the_chunk_budget(tmp_path):
     per_run = devices.run_bytes(problem_cfg, model, cfg.train, False)
     chunks = grid.plan(load("--max-memory", f"{2 * per_run}B"))
     assert len(chunks) >= 4 and max(len(c.runs) for c in chunks) <= 2
+    # A chunk_size in the file gives way to the flag (else the flag would do nothing).
+    path.write_text(MINIMAL.replace("chunk_size = 2", "chunk_size = 1"))
+    assert len(grid.plan(load())) == 8
+    cfg = load("--max-memory", "512MiB")
+    assert cfg.chunk_size is None and len(grid.plan(cfg)) == 2
 
 
 def _one_error(capsys, *words):

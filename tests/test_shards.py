@@ -26,6 +26,8 @@ def test_merge_of_three_shards_equals_unsharded_sweep(tmp_path):
         ds, _ = run_sweep(CFG, part, shard=(i, 3))
         assert ds.attrs["shard"] == f"{i}/3"
         assert np.isnan(ds.on_err.values).any()  # a shard holds only its slice
+        red = dlnsim.reduce(ds)  # counts only the runs the shard computed
+        assert int(red.n_runs.sum()) == len(ds.attrs["shard_runs"]) < CFG.n_runs
     merge_shards(parts[::-1], tmp_path / "merged.nc")
     merged, cfg = open_results(tmp_path / "merged.nc")
     reread, _ = open_results(tmp_path / "whole.nc")

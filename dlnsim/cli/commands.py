@@ -7,6 +7,7 @@ Handlers print results to stdout (progress to stderr) and raise
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -30,9 +31,12 @@ def _load(args: argparse.Namespace) -> Any:
     if args.max_memory is not None:
         overrides.append(f"sweep.max_memory={json.dumps(args.max_memory)}")  # a TOML string
     try:
-        return load_config(args.config, overrides) if args.config else default_config(overrides)
+        cfg = load_config(args.config, overrides) if args.config else default_config(overrides)
     except ConfigError as e:
         raise Fail(str(e)) from None
+    # A budget given on the command line is how the user wants this run batched: it replaces
+    # a chunk size of the config, which would otherwise win (SweepConfig.max_memory).
+    return dataclasses.replace(cfg, chunk_size=None) if args.max_memory is not None else cfg
 
 
 def _summary_text(ds: Any) -> str:

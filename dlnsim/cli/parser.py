@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from dlnsim.cli._common import CACHE_ENV, DEFAULT_OUT, IMAGE_FORMATS, PLOT_KINDS, SWEEP_METRIC
 from dlnsim.cli.commands import cmd_info, cmd_merge, cmd_reproduce, cmd_summary, cmd_sweep
 from dlnsim.cli.plot import cmd_plot
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line errors of every other dlnsim error (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"dlnsim: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dlnsim`` parser; a parsed subcommand's handler is ``args.func``."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--compile-cache",
         metavar="DIR",
@@ -24,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="on a CPU, split it into N JAX devices; a sweep runs one program per device (default: one per "
         "core, at most 8; a device count set in XLA_FLAGS is kept)",
     )
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="dlnsim", description="Simulate deep linear networks on subspace inverse problems."
     )
     from dlnsim import __version__
@@ -54,14 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="overwrite results of a different (or the same) sweep at RESULTS"
     )
     s.add_argument("--quiet", "-q", action="store_true", help="no progress output (the summary is still printed)")
-    s.add_argument(
+    batching = s.add_mutually_exclusive_group()
+    batching.add_argument(
         "--chunk-size", type=int, metavar="N", help="runs per compiled batch (same as --set sweep.chunk_size=N)"
     )
-    s.add_argument(
+    batching.add_argument(
         "--max-memory",
         metavar="SIZE",
         help="memory budget of one compiled batch, e.g. 2GB or 512MiB: the sweep runs in chunks that fit "
-        "(same as --set sweep.max_memory='SIZE'; default: half of an accelerator's memory, 512 MB on a CPU)",
+        "(same as --set sweep.max_memory='SIZE', and replaces a chunk_size of the config; default: half of "
+        "an accelerator's memory, 512 MB on a CPU)",
     )
     s.add_argument(
         "--shard",

@@ -180,6 +180,10 @@ def _build(doc: dict[str, dict[str, Any]]) -> SweepConfig:
         raise _reraise("grid", e) from None
 
 
+# An override value that is not TOML but a plain word is that word: --set train.optimizer=adam.
+_BARE_WORD = re.compile(r"[A-Za-z0-9_.+-]+")  # adam, float64, 2GB
+
+
 def _apply_overrides(doc: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     doc = {k: dict(v) if isinstance(v, dict) else v for k, v in doc.items()}
     for item in overrides:
@@ -197,7 +201,11 @@ def _apply_overrides(doc: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             raise _unknown_key(section, key)
         try:
             value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
+        except tomllib.TOMLDecodeError as e:
+            if not _BARE_WORD.fullmatch(text):
+                raise ConfigError(
+                    path, f"{path} = {text!r} is invalid: not a TOML value ({e}); quote strings or write a bare word"
+                ) from None
             value = text  # a bare word: train.optimizer=adam
         table = doc.setdefault(section, {})
         if not isinstance(table, dict):

@@ -73,7 +73,7 @@ def reduce(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, wind
     std, median, q25, q75, a t-based 95% confidence interval of the mean
     (``ci95_lo``/``ci95_hi``, NaN with fewer than two values) and ``count`` (values
     used). Diverged runs are masked (except for the ``pred_*`` theory columns) and counted in
-    ``n_diverged`` of ``n_runs``; runs that never reach a threshold give NaN steps and
+    ``n_diverged`` of ``n_runs`` (the runs computed: a shard's file holds NaN for the others); runs that never reach a threshold give NaN steps and
     drop out of the ``count`` of that variable. Without a ``seed`` axis each run is its
     own one-seed group.
 
@@ -102,7 +102,11 @@ def reduce(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, wind
             continue
         out[name] = _seed_stats(da, None if name in _UNMASKED else valid)
     res = xr.Dataset(out)
-    res["n_runs"] = xr.full_like(runs["diverged"].isel(seed=0, drop=True), runs.sizes["seed"], dtype=int)
-    res["n_diverged"] = runs["diverged"].sum("seed").astype(int)
+    # Runs that were computed: all of them, but for the others' runs in a shard's file (NaN;
+    # a computed run's initial loss is never NaN).
+    computed = ds["loss_data"].isel(step=0).notnull() if "loss_data" in ds else xr.ones_like(ds["diverged"])
+    computed = computed.expand_dims("seed") if "seed" not in computed.dims else computed
+    res["n_runs"] = computed.sum("seed").astype(int)
+    res["n_diverged"] = (runs["diverged"] & computed).sum("seed").astype(int)
     res.attrs = dict(runs.attrs)
     return res
