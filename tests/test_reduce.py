@@ -43,6 +43,18 @@ def test_rate_fit_recovers_exponential():
     assert np.all(np.isnan(ratio[:, 0]))  # no weight decay: no predicted rate to compare with
 
 
+def test_imbalance_rate_leaves_out_the_rounding_floor():
+    """D3: the imbalance decays like (1 - eta lambda)^(2t) (rate ratio 2) until float32
+    rounding holds it at ~1e-4 of its start (lambda = 0.1 from t = 921); the fit must not
+    see that plateau, which would pull the ratio of the last half's fit below 2."""
+    ds = _synthetic(lr=(0.05,), wd=(0.0, 0.01, 0.1))
+    start = 0.09 * (1 - ds.lr * ds.weight_decay) ** (2 * ds.step)
+    ds["balance"] = (0 * ds.w1_off_fro + np.maximum(start, 0.09 * 1e-4)).astype(np.float32)
+    ratio = R.per_run(ds).rate_ratio_balance.values
+    np.testing.assert_allclose(ratio[..., 1:], 2.0, rtol=1e-4)  # float32 logs of the values
+    assert np.all(np.isnan(ratio[..., 0]))
+
+
 def test_rate_fit_windows_and_floor():
     t = STEPS.astype(float)
     clean = 2.0 * np.exp(-0.02 * t)

@@ -42,6 +42,7 @@ LABELS = {
     "steps_phase3_w1": "steps to Phase III of W_1 (w1_off_fro <= 1e-2 x initial)",
     "rate_ratio_w1_off": "fitted / D1 decay rate of ||W_1 P_perp||",
     "rate_ratio_off": "fitted / D1 decay rate of ||E P_perp||",
+    "rate_ratio_balance": "fitted imbalance decay rate / ln(1 - eta lambda) (D3: ~2)",
 }
 AXIS_LABELS = {"weight_decay": "weight decay lambda", "lr": "step size eta", "depth": "depth L", "width": "width w"}
 # Line colours of the curve plots, from the first to the last value of the hue axis.

@@ -91,7 +91,7 @@ def learning_curves(
     hue = hue_axis(ds, hue)
     sub, fixed = fix(ds, (hue,) if hue else (), default_select(ds, metric, select), metric)
     require_runs(sub)
-    fig = Figure(figsize=(7.5, 4.8))
+    fig = Figure(figsize=(9, 4.8))
     ax = fig.add_subplot()
     steps = sub["step"].values
     # steps where no run recorded the metric (TrainConfig.balance_every) are left out
@@ -129,7 +129,8 @@ def learning_curves(
     ax.set_xlabel("step")
     ax.set_ylabel(metric_label(metric))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    # Beside the axes: inside, some curve always ran under it (the flat lambda = 0 floor of on_err).
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     ax.set_title(f"Learning curves (median over seeds, band: interquartile range)\n{context(ds, fixed)}", fontsize=9)
     return save(fig, path)
 
@@ -151,7 +152,7 @@ def off_subspace_decay(
     sub, fixed = fix(ds, (hue,) if hue else (), select)
     require_runs(sub)
     cfg = _reduce.config_of(ds)
-    fig = Figure(figsize=(11, 4.6))
+    fig = Figure(figsize=(11, 5.2), layout="constrained")
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     steps = sub["step"]
     lines = _lines(sub, hue)
@@ -175,7 +176,6 @@ def off_subspace_decay(
     left.set_yscale("log")
     left.set_xlabel("step")
     left.set_ylabel(metric_label("w1_off_fro"))
-    left.legend(fontsize=8)
     left.grid(alpha=0.3)
     left.set_title("measured (median over seeds, IQR band) vs D1", fontsize=9)
     right.set_yscale("log", nonpositive="mask")
@@ -188,7 +188,9 @@ def off_subspace_decay(
         fontsize=9,
     )
     fig.suptitle(f"Off-subspace decay of the first layer (D1)\n{context(ds, fixed)}", fontsize=10)
-    fig.tight_layout()
+    # One legend for both panels, below them: the curves fill the axes from corner to corner.
+    handles, labels = left.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncol=min(len(labels), 5), frameon=False)
     return save(fig, path)
 
 

@@ -184,11 +184,13 @@ def per_run(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, win
     - ``steps_phase3_w1``: the same for ``W_1 P_perp``: first logged step with
       ``w1_off_fro <= eps3_w1`` (default ``1e-2 * w1_off_fro`` at step 0; an absolute
       ``eps3`` applies to both).
-    - ``rate_w1_off`` / ``rate_off``: fitted slope per step of ``log w1_off_fro`` /
-      ``log off_fro`` over the window (see :func:`fit_rate`).
+    - ``rate_w1_off`` / ``rate_off`` / ``rate_balance``: fitted slope per step of
+      ``log w1_off_fro`` / ``log off_fro`` / ``log balance`` over the window (see
+      :func:`fit_rate`; points below the rounding floor left out).
     - ``pred_rate``: ``ln(1 - eta lambda)`` (D1; NaN for the optimizers where D1 does not
       hold, all but those of :data:`dlnsim.theory.D1_OPTIMIZERS`); ``rate_ratio_w1_off`` /
-      ``rate_ratio_off``: fitted / predicted (1 under D1; NaN without weight decay).
+      ``rate_ratio_off`` / ``rate_ratio_balance``: fitted / predicted (1 under D1; about 2
+      for the imbalance, D3; NaN without weight decay).
     - ``pred_steps_phase3``: :func:`dlnsim.theory.phase3_steps` from the initial
       ``w1_off_fro`` to ``eps3_w1`` at the D1 rate: ``steps_phase3_w1`` rounded up to the
       log grid, exactly (D1). ``E P_perp = W_{L:2} W_1 P_perp`` decays at that rate only
@@ -226,7 +228,7 @@ def per_run(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, win
             if name == "w1_off_fro":  # D1 times W_1 P_perp exactly
                 p3 = np.asarray(theory.phase3_steps(hist[..., 0], lr, wd, thr), float)
                 out["pred_steps_phase3"] = (dims, np.where(np.isnan(pred), np.nan, p3))
-    for name, short in (("w1_off_fro", "w1_off"), ("off_fro", "off")):
+    for name, short in (("w1_off_fro", "w1_off"), ("off_fro", "off"), ("balance", "balance")):
         if name in ds:
             floor = _FLOOR_EPS * np.finfo(ds[name].dtype).eps
             rate = fit_rate(_history(ds, name), steps, window, floor)
