@@ -50,7 +50,7 @@ class ProblemConfig:
     d: int = 100
     m: int = 50
     s: int = 5
-    n_train: int = 200
+    n_train: int = 1000  # SCIENCE.md section 1: N is not known; 1000 is the default
     n_test: int = 500
     operator: str = "gaussian"
     whiten: bool = False
