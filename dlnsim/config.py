@@ -263,7 +263,7 @@ class SweepConfig:
             for v in values:
                 _check_axis_value(axis, v)
             grid[axis] = values
-        object.__setattr__(self, "grid", _FrozenDict(grid))
+        object.__setattr__(self, "grid", _Grid(grid))
         if not isinstance(self.teacher_per_seed, bool):
             fail(c, "teacher_per_seed", self.teacher_per_seed, "must be true or false")
         if self.chunk_size is not None:
@@ -313,6 +313,19 @@ class _FrozenDict(dict):
         raise TypeError("configuration mappings are immutable")
 
     __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _immutable
+
+
+class _Grid(_FrozenDict):
+    """The grid: its axis order is part of its value (it orders the results' dims and runs)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, dict) and list(self.items()) == list(other.items())
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self.items()))
 
 
 def static_combinations(cfg: SweepConfig) -> list[dict[str, int]]:

@@ -106,12 +106,14 @@ def shard_chunks(chunks: list[Chunk], shard: tuple[int, int] | None) -> list[Chu
     """The chunks of slice ``i`` of ``n`` (``shard = (i, n)``; None: all of them).
 
     Raises:
-      ValueError: some slice would be empty (more slices than chunks); every slice says so,
-        so no job waits for a shard that never comes.
+      ValueError: not ``0 <= i < n``; or some slice would be empty (more slices than
+        chunks): every slice says so, so no job waits for a shard that never comes.
     """
     if shard is None:
         return chunks
     i, n = shard
+    if not (isinstance(i, int) and isinstance(n, int) and 0 <= i < n):
+        raise ValueError(f"shard = ({i!r}, {n!r}) is invalid: must be (i, n) with integers 0 <= i < n")
     if n > len(chunks):
         raise ValueError(
             f"shard = {i}/{n} is invalid: the sweep has {len(chunks)} chunks, so {n - len(chunks)} of {n} "

@@ -93,13 +93,14 @@ def _entropy(sv: Array) -> Array:
 def balancedness(params: Params, prec: str = "highest") -> Array:
     """``max_l ||W_{l+1}^T W_{l+1} - W_l W_l^T||_F / (||W_{l+1}||_F^2 + ||W_l||_F^2)`` (D3).
 
-    The ratio lies in [0, 1]; 0 for ``L = 1``.
+    The ratio lies in [0, 1]; 0 for ``L = 1`` and for two zero layers (a collapsed network).
     """
     p = precision(prec)
     worst = jnp.zeros((), params[0].dtype)
     for w_lo, w_hi in zip(params[:-1], params[1:]):
         gap = jnp.matmul(w_hi.T, w_hi, precision=p) - jnp.matmul(w_lo, w_lo.T, precision=p)
-        worst = jnp.maximum(worst, jnp.sqrt(_sq(gap)) / (_sq(w_hi) + _sq(w_lo)))
+        norms = _sq(w_hi) + _sq(w_lo)
+        worst = jnp.maximum(worst, jnp.sqrt(_sq(gap)) / jnp.where(norms > 0, norms, 1))
     return worst
 
 
@@ -184,6 +185,10 @@ def compute_metrics(
     left, _ = lapack.qr(mm(e2e, right[:, :s]))  # basis of the top-s left singular space
     (left_sin, left_cos2), (right_sin, right_cos2) = _alignments([(left, problem.u), (right[:, :s], problem.qb)])
     entropy = _entropy(sv)
+    # E = 0 (a collapsed network, SCIENCE.md section 3): rank 0, and no singular spaces to align.
+    zero = e2e_sq == 0
+    aligned = (left_sin, left_cos2, right_sin, right_cos2)
+    left_sin, left_cos2, right_sin, right_cos2 = (jnp.where(zero, nan, v) for v in aligned)
     if e_star is None:
         limit_dist = nan
     else:
@@ -205,7 +210,7 @@ def compute_metrics(
         align_right_sin=right_sin,
         align_right_cos2=right_cos2,
         sv=sv[:k],
-        eff_rank=jnp.exp(entropy),
+        eff_rank=jnp.where(zero, 0.0, jnp.exp(entropy)),
         balance=_balance_if(balance, params, prec, nan),
         limit_dist=limit_dist,
     )

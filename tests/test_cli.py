@@ -19,8 +19,9 @@ import xarray as xr
 
 import dlnsim
 from dlnsim import cli
+from dlnsim.cli.progress import Reporter
 from dlnsim.configfile import dumps_config, load_config
-from dlnsim.storage import VOLATILE_ATTRS, chunk_dir, open_results
+from dlnsim.storage import VOLATILE_ATTRS, Progress, chunk_dir, open_results
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY = EXAMPLES / "tiny.toml"  # 2 groups (depth 1, 2), 4 chunks of 2 runs
@@ -243,12 +244,11 @@ def test_progress_bar_on_a_terminal():
             return True
 
     from dlnsim.grid import plan
-    from dlnsim.storage import Progress
 
     cfg = load_config(TINY)
     chunks = plan(cfg)
     stream = Tty()
-    rep = cli._Reporter(cfg, len(chunks), stream=stream)
+    rep = Reporter(cfg, chunks, stream=stream)
     runs = 0
     for i, c in enumerate(chunks):
         runs += len(c.runs)
@@ -260,19 +260,42 @@ def test_progress_bar_on_a_terminal():
     assert "8/8 runs" in text and "net-steps/s" in text and "ETA" in text and "chunk 4/4" in text
 
 
+def test_progress_of_a_shard_counts_its_own_chunks_and_runs():
+    """Under --shard 1/2 the tiny sweep's chunks 2 and 4 are this job's chunks 1/2 and 2/2,
+    and its bar ends at the shard's 4 runs, not at 4 of the sweep's 8."""
+    from dlnsim.grid import plan, shard_chunks
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    cfg = load_config(TINY)
+    chunks = shard_chunks(plan(cfg), (1, 2))
+    assert [c.index for c in chunks] == [1, 3]
+    for stream in (io.StringIO(), Tty()):
+        rep = Reporter(cfg, chunks, stream=stream)
+        done = 0
+        for c in chunks:
+            done += len(c.runs)
+            rep(Progress(c, 2, done, 4, False, 0.5, cfg.train.steps, computed=len(c.runs), to_compute=4 - done))
+        rep.close()
+        text = stream.getvalue()
+        assert "chunk 2/2" in text and "4/4 runs" in text and "chunk 4/2" not in text
+        assert "chunk 1/2" in text or stream.isatty()  # the bar shows the latest chunk only
+
+
 def test_eta_counts_only_the_runs_still_to_compute(monkeypatch):
     """After a change of chunk plan, runs on disk inside later chunks cost nothing: 2 runs
     computed in 10 s and 2 of the 6 runs left still to compute make an ETA of 10 s, not 30 s."""
     from dlnsim.cli import progress as progress_mod
     from dlnsim.grid import plan
-    from dlnsim.storage import Progress
 
     cfg = load_config(TINY)
     chunks = plan(cfg)
     clock = iter([100.0, 110.0])
     monkeypatch.setattr(progress_mod.time, "perf_counter", lambda: next(clock))
     stream = io.StringIO()
-    rep = cli._Reporter(cfg, len(chunks), stream=stream)
+    rep = Reporter(cfg, chunks, stream=stream)
     c = chunks[0]
     rep(Progress(c, len(chunks), len(c.runs), cfg.n_runs, False, 10.0, cfg.train.steps, computed=2, to_compute=2))
     rate = 2 * cfg.train.steps / 10

@@ -5,6 +5,7 @@ import pytest
 
 import dlnsim
 from dlnsim import plotting
+from dlnsim.plotting import diagram
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -69,15 +70,15 @@ def test_noise_curves(ds, tmp_path):
     [([0.0, 1e-3, 1e-2, 1e-1], True), ([1e-4, 1e-2], True), ([1, 2, 3, 4], False), ([0.01, 0.02, 0.03], False), ([2, 3], False)],
 )
 def test_log_grid_detection(values, log):
-    assert plotting._is_log_grid(values) is log
+    assert diagram._is_log_grid(values) is log
 
 
 def test_boundary_position_on_categorical_log_axis():
     grid = np.array([0.0, 1e-3, 1e-2, 1e-1, 1.0])
-    assert plotting._index_position(grid, 1e-2, True) == pytest.approx(2.0)
-    assert plotting._index_position(grid, 10**-1.5, True) == pytest.approx(2.5)
-    assert plotting._index_position(grid, 10.0, True) is None  # beyond half a cell
-    assert plotting._index_position(grid, 1e-9, True) is None
+    assert diagram._index_position(grid, 1e-2, True) == pytest.approx(2.0)
+    assert diagram._index_position(grid, 10**-1.5, True) == pytest.approx(2.5)
+    assert diagram._index_position(grid, 10.0, True) is None  # beyond half a cell
+    assert diagram._index_position(grid, 1e-9, True) is None
 
 
 def test_learning_curves_skip_the_steps_a_metric_was_not_recorded_at(ds, tmp_path, monkeypatch):

@@ -54,6 +54,10 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path):
         with pytest.raises(ValueError, match="shard = .*/7 is invalid: the sweep has 6 chunks, so 1 of 7 shards"):
             run_sweep(CFG, tmp_path / f"seventh{i}.nc", shard=(i, 7))
     assert not list(tmp_path.glob("seventh*"))
+    for bad in ((2, 2), (-1, 2), (0, 0), (0.5, 2)):  # before any work or file, not deep in the run
+        with pytest.raises(ValueError, match=r"is invalid: must be \(i, n\) with integers 0 <= i < n"):
+            run_sweep(CFG, tmp_path / "bad.nc", shard=bad)
+    assert not list(tmp_path.glob("bad*"))
 
 
 def test_merge_refuses_shards_cut_from_different_chunk_plans(tmp_path):

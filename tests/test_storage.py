@@ -161,6 +161,11 @@ def test_different_config_is_refused(reference, tmp_path):
         run_sweep(CFG, out, progress=lambda ev: (_ for _ in ()).throw(_Crash()))
     with pytest.raises(ExistingResultsError, match="different sweep"):
         run_sweep(other, out)
+    # The grid's axis order numbers the runs of the chunk files: reordered axes are another sweep.
+    reordered = dataclasses.replace(CFG, grid=dict(reversed(CFG.grid.items())))
+    assert reordered != CFG and list(reordered.grid) != list(CFG.grid)
+    with pytest.raises(ExistingResultsError, match=r"grid axis order: \['depth', 'weight_decay', 'seed'\] there"):
+        run_sweep(reordered, out)
     assert len(list(chunk_dir(out).glob("chunk-0000000-00001-*.npz"))) == 1
 
 

@@ -156,6 +156,21 @@ def test_eff_rank_leaves_out_the_float32_floor():
         assert float(m.eff_rank) == pytest.approx(exact, rel=1e-5 if dtype == "float32" else 1e-10)
 
 
+def test_metrics_of_a_collapsed_network():
+    """E = 0 (the collapse past the threshold, SCIENCE.md section 3; float32 runs reach it
+    exactly by underflow): rank 0, perfectly balanced zero layers, no singular spaces to
+    align (NaN, not the angles of an arbitrary eigenbasis), on-subspace and test error 1."""
+    prob = dlnsim.make_problem(SMALL, seed=1, dtype="float32")
+    model = ModelConfig(depth=3, width=8)
+    params = tuple(jnp.zeros(s, jnp.float32) for s in dlnsim.model.layer_shapes(model, SMALL.m, SMALL.d))
+    data = training_data(prob, model, TrainConfig())
+    m = dlnsim.metrics.compute_metrics(params, prob, data, jnp.float32(1.0), None, (0.0, 0.5), n=40, n_singular=3)
+    assert float(m.eff_rank) == 0 and float(m.balance) == 0 and float(m.e2e_fro) == 0
+    assert all(np.isnan(float(getattr(m, f"align_{side}"))) for side in ("left_sin", "left_cos2", "right_sin", "right_cos2"))
+    assert float(m.on_err) == pytest.approx(1.0, rel=1e-6) and float(m.test_err) == pytest.approx(1.0, rel=1e-6)
+    np.testing.assert_allclose(m.sv, 0.0)
+
+
 def test_noise_curve_matches_monte_carlo():
     """D4 closed form vs the noisy test set: agree within Monte Carlo error (n_test = 4000)."""
     prob_cfg = ProblemConfig(d=24, m=12, s=3, n_train=40, n_test=4000, test_sigmas=(0.0, 0.1, 0.5))

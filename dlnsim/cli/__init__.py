@@ -29,7 +29,6 @@ from collections.abc import Sequence
 
 from dlnsim.cli._common import CACHE_ENV, DEFAULT_OUT, PLOT_KINDS, SWEEP_METRIC, Fail, error
 from dlnsim.cli.parser import build_parser
-from dlnsim.cli.progress import Reporter as _Reporter  # noqa: F401 (tests reach it as cli._Reporter)
 
 __all__ = ["CACHE_ENV", "DEFAULT_OUT", "PLOT_KINDS", "SWEEP_METRIC", "main"]
 

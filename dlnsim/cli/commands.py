@@ -75,7 +75,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    reporter = None if quiet else Reporter(cfg, len(chunks))
+    reporter = None if quiet else Reporter(cfg, chunks)
     start = time.perf_counter()
     try:
         ds, skipped = run_sweep(cfg, out, force=args.force, progress=reporter, shard=shard)

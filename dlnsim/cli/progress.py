@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -20,12 +21,14 @@ class Reporter:
     cost nothing).
     """
 
-    def __init__(self, cfg: Any, n_chunks: int, stream: Any = None):
+    def __init__(self, cfg: Any, chunks: Sequence[Any], stream: Any = None):
+        """``chunks``: those this process runs (a shard's slice under ``--shard``)."""
         from dlnsim.config import static_combinations
 
         self.stream = stream or sys.stderr
         self.groups = static_combinations(cfg)
-        self.n_chunks = n_chunks
+        self.n_chunks = len(chunks)
+        self.done = 0  # chunks reported so far
         self.start = time.perf_counter()
         self.computed = 0  # runs computed in this process
         self.loaded = 0  # chunks loaded from an earlier run
@@ -34,11 +37,13 @@ class Reporter:
             from tqdm import tqdm
 
             fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} runs [{elapsed}{postfix}]"
-            self.bar = tqdm(total=cfg.n_runs, unit="run", file=self.stream, bar_format=fmt, dynamic_ncols=True)
+            total = sum(len(c.runs) for c in chunks)
+            self.bar = tqdm(total=total, unit="run", file=self.stream, bar_format=fmt, dynamic_ncols=True)
 
     def __call__(self, ev: Any) -> None:
         elapsed = time.perf_counter() - self.start
         n = len(ev.chunk.runs)
+        self.done += 1
         if ev.skipped:
             self.loaded += 1
         self.computed += ev.computed  # a chunk's runs on disk from another chunk plan cost nothing
@@ -50,11 +55,11 @@ class Reporter:
         # Before the first computed chunk (all loaded so far) there is no rate to show.
         stats = f"{rate:.3g} net-steps/s, ETA {eta}" if self.computed else "rate and ETA from the first computed chunk"
         if self.bar is not None:
-            self.bar.set_postfix_str(f"chunk {ev.chunk.index + 1}/{self.n_chunks}, {stats}", refresh=False)
+            self.bar.set_postfix_str(f"chunk {self.done}/{self.n_chunks}, {stats}", refresh=False)
             self.bar.update(n)
         else:
             print(
-                f"[dlnsim] chunk {ev.chunk.index + 1}/{self.n_chunks} ({group}, {what}): "
+                f"[dlnsim] chunk {self.done}/{self.n_chunks} ({group}, {what}): "
                 f"{ev.runs_done}/{ev.n_runs} runs, {stats}",
                 file=self.stream,
                 flush=True,

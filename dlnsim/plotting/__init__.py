@@ -15,7 +15,7 @@ inline in a notebook), ``_common`` (labels, slicing, saving).
 
 from dlnsim.plotting._common import AXIS_LABELS, LABELS
 from dlnsim.plotting.curves import hue_axis, learning_curves, noise_curves, off_subspace_decay
-from dlnsim.plotting.diagram import _index_position, _is_log_grid, phase_diagram  # noqa: F401 (tests reach the helpers here)
+from dlnsim.plotting.diagram import phase_diagram
 from dlnsim.plotting.display import show
 
 __all__ = ["AXIS_LABELS", "LABELS", "hue_axis", "learning_curves", "noise_curves", "off_subspace_decay", "phase_diagram", "show"]

@@ -74,7 +74,10 @@ _BATCHING = ("sweep.chunk_size", "sweep.max_memory")
 
 
 def _settings(text: str) -> dict[str, Any]:
-    return {k: v for k, v in _flatten(text).items() if k not in _BATCHING}
+    settings = {k: v for k, v in _flatten(text).items() if k not in _BATCHING}
+    # The grid's axis order fixes the run numbering of the chunk files and the dims' order.
+    settings["grid axis order"] = list(tomllib.loads(text).get("grid", {}))
+    return settings
 
 
 def _differences(old: str, new: str, limit: int = 4) -> str:
