@@ -15,6 +15,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from dlnsim._checks import check_choice, check_float, check_int, fail, parse_bytes
 
 OPERATORS = ("gaussian", "orthonormal", "dct")
@@ -77,6 +79,8 @@ class ProblemConfig:
         for v in sig:
             check_float(c, "test_sigmas", v, lo=0.0, strict=False)
         object.__setattr__(self, "test_sigmas", tuple(float(v) for v in sig))
+        if len(set(self.test_sigmas)) != len(self.test_sigmas):  # they label the results' sigma axis
+            fail(c, "test_sigmas", sig, "must not repeat a value")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,10 +246,12 @@ class SweepConfig:
         for f, t in (("problem", ProblemConfig), ("model", ModelConfig), ("train", TrainConfig)):
             if not isinstance(getattr(self, f), t):
                 fail(c, f, getattr(self, f), f"must be a {t.__name__}")
-        hp = dict(self.hparams)
-        for k in hp:
+        hp = {k: v.item() if isinstance(v, np.generic) else v for k, v in dict(self.hparams).items()}
+        for k, v in hp.items():
             if k not in HParams._fields:
                 fail(c, "hparams", k, f"keys must be among {', '.join(HParams._fields)}")
+            if isinstance(v, bool) or not isinstance(v, int | float):  # one base value; sweep values in grid
+                fail(c, f"hparams.{k}", v, f"must be a number (to sweep {k}, put its values in grid.{k})")
         # Validated and completed with the defaults, so equal sweeps compare equal.
         full = {k: float(v) for k, v in HParams(**hp)._asdict().items()}
         object.__setattr__(self, "hparams", _FrozenDict(full))
@@ -253,9 +259,11 @@ class SweepConfig:
         for axis, values in dict(self.grid).items():
             if axis not in GRID_AXES:
                 fail(c, "grid", axis, f"axes must be among {', '.join(GRID_AXES)}")
-            if isinstance(values, str | bytes) or not isinstance(values, Sequence | range):
+            if isinstance(values, str | bytes) or not isinstance(values, Sequence | range | np.ndarray):
                 fail(c, f"grid.{axis}", values, "must be a non-empty list of values")
-            values = tuple(values.tolist() if hasattr(values, "tolist") else values)
+            if isinstance(values, np.ndarray) and values.ndim != 1:
+                fail(c, f"grid.{axis}", values.tolist(), "must be a one-dimensional list of values")
+            values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)  # np.int64(2) -> 2
             if not values:
                 fail(c, f"grid.{axis}", values, "must be a non-empty list of values")
             if len(set(values)) != len(values):

@@ -224,10 +224,6 @@ def noise_error_mc(
     The independent check of the D4 closed form used in ``Metrics.noise_err``.
     """
     sig = jnp.asarray(sigmas, params[0].dtype)
-    signal_sq = _sq(problem.x_test)
-
-    def one(sg: Array) -> Array:
-        out = forward(params, problem.y_test + sg * problem.e_test, activation, prec)
-        return jnp.sqrt(_sq(out - problem.x_test) / signal_sq)
-
-    return jax.vmap(one)(sig)
+    noisy = problem.y_test + sig[:, None, None] * problem.e_test  # (n_sigma, m, T)
+    out = forward(params, noisy, activation, prec)  # the layers' products broadcast over sigma
+    return jnp.sqrt(jnp.sum((out - problem.x_test) ** 2, axis=(1, 2)) / _sq(problem.x_test))

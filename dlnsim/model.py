@@ -84,7 +84,8 @@ def init_params(
 
 
 def forward(params: Params, y: Array, activation: str = "linear", prec: str = "highest") -> Array:
-    """``f(y) = W_L s(... s(W_1 y))`` with ``s`` the identity or ReLU; y is (m, n)."""
+    """``f(y) = W_L s(... s(W_1 y))`` with ``s`` the identity or ReLU; y is (m, n) (or a stack
+    (..., m, n): the products broadcast)."""
     p = precision(prec)
     h = y
     for i, w in enumerate(params):

@@ -241,7 +241,7 @@ def simulate(
     problem_cfg = problem.cfg
     e_star = None  # the closed-form limit (SCIENCE.md section 3), where it is the limit
     if problem_cfg.whiten and model.activation == "linear" and train.optimizer in theory.LIMIT_OPTIMIZERS:
-        kappa = 1.0 if train.loss == "mean" else float(problem_cfg.n_train)
+        kappa = theory.kappa(train.loss, problem_cfg.n_train)
         e_star = theory.limit_map(problem.b, problem.u, hp.weight_decay, model.depth, kappa)
         # Only with weight decay (without, E P_perp keeps its initial part, D1) and noise-free
         # data; a sweep that mixes noise levels traces the noise, so that is decided per run.

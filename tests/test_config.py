@@ -1,5 +1,6 @@
 """Every validation rule raises ValueError naming the field (issue 2, item 9)."""
 
+import numpy as np
 import pytest
 
 import dlnsim
@@ -18,6 +19,7 @@ from dlnsim import HParams, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
         (lambda: ProblemConfig(test_sigmas=()), "test_sigmas"),
         (lambda: ProblemConfig(test_sigmas=(0.1, -1.0)), "test_sigmas"),
         (lambda: ProblemConfig(whiten="yes"), "whiten"),
+        (lambda: ProblemConfig(test_sigmas=(0.1, 0.1)), "test_sigmas"),  # labels of the sigma axis
         (lambda: ModelConfig(depth=0), "depth"),
         (lambda: ModelConfig(width=0), "width"),
         (lambda: ModelConfig(init="glorot"), "init"),
@@ -43,6 +45,8 @@ from dlnsim import HParams, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
         (lambda: SweepConfig(grid={"depth": [2, 0]}), "depth"),
         (lambda: SweepConfig(grid={"weight_decay": [0.0, -1.0]}), "weight_decay"),
         (lambda: SweepConfig(grid={"lr": [0.1, 0.1]}), "grid.lr"),
+        (lambda: SweepConfig(hparams={"lr": [0.1]}), "hparams.lr"),  # a base value, not a list
+        (lambda: SweepConfig(grid={"depth": np.ones((2, 2), int)}), "grid.depth"),
         (lambda: SweepConfig(grid={"m": [200]}), "m"),  # static combination invalid: m >= d
         (lambda: SweepConfig(hparams={"eta": 0.1}), "hparams"),
         (lambda: SweepConfig(chunk_size=0), "chunk_size"),
@@ -70,3 +74,11 @@ def test_configs_are_hashable_and_frozen():
 
 def test_grid_axes_are_documented():
     assert set(dlnsim.GRID_AXES) >= {"seed", "problem_seed", "depth", "width", "lr", "weight_decay", "init_scale", "train_noise"}
+
+
+def test_numpy_grid_values_are_plain_numbers():
+    """Grids built with numpy (np.arange, np.logspace, np.int64 items) equal their list twins."""
+    a = SweepConfig(grid={"depth": np.arange(2, 4), "weight_decay": np.array([0.0, 1e-3]), "seed": [np.int64(0)]})
+    b = SweepConfig(grid={"depth": [2, 3], "weight_decay": [0.0, 1e-3], "seed": [0]})
+    assert a == b and all(type(v) is int for v in a.grid["depth"])
+    assert SweepConfig(hparams={"lr": np.float64(0.05)}) == SweepConfig(hparams={"lr": 0.05})

@@ -12,6 +12,7 @@ import xarray as xr
 import dlnsim
 import dlnsim.storage.sweep as storage_sweep
 from dlnsim.configfile import dumps_config, load_config
+from dlnsim.storage.chunks import finished_runs
 from dlnsim.storage import (
     VOLATILE_ATTRS,
     ExistingResultsError,
@@ -100,6 +101,10 @@ def test_resume_recomputes_only_missing_chunks(tmp_path, reference):
     second = side / names[1]
     second.write_bytes(second.read_bytes()[:100])
     (side / f".{names[1]}.abc.tmp").write_bytes(b"half")
+    # Nor is a file whose name does not say the runs it holds (renamed or foreign).
+    (tmp_path / "renamed").mkdir()
+    (tmp_path / "renamed" / names[1]).write_bytes((side / names[0]).read_bytes())  # run 0 named run 1
+    assert sorted(finished_runs(side)) == [0] and finished_runs(tmp_path / "renamed") == {}
 
     events = []
     ds, skipped = run_sweep(CFG, out, progress=events.append)

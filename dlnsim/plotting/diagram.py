@@ -75,7 +75,7 @@ def _collapse_boundary(ax: Any, ds: xr.Dataset, x: str, y: str, log: dict[str, b
     of ``B`` taken as 1, so the boundary for depth L is ``lambda = kappa c*(L)``.
     """
     cfg = _reduce.config_of(ds)
-    kappa = float(cfg.problem.n_train) if cfg is not None and cfg.train.loss == "sum" else 1.0
+    kappa = theory.kappa(cfg.train.loss, cfg.problem.n_train) if cfg is not None else 1.0
     depths, wds = ds["depth"].values, ds["weight_decay"].values
     styles = (
         (theory.collapse_threshold, "-", "red", "c*(L): nonzero limit vanishes"),

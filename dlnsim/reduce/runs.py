@@ -159,7 +159,7 @@ def _teacher_predictions(ds: xr.Dataset, cfg: SweepConfig | None) -> tuple[np.nd
         if key not in cache:
             cache[key] = np.asarray(_b_singular_values(problem_key(key[1], seed), problem_cfg, cfg.train.dtype), float)
         sv = cache[key]
-        kappa = 1.0 if cfg.train.loss == "mean" else float(problem_cfg.n_train)
+        kappa = theory.kappa(cfg.train.loss, problem_cfg.n_train)
         c = wd[idx] / (kappa * sv ** (2.0 / model.depth))
         by_depth.setdefault(model.depth, []).append((idx, c, problem_cfg.whiten))
         c_med = wd[idx] / (kappa * np.median(sv) ** (2.0 / model.depth))

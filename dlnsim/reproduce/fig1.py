@@ -87,7 +87,7 @@ def mc_check(cfg: SweepConfig, seed: int = 0) -> xr.Dataset:
     problem's fixed noise draw (T x m Gaussian entries).
     """
     key = problem_key(0, seed if cfg.teacher_per_seed else None)
-    problem = make_problem(cfg.problem, key=key, dtype=cfg.train.dtype)
+    problem = make_problem(cfg.problem, key=key, train_noise=cfg.hparams["train_noise"], dtype=cfg.train.dtype)
     sigmas = cfg.problem.test_sigmas
     closed, mc = [], []
     for wd in cfg.grid["weight_decay"]:

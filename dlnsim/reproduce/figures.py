@@ -66,7 +66,7 @@ def fig1(lin, lin_pred, relu, mc, d4, d4_table, path: Path) -> Path:
     axes[1].set_ylim(0, top)
     if d4 is not None:
         _noise_panel(axes[2], d4, None, "(c) paper sizes d=200, m=100, w=400, N=100\nvs the D4 table of SCIENCE.md")
-        for n, (w, row) in enumerate(d4_table.items()):
+        for n, row in enumerate(d4_table.values()):
             axes[2].plot(
                 list(row),
                 list(row.values()),

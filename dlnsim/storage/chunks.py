@@ -66,8 +66,10 @@ def _read(path: Path) -> tuple[np.ndarray, Stored] | None:
         with np.load(path, allow_pickle=False) as z:
             runs = z["runs"]
             metrics = {k: z[f"metric_{k}"] for k in Metrics._fields}
-            if runs.ndim != 1 or any(v.shape[0] != len(runs) for v in metrics.values()):
+            if runs.ndim != 1 or len(runs) == 0 or any(v.shape[0] != len(runs) for v in metrics.values()):
                 return None
+            if _chunk_path(path.parent, Chunk(0, 0, tuple(runs.tolist()))) != path:
+                return None  # not the runs its name says (a renamed or foreign file)
             if z["diverged"].shape != runs.shape or z["diverged_at"].shape != runs.shape:
                 return None
             res = ChunkResult(metrics, z["diverged"], z["diverged_at"], float(z["seconds"]))
