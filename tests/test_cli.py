@@ -477,3 +477,18 @@ def test_seed_out_of_range_names_seed(seed):
     with pytest.raises(ValueError, match=msg):
         dlnsim.train(problem, dlnsim.ModelConfig(depth=2, width=4), dlnsim.TrainConfig(steps=2, log_every=1),
                      dlnsim.HParams(lr=0.05), seed=seed)  # fmt: skip
+
+
+def test_distributed_merge_gives_up_on_a_missing_process_shard(tmp_path, monkeypatch, capsys):
+    """Process 0 of --distributed waits for the others' shards, but not forever: without a new
+    shard for `patience` seconds it stops with an error naming the missing ones (exit 1)."""
+    from dlnsim.cli import commands
+
+    monkeypatch.setattr(commands, "_POLL_S", 0.01)
+    final = tmp_path / "r.nc"
+    commands._part_path(final, 0, 2).write_bytes(b"")  # process 0's own shard; process 1's never comes
+    with pytest.raises(commands.Fail) as e:
+        commands._merge_distributed(final, (0, 2), force=False, patience=0.2)
+    assert e.value.code == 1 and "r.part1of2.nc" in str(e.value) and "rerun the same command" in str(e.value)
+    assert capsys.readouterr().err.count("waiting for 1 of 2 process shards") == 1  # once a minute, not per poll
+    assert commands._merge_distributed(final, (1, 2), force=False, patience=0.2) == 0  # the others just exit

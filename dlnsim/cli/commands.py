@@ -93,7 +93,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {n_runs} runs in {wall:.1f} s{resumed}")
     if shard is not None:
         if args.distributed:
-            return _merge_distributed(final, shard, force=args.force)
+            # The other processes run as many chunks: wait three times as long, at least 10 minutes.
+            return _merge_distributed(final, shard, force=args.force, patience=max(600.0, 3 * wall))
         print(f"shard {shard[0]}/{shard[1]}: combine all {shard[1]} shard files with `dlnsim merge`")
         return 0
     try:
@@ -145,21 +146,37 @@ def _shard(args: argparse.Namespace) -> tuple[int, int] | None:
     return i, n
 
 
-def _merge_distributed(final: Path, shard: tuple[int, int], *, force: bool) -> int:
+_POLL_S = 5.0  # how often process 0 looks for the other processes' shards
+_REPORT_S = 60.0  # how often it says it is still waiting
+
+
+def _merge_distributed(final: Path, shard: tuple[int, int], *, force: bool, patience: float) -> int:
     """Under ``--distributed`` every process writes its shard next to ``final`` (a shared file
-    system); process 0 waits for all of them (each appears atomically, complete) and merges."""
+    system); process 0 waits for all of them (each appears atomically, complete) and merges.
+
+    It gives up after ``patience`` seconds without a new shard (a process that failed would
+    otherwise keep it waiting forever); the shards written so far are kept for a rerun.
+    """
     if shard[0] != 0:
         return 0
     from dlnsim.storage import merge_shards
 
     parts = [_part_path(final, i, shard[1]) for i in range(shard[1])]
+    last_new, last_report, seen = time.monotonic(), float("-inf"), 0
     while missing := [p for p in parts if not p.exists()]:
-        print(
-            f"waiting for {len(missing)} of {len(parts)} process shards ({missing[0]}, ...)",
-            file=sys.stderr,
-            flush=True,
-        )
-        time.sleep(5.0)
+        now = time.monotonic()
+        if len(parts) - len(missing) > seen:
+            seen, last_new = len(parts) - len(missing), now
+        if now - last_new > patience:
+            raise Fail(
+                f"no new process shard for {patience:.0f} s; missing: {', '.join(str(p) for p in missing)}. "
+                "A process may have failed: rerun the same command (finished chunks and shards are kept)",
+                code=1,
+            )
+        if now - last_report >= _REPORT_S:
+            print(f"waiting for {len(missing)} of {len(parts)} process shards ({missing[0]}, ...)", file=sys.stderr)
+            last_report = now
+        time.sleep(_POLL_S)
     merge_shards(parts, final, force=force)
     for p in parts:
         p.unlink()
