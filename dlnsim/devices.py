@@ -102,6 +102,8 @@ def use_cpu_cores(n: int | None = None) -> bool:
     ``jax_num_cpu_devices``) is kept. ``dlnsim`` commands call this; in a notebook or
     script call it right after the imports. It also sets ``OPENBLAS_NUM_THREADS=1`` unless
     set to a value (for scipy's OpenBLAS, which XLA's CPU decompositions use, if not yet loaded).
+    It is the one library function that sets ``jax.config`` and the environment (STYLE.md
+    keeps that to the edges): only when called, as the first thing a program does.
 
     Returns:
       Whether the count was set (False: too late, the user's choice, or one core).

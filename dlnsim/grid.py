@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -183,9 +183,34 @@ def _teachers(cfg: SweepConfig, rows: list[dict[str, Any]]) -> list[tuple[int, i
     """A run's teacher: (problem_seed[, seed], train_noise)."""
     base = HParams(**cfg.hparams)
     return [
-        (r.get("problem_seed", 0), r.get("seed", 0) if cfg.teacher_per_seed else None, float(r.get("train_noise", base.train_noise)))
+        (
+            int(r.get("problem_seed", 0)),
+            int(r.get("seed", 0)) if cfg.teacher_per_seed else None,
+            float(r.get("train_noise", base.train_noise)),
+        )
         for r in rows
     ]
+
+
+class Teacher(NamedTuple):
+    """The teacher (problem draw) of a run: :func:`run_teacher`."""
+
+    problem: ProblemConfig  # the sweep's problem config with the run's swept sizes
+    problem_seed: int
+    seed: int | None  # the run's seed with teacher_per_seed, else None (shared across seeds)
+    train_noise: float
+
+    def key(self) -> jax.Array:
+        """The key :func:`~dlnsim.problem.make_problem` draws this teacher from."""
+        return problem_key(self.problem_seed, self.seed)
+
+
+def run_teacher(cfg: SweepConfig, run: Mapping[str, Any]) -> Teacher:
+    """The teacher a run of ``cfg`` trains on, from the run's grid values (axes it lacks at
+    their base values): ``make_problem(t.problem, key=t.key(), train_noise=t.train_noise,
+    dtype=cfg.train.dtype)`` is the very problem the sweep drew for the run."""
+    problem_cfg, _ = problem_and_model(cfg, {a: int(v) for a, v in run.items() if a in STATIC_AXES})
+    return Teacher(problem_cfg, *_teachers(cfg, [dict(run)])[0])
 
 
 class BatchShape(NamedTuple):

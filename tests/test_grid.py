@@ -142,3 +142,24 @@ def test_limit_dist_of_noise_free_runs_survives_noisy_runs_in_the_sweep():
         dist.sel(train_noise=0.0, weight_decay=0.05), clean.limit_dist.sel(seed=0, train_noise=0.0, weight_decay=0.05),
         rtol=1e-10,
     )
+
+
+def test_run_teacher_is_the_problem_the_sweep_trained_on():
+    """run_teacher redraws a run's problem exactly (swept sizes, teacher per seed, noise):
+    training it alone reproduces the sweep's run bit for bit in float64."""
+    cfg = dlnsim.SweepConfig(
+        problem=dlnsim.ProblemConfig(d=12, m=6, s=2, n_train=12, n_test=16),
+        model=dlnsim.ModelConfig(depth=2, width=8),
+        train=dlnsim.TrainConfig(steps=40, log_every=20, dtype="float64"),
+        hparams={"lr": 0.05, "weight_decay": 0.01},
+        grid={"d": [12, 14], "seed": [0, 3], "train_noise": [0.0, 0.1]},
+        teacher_per_seed=True,
+    )
+    ds = dlnsim.sweep(cfg)
+    run = {"d": 14, "seed": 3, "train_noise": 0.1}
+    t = grid_mod.run_teacher(cfg, run)
+    assert (t.problem.d, t.seed, t.train_noise) == (14, 3, 0.1)
+    problem = dlnsim.make_problem(t.problem, key=t.key(), train_noise=t.train_noise, dtype="float64")
+    hp = dlnsim.HParams(lr=0.05, weight_decay=0.01, train_noise=0.1)
+    alone = dlnsim.train(problem, cfg.model, cfg.train, hp, seed=3)
+    np.testing.assert_allclose(ds.on_err.sel(run).values, alone.metrics.on_err, rtol=1e-10)

@@ -22,7 +22,8 @@ from dlnsim import theory
 from dlnsim.config import GRID_AXES, STATIC_AXES, ProblemConfig, SweepConfig, problem_and_model
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics
-from dlnsim.problem import make_problem, problem_key
+from dlnsim.grid import run_teacher
+from dlnsim.problem import make_problem
 
 EPS3_REL = 1e-2  # default Phase III threshold, relative to the run's initial off_fro
 _FLOOR_EPS = 1e3  # rate fits ignore values below 1e3 * machine eps of their initial value
@@ -152,13 +153,12 @@ def _teacher_predictions(ds: xr.Dataset, cfg: SweepConfig | None) -> tuple[np.nd
             continue
         run = {a: ds[a].values[i].item() for a, i in zip(dims, idx)}
         run.update({a: ds[a].item() for a in GRID_AXES if a in ds.coords and ds[a].ndim == 0})
-        combo = {a: int(run[a]) for a in run if a in STATIC_AXES}
-        problem_cfg, model = problem_and_model(cfg, combo)
-        seed = int(run.get("seed", 0)) if cfg.teacher_per_seed else None
-        key = (problem_cfg, int(run.get("problem_seed", 0)), seed)
-        if key not in cache:
-            cache[key] = np.asarray(_b_singular_values(problem_key(key[1], seed), problem_cfg, cfg.train.dtype), float)
-        sv = cache[key]
+        _, model = problem_and_model(cfg, {a: int(run[a]) for a in run if a in STATIC_AXES})
+        teacher = run_teacher(cfg, run)
+        problem_cfg = teacher.problem
+        if teacher not in cache:
+            cache[teacher] = np.asarray(_b_singular_values(teacher.key(), problem_cfg, cfg.train.dtype), float)
+        sv = cache[teacher]
         kappa = theory.kappa(cfg.train.loss, problem_cfg.n_train)
         c = wd[idx] / (kappa * sv ** (2.0 / model.depth))
         by_depth.setdefault(model.depth, []).append((idx, c, problem_cfg.whiten))

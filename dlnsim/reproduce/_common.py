@@ -14,7 +14,8 @@ import xarray as xr
 
 from dlnsim.config import SweepConfig
 from dlnsim.configfile import load_config
-from dlnsim.problem import make_problem, problem_key
+from dlnsim.grid import run_teacher
+from dlnsim.problem import make_problem
 from dlnsim.storage import run_sweep
 
 # The experiment configs ship inside the package (package data), so any install has them.
@@ -74,10 +75,9 @@ def sweep(ctx: Context, cfg: SweepConfig, stem: str) -> xr.Dataset:
 
 def b_singular_values(cfg: SweepConfig, seed: int, problem_seed: int = 0) -> np.ndarray:
     """Singular values of ``B = A U`` of the teacher a run of ``cfg`` trained on."""
-    key = problem_key(problem_seed, seed if cfg.teacher_per_seed else None)
-    return np.linalg.svd(
-        np.asarray(make_problem(cfg.problem, key=key, dtype=cfg.train.dtype).b, float), compute_uv=False
-    )
+    t = run_teacher(cfg, {"seed": seed, "problem_seed": problem_seed})
+    b = make_problem(t.problem, key=t.key(), dtype=cfg.train.dtype).b
+    return np.linalg.svd(np.asarray(b, float), compute_uv=False)
 
 
 def fmt(v: Any, digits: int = 3) -> str:

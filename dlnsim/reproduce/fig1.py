@@ -17,7 +17,8 @@ from dlnsim import theory
 from dlnsim.config import SweepConfig
 from dlnsim.hparams import HParams
 from dlnsim.metrics import noise_error_mc
-from dlnsim.problem import make_problem, problem_key
+from dlnsim.grid import run_teacher
+from dlnsim.problem import make_problem
 from dlnsim.reproduce import _common as c
 from dlnsim.reproduce import figures
 from dlnsim.train import train
@@ -86,8 +87,8 @@ def mc_check(cfg: SweepConfig, seed: int = 0) -> xr.Dataset:
     The run is the sweep's own (same teacher key, same init key); Monte Carlo uses the
     problem's fixed noise draw (T x m Gaussian entries).
     """
-    key = problem_key(0, seed if cfg.teacher_per_seed else None)
-    problem = make_problem(cfg.problem, key=key, train_noise=cfg.hparams["train_noise"], dtype=cfg.train.dtype)
+    t = run_teacher(cfg, {"seed": seed})
+    problem = make_problem(t.problem, key=t.key(), train_noise=t.train_noise, dtype=cfg.train.dtype)
     sigmas = cfg.problem.test_sigmas
     closed, mc = [], []
     for wd in cfg.grid["weight_decay"]:
