@@ -50,11 +50,12 @@ import functools
 import math
 import operator
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.custom_batching import custom_vmap
 
+from dlnsim._batching import per_network
 from dlnsim.backward import descend, descend_ahead, forward_pass
 from dlnsim.model import Params
 from dlnsim.onchip import pow2
@@ -225,40 +226,20 @@ def run_axis_last(fn: Callable, alone: Callable | None = None) -> Callable:
       ((3,), (5, 3))
     """
 
-    def lifted(*args):
-        # custom_vmap sees flat leaves: pytree nodes that validate their fields (HParams)
-        # cannot be rebuilt around its per-leaf "is batched" flags.
-        leaves, tree = jax.tree.flatten(args)
+    def on_blocks(size: int, leaves: list, tree: Any) -> Any:
+        """``fn`` on ``size`` runs given with a leading run axis; outputs with a leading run axis."""
+        bytes_per_run = sum(a.size // size * a.dtype.itemsize for a in leaves)
+        blocks, per = block_layout(size, bytes_per_run, jax.default_backend() == "cpu")
+        pad = blocks * per - size
+        if pad:
+            leaves = [jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) for a in leaves]
+        # Run p * blocks + j is run p of block j: (per, blocks, ...) -> (blocks, ..., per).
+        split = [jnp.moveaxis(a.reshape(per, blocks, *a.shape[1:]), (1, 0), (0, -1)) for a in leaves]
+        on_block = lambda block: fn(*jax.tree.unflatten(tree, block))  # noqa: E731
+        if blocks == 1:  # no loop of one
+            out = jax.tree.map(lambda a: a[None], on_block([a[0] for a in split]))
+        else:
+            out = jax.lax.map(on_block, split)
+        return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0).reshape(blocks * per, *a.shape[1:-1])[:size], out)
 
-        @custom_vmap
-        def one(*leaves):
-            if alone is not None:
-                return alone(*jax.tree.unflatten(tree, leaves))
-            out = on_blocks(1, [jnp.asarray(a)[None] for a in leaves])
-            return jax.tree.map(lambda a: a[0], out)
-
-        @one.def_vmap
-        def _batched(axis_size, in_batched, *leaves):
-            lead = [a if b else jnp.broadcast_to(a, (axis_size, *jnp.shape(a))) for a, b in zip(leaves, in_batched)]
-            out = on_blocks(axis_size, lead)
-            return out, jax.tree.map(lambda _: True, out)
-
-        def on_blocks(size: int, leaves: list) -> object:
-            """``fn`` on ``size`` runs given with a leading run axis; outputs with a leading run axis."""
-            bytes_per_run = sum(a.size // size * a.dtype.itemsize for a in leaves)
-            blocks, per = block_layout(size, bytes_per_run, jax.default_backend() == "cpu")
-            pad = blocks * per - size
-            if pad:
-                leaves = [jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) for a in leaves]
-            # Run p * blocks + j is run p of block j: (per, blocks, ...) -> (blocks, ..., per).
-            split = [jnp.moveaxis(a.reshape(per, blocks, *a.shape[1:]), (1, 0), (0, -1)) for a in leaves]
-            on_block = lambda block: fn(*jax.tree.unflatten(tree, block))  # noqa: E731
-            if blocks == 1:  # no loop of one
-                out = jax.tree.map(lambda a: a[None], on_block([a[0] for a in split]))
-            else:
-                out = jax.lax.map(on_block, split)
-            return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0).reshape(blocks * per, *a.shape[1:-1])[:size], out)
-
-        return one(*leaves)
-
-    return lifted
+    return per_network(on_blocks, alone)

@@ -36,8 +36,8 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from jax.custom_batching import custom_vmap
 
+from dlnsim._batching import per_network
 from dlnsim.backward import descend
 from dlnsim.model import Params
 
@@ -159,20 +159,4 @@ def one_program_per_run(fn: Callable, interpret: bool | None = None) -> Callable
       (3, 5, 6)
     """
 
-    def lifted(*args):
-        leaves, tree = jax.tree.flatten(args)
-
-        @custom_vmap
-        def one(*leaves):
-            out = on_runs(fn, [jnp.asarray(a)[None] for a in leaves], tree, 1, interpret)
-            return jax.tree.map(lambda a: a[0], out)
-
-        @one.def_vmap
-        def _batched(axis_size, in_batched, *leaves):
-            lead = [a if b else jnp.broadcast_to(a, (axis_size, *jnp.shape(a))) for a, b in zip(leaves, in_batched)]
-            out = on_runs(fn, lead, tree, axis_size, interpret)
-            return out, jax.tree.map(lambda _: True, out)
-
-        return one(*leaves)
-
-    return lifted
+    return per_network(lambda size, leaves, tree: on_runs(fn, leaves, tree, size, interpret))
