@@ -126,13 +126,13 @@ def global_collapse_threshold(depth: int) -> float:
     return 0.5 * (lo + hi)
 
 
-@exact_matmuls
 def kappa(loss: str, n_train: int) -> float:
     """The code scale of the limit equation for whitened codes (``Z Z^T = N I``): 1 for the
     mean loss, ``N`` for the sum loss (SCIENCE.md section 3, Limit)."""
     return 1.0 if loss == "mean" else float(n_train)
 
 
+@exact_matmuls
 def limit_map(b: Array, u: Array, weight_decay: Array, depth: int, kappa: Array | float = 1.0) -> Array:
     """Closed-form limit ``E* = U V diag(h_i / sigma_i) Q^T`` for whitened codes.
 
