@@ -34,8 +34,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--max-memory", default="1GB")
     ap.add_argument("--out", help="write the figures as JSON here")
-    ap.add_argument("--cpu-devices", type=int, metavar="N",
-                    help="JAX CPU devices, as the dlnsim commands set them (default: one per core)")
+    ap.add_argument(
+        "--cpu-devices",
+        type=int,
+        metavar="N",
+        help="JAX CPU devices, as the dlnsim commands set them (default: one per core)",
+    )
     args = ap.parse_args(argv)
     dlnsim.use_cpu_cores(args.cpu_devices)  # before any JAX computation, as `dlnsim sweep` does
 

@@ -22,10 +22,10 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import throughput as tp  # noqa: E402
+import throughput as tp
 
-import dlnsim  # noqa: E402
-from dlnsim import onchip  # noqa: E402
+import dlnsim
+from dlnsim import onchip
 
 
 def final_loss(sz: tp.Sizes, runs: int, steps: int, backward: str) -> np.ndarray:
@@ -43,8 +43,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     sz = tp.SIZES["tiny" if args.tiny else "small"]
     runs, steps, warps = (8, [100], [4]) if args.tiny else (args.runs, args.steps, args.warps)
-    result = {"device": str(jax.devices()[0].device_kind), "jax": jax.__version__, "sizes": vars(sz), "runs": runs,
-              "rows": []}
+    result = {
+        "device": str(jax.devices()[0].device_kind),
+        "jax": jax.__version__,
+        "sizes": vars(sz),
+        "runs": runs,
+        "rows": [],
+    }
 
     def record(**row) -> None:
         result["rows"].append(row)
@@ -63,11 +68,18 @@ def main(argv: list[str] | None = None) -> dict:
         try:
             for n in steps:
                 r = tp.time_dlnsim(sz, runs, n, data="reduced", repeats=2, backward="pallas")
-                record(method=f"pallas, {w} warps", steps=n, network_steps_per_s=r["network_steps_per_s"],
-                       compile_s=r["compile_s"])
+                record(
+                    method=f"pallas, {w} warps",
+                    steps=n,
+                    network_steps_per_s=r["network_steps_per_s"],
+                    compile_s=r["compile_s"],
+                )
             loss = final_loss(sz, runs, check_steps, "pallas")
-            record(method=f"pallas, {w} warps", steps=check_steps,
-                   max_rel_diff_final_loss_vs_fused=float(np.max(np.abs(loss - reference) / np.abs(reference))))
+            record(
+                method=f"pallas, {w} warps",
+                steps=check_steps,
+                max_rel_diff_final_loss_vs_fused=float(np.max(np.abs(loss - reference) / np.abs(reference))),
+            )
         except Exception as e:  # a warp count the compiler refuses is a finding
             record(method=f"pallas, {w} warps", error=f"{type(e).__name__}: {str(e)[:500]}")
     return result

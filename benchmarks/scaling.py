@@ -25,19 +25,32 @@ from typing import Any
 import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import peers  # noqa: E402
-import throughput  # noqa: E402
-from throughput import Sizes  # noqa: E402
+import peers
+import throughput
+from throughput import Sizes
 
-import dlnsim  # noqa: E402
+import dlnsim
 
-BASE = {"cpu": Sizes(d=100, m=50, s=5, depth=5, width=100, n_train=200), "gpu": Sizes(d=200, m=100, s=5, depth=5, width=400, n_train=1000)}
+BASE = {
+    "cpu": Sizes(d=100, m=50, s=5, depth=5, width=100, n_train=200),
+    "gpu": Sizes(d=200, m=100, s=5, depth=5, width=400, n_train=1000),
+}
 BASE_RUNS = {"cpu": 32, "gpu": 256}
 # (steps on the reduced path, steps on the raw path): the raw path costs ~N/r times more per step.
 STEPS = {"cpu": (100, 10), "gpu": (1000, 100)}
 AXES = {
-    "cpu": {"runs": [1, 4, 16, 64, 256], "width": [25, 50, 100, 200, 400], "depth": [2, 3, 5, 8], "n_train": [50, 200, 1000, 3000]},
-    "gpu": {"runs": [1, 16, 256, 1024, 4096], "width": [50, 100, 200, 400, 800], "depth": [2, 3, 5, 8], "n_train": [100, 1000, 3000, 10000]},
+    "cpu": {
+        "runs": [1, 4, 16, 64, 256],
+        "width": [25, 50, 100, 200, 400],
+        "depth": [2, 3, 5, 8],
+        "n_train": [50, 200, 1000, 3000],
+    },
+    "gpu": {
+        "runs": [1, 16, 256, 1024, 4096],
+        "width": [50, 100, 200, 400, 800],
+        "depth": [2, 3, 5, 8],
+        "n_train": [100, 1000, 3000, 10000],
+    },
 }
 LABELS = {"runs": "runs trained together", "width": "width w", "depth": "depth L", "n_train": "training samples N"}
 
@@ -55,13 +68,21 @@ def run(device_class: str, axes: dict[str, list[int]], repeats: int, log=print) 
             sizes = base if axis == "runs" else dataclasses.replace(base, **{axis: value})
             for path, steps in zip(("reduced", "raw"), STEPS[device_class]):
                 r = measure(sizes, runs, steps, path, repeats)
-                log(f"{axis}={value} {path}: {r['network_steps_per_s']:.4g} network-steps/s (compile {r['compile_s']:.2f} s)")
+                log(
+                    f"{axis}={value} {path}: {r['network_steps_per_s']:.4g} network-steps/s (compile {r['compile_s']:.2f} s)"
+                )
                 shapes = peers.layer_shapes(sizes.d, sizes.m, sizes.depth, sizes.width)
-                points.append({
-                    "axis": axis, "value": value, "path": path, "sizes": dataclasses.asdict(sizes), "runs": runs,
-                    "weight_bytes_per_network": 4 * sum(fo * fi for fo, fi in shapes),
-                    **{k: r[k] for k in ("steps", "seconds", "compile_s", "network_steps_per_s", "steady_state")},
-                })
+                points.append(
+                    {
+                        "axis": axis,
+                        "value": value,
+                        "path": path,
+                        "sizes": dataclasses.asdict(sizes),
+                        "runs": runs,
+                        "weight_bytes_per_network": 4 * sum(fo * fi for fo, fi in shapes),
+                        **{k: r[k] for k in ("steps", "seconds", "compile_s", "network_steps_per_s", "steady_state")},
+                    }
+                )
     return points
 
 
@@ -74,13 +95,17 @@ def plot(result: dict[str, Any], png: Path) -> None:
     axes_names = list(dict.fromkeys(p["axis"] for p in result["points"]))
     ncol = 2 if len(axes_names) > 2 else len(axes_names)
     nrow = -(-len(axes_names) // ncol)
-    fig, axs = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.4 * nrow + 0.6), sharey=True, constrained_layout=True, squeeze=False)
-    for ax in axs.flat[len(axes_names):]:
+    fig, axs = plt.subplots(
+        nrow, ncol, figsize=(4.6 * ncol, 3.4 * nrow + 0.6), sharey=True, constrained_layout=True, squeeze=False
+    )
+    for ax in axs.flat[len(axes_names) :]:
         ax.set_visible(False)
     axs = axs.flat
     bw = result["bandwidth"]["bytes_per_s"]
-    style = {"reduced": dict(color="C0", marker="o", label="dlnsim, reduced data"),
-             "raw": dict(color="C3", marker="s", label="dlnsim, raw data")}
+    style = {
+        "reduced": dict(color="C0", marker="o", label="dlnsim, reduced data"),
+        "raw": dict(color="C3", marker="s", label="dlnsim, raw data"),
+    }
     for ax, axis in zip(axs, axes_names):
         pts = [p for p in result["points"] if p["axis"] == axis]
         xs = sorted({p["value"] for p in pts})
@@ -120,11 +145,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # One call minus its compile time read the same point at 13.5k and 26k network-steps/s in
     # one run (2 CPU cores, 2026-12-01): points last about a second, so the default is a
     # warm-up call and the fastest of 2 more.
-    ap.add_argument("--repeats", type=int, default=3,
-                    help="calls per point (default 3: the fastest after a warm-up; 1: first call minus compile time)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="calls per point (default 3: the fastest after a warm-up; 1: first call minus compile time)",
+    )
     ap.add_argument("--quick", action="store_true", help="three values per axis")
-    ap.add_argument("--cpu-devices", type=int, metavar="N",
-                    help="JAX CPU devices, as the dlnsim commands set them (default: one per core)")
+    ap.add_argument(
+        "--cpu-devices",
+        type=int,
+        metavar="N",
+        help="JAX CPU devices, as the dlnsim commands set them (default: one per core)",
+    )
     args = ap.parse_args(argv)
     dlnsim.use_cpu_cores(args.cpu_devices)  # before any JAX computation, as `dlnsim sweep` does
 

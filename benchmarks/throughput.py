@@ -72,17 +72,25 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import peers  # noqa: E402
+import peers
 
-import dlnsim  # noqa: E402
-from dlnsim import onchip  # noqa: E402
-from dlnsim.blocked import MAX_WIDTH, compiler_options  # noqa: E402
-from dlnsim.train import block_step_fits, step_kind  # noqa: E402
+import dlnsim
+from dlnsim import onchip
+from dlnsim.blocked import MAX_WIDTH, compiler_options
+from dlnsim.train import block_step_fits, step_kind
 
 SCHEMA = "dlnsim-throughput/1"
 METHODS = (
-    "dlnsim_reduced", "dlnsim_fused", "dlnsim_blocked", "dlnsim_pallas", "dlnsim_autodiff", "dlnsim_raw",
-    "torch_naive", "torch_tuned", "torch_vmap", "jax_naive",
+    "dlnsim_reduced",
+    "dlnsim_fused",
+    "dlnsim_blocked",
+    "dlnsim_pallas",
+    "dlnsim_autodiff",
+    "dlnsim_raw",
+    "torch_naive",
+    "torch_tuned",
+    "torch_vmap",
+    "jax_naive",
 )
 TORCH_METHODS = ("torch_naive", "torch_tuned", "torch_vmap")
 HPARAMS = {"lr": 0.02, "weight_decay": 1e-3}  # stable for every size here (SCIENCE.md section 2)
@@ -126,12 +134,15 @@ class Budget:
 # those take the fastest of 3 calls after a warm-up; a paper-size call lasts over a minute.
 BUDGETS = {
     ("paper", "cpu"): Budget(256, 200, raw=(16, 10), torch_naive=(1, 10), torch_vmap=(8, 2), jax_naive=(1, 10)),
-    ("small", "cpu"): Budget(256, 1000, raw=(64, 20), torch_naive=(1, 200), torch_vmap=(256, 20), jax_naive=(1, 200),
-                             repeats=4),
-    ("paper", "gpu"): Budget(256, 2000, raw=(256, 100), torch_naive=(2, 50), torch_vmap=(256, 10), jax_naive=(2, 50),
-                             repeats=2),
-    ("small", "gpu"): Budget(4096, 2000, raw=(4096, 200), torch_naive=(2, 200), torch_vmap=(4096, 50), jax_naive=(2, 200),
-                             repeats=2),
+    ("small", "cpu"): Budget(
+        256, 1000, raw=(64, 20), torch_naive=(1, 200), torch_vmap=(256, 20), jax_naive=(1, 200), repeats=4
+    ),
+    ("paper", "gpu"): Budget(
+        256, 2000, raw=(256, 100), torch_naive=(2, 50), torch_vmap=(256, 10), jax_naive=(2, 50), repeats=2
+    ),
+    ("small", "gpu"): Budget(
+        4096, 2000, raw=(4096, 200), torch_naive=(2, 200), torch_vmap=(4096, 50), jax_naive=(2, 200), repeats=2
+    ),
     ("tiny", "cpu"): Budget(4, 100, raw=(4, 50), torch_naive=(1, 5), torch_vmap=(4, 5), jax_naive=(1, 5)),
     ("tiny", "gpu"): Budget(4, 100, raw=(4, 50), torch_naive=(1, 5), torch_vmap=(4, 5), jax_naive=(1, 5)),
 }
@@ -198,14 +209,20 @@ def copy_bandwidth(n_bytes: int, repeats: int = 5) -> dict[str, float]:
     return {"array_bytes": int(x.nbytes), "seconds": best, "bytes_per_s": 2 * x.nbytes / best}
 
 
-def _sweep_cfg(sz: Sizes, runs: int, steps: int, log_every: int, data: str, backward: str,
-               **train: Any) -> dlnsim.SweepConfig:
+def _sweep_cfg(
+    sz: Sizes, runs: int, steps: int, log_every: int, data: str, backward: str, **train: Any
+) -> dlnsim.SweepConfig:
     """The benchmark's sweep; ``train`` overrides further TrainConfig fields (else defaults)."""
     return dlnsim.SweepConfig(
         problem=dlnsim.ProblemConfig(d=sz.d, m=sz.m, s=sz.s, n_train=sz.n_train),
         model=dlnsim.ModelConfig(depth=sz.depth, width=sz.width),
         train=dlnsim.TrainConfig(
-            steps=steps, log_every=log_every, data=data, backward=backward, dtype="float32", precision="highest",
+            steps=steps,
+            log_every=log_every,
+            data=data,
+            backward=backward,
+            dtype="float32",
+            precision="highest",
             **train,
         ),
         hparams=HPARAMS,
@@ -213,8 +230,17 @@ def _sweep_cfg(sz: Sizes, runs: int, steps: int, log_every: int, data: str, back
     )
 
 
-def time_dlnsim(sz: Sizes, runs: int, steps: int, *, data: str, log_every: int | None = None, repeats: int = 1,
-                backward: str = "auto", **train: Any) -> dict:
+def time_dlnsim(
+    sz: Sizes,
+    runs: int,
+    steps: int,
+    *,
+    data: str,
+    log_every: int | None = None,
+    repeats: int = 1,
+    backward: str = "auto",
+    **train: Any,
+) -> dict:
     """Times ``dlnsim.sweep`` over ``runs`` seeds of ``steps`` steps (public API only)."""
     cfg = _sweep_cfg(sz, runs, steps, log_every or steps, data, backward, **train)
     with compile_clock() as clock:
@@ -270,9 +296,20 @@ def _sizes_entry(sz: Sizes, budget: Budget) -> dict:
     return {**dataclasses.asdict(sz), "runs": budget.runs, "repeats": budget.repeats}
 
 
-def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandwidth: float, use_torch: bool,
-               torch_dev: str | None, log: Any = print, methods: dict | None = None,
-               logging: dict | None = None, save: Any = None) -> dict:
+def run_preset(
+    name: str,
+    sz: Sizes,
+    budget: Budget,
+    *,
+    device_class: str,
+    bandwidth: float,
+    use_torch: bool,
+    torch_dev: str | None,
+    log: Any = print,
+    methods: dict | None = None,
+    logging: dict | None = None,
+    save: Any = None,
+) -> dict:
     """One size: every method, the logging cost and the targets.
 
     ``methods`` and ``logging`` (dicts, filled as each figure is measured) and ``save``
@@ -296,8 +333,11 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
         methods[key] = entry
         save()
         rate, comp = entry["network_steps_per_s"], entry.get("compile_s")
-        log(f"[{name}]   {key}: " + ("-" if rate is None else f"{rate:.4g} network-steps/s")
-            + (f", compile {comp:.3g} s" if comp else ""))
+        log(
+            f"[{name}]   {key}: "
+            + ("-" if rate is None else f"{rate:.4g} network-steps/s")
+            + (f", compile {comp:.3g} s" if comp else "")
+        )
 
     def record_optional(key: str, what: str, steps: int, backward: str) -> None:
         """Times an opt-in step; its failure (a lowering that differs between jax versions
@@ -323,27 +363,30 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
     def log_point_cost(what: str, **train: Any) -> tuple[dict, float]:
         """The run with metrics every ``every`` steps, and the seconds of one log point."""
         log(f"[{name}] logging cost: reduced path, metrics every {every} steps{what}")
-        run = time_dlnsim(sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=budget.repeats,
-                          **train)
+        run = time_dlnsim(
+            sz, budget.runs, budget.steps, data="reduced", log_every=every, repeats=budget.repeats, **train
+        )
         return run, max(run["seconds"] - base["seconds"], 0.0) / max(budget.steps // every - 1, 1)
 
     logged, per_log = log_point_cost("")
     per_step = max(base["seconds"] - 2 * per_log, 1e-12) / budget.steps
-    logging.update({
-        "log_every": every,
-        "steps": budget.steps,
-        "networks": budget.runs,
-        "seconds_log_at_end": base["seconds"],
-        "seconds_log_every": logged["seconds"],
-        "compile_s": logged["compile_s"],
-        # Measured ratio for this run length, and the overhead of one log every 50 steps on
-        # a long run (per-log cost over 50 steps of training), which is what the target means.
-        "measured_overhead": logged["seconds"] / base["seconds"] - 1.0,
-        "seconds_per_log_point": per_log,
-        "seconds_per_step": per_step,
-        "overhead_every_50_steps": per_log / (LOG_EVERY * per_step),
-        "balance_every": dlnsim.TrainConfig().balance_every,  # the default, which the run above used
-    })
+    logging.update(
+        {
+            "log_every": every,
+            "steps": budget.steps,
+            "networks": budget.runs,
+            "seconds_log_at_end": base["seconds"],
+            "seconds_log_every": logged["seconds"],
+            "compile_s": logged["compile_s"],
+            # Measured ratio for this run length, and the overhead of one log every 50 steps on
+            # a long run (per-log cost over 50 steps of training), which is what the target means.
+            "measured_overhead": logged["seconds"] / base["seconds"] - 1.0,
+            "seconds_per_log_point": per_log,
+            "seconds_per_step": per_step,
+            "overhead_every_50_steps": per_log / (LOG_EVERY * per_step),
+            "balance_every": dlnsim.TrainConfig().balance_every,  # the default, which the run above used
+        }
+    )
     log(f"[{name}]   logging: one log point = {100 * logging['overhead_every_50_steps']:.0f}% of 50 steps")
     save()
     model = dlnsim.ModelConfig(depth=sz.depth, width=sz.width)
@@ -352,8 +395,10 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
         record("dlnsim_fused", _null_entry("the default step here: see dlnsim_reduced"))
     else:
         log(f"[{name}] dlnsim reduced, fused step: {budget.runs} runs x {budget.steps} steps")
-        record("dlnsim_fused", time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=budget.repeats,
-                                           backward="fused"))
+        record(
+            "dlnsim_fused",
+            time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=budget.repeats, backward="fused"),
+        )
     if default == "blocked":
         record("dlnsim_blocked", _null_entry("the default step here: see dlnsim_reduced"))
     elif not block_step_fits(model, sz.m, sz.d, sz.s):
@@ -361,8 +406,10 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
     else:  # a GPU at the small sizes: the run-axis-last layout against the default fused step
         record_optional("dlnsim_blocked", "block step", budget.steps, "blocked")
     log(f"[{name}] dlnsim reduced, autodiff: {budget.runs} runs x {budget.steps} steps")
-    record("dlnsim_autodiff", time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=budget.repeats,
-                                          backward="autodiff"))
+    record(
+        "dlnsim_autodiff",
+        time_dlnsim(sz, budget.runs, budget.steps, data="reduced", repeats=budget.repeats, backward="autodiff"),
+    )
     log(f"[{name}] dlnsim raw: {budget.raw[0]} runs x {budget.raw[1]} steps")
     record("dlnsim_raw", time_dlnsim(sz, *budget.raw, data="raw", repeats=budget.repeats))
 
@@ -371,23 +418,42 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
             nets, steps = budget.torch_naive
             log(f"[{name}] {what}: {nets} networks x {steps} steps ({torch_dev})")
             t = peers.time_loop(getattr(peers, key)(y, x, device=torch_dev, **kw), shapes, networks=nets, steps=steps)
-            record(key, _peer_entry(t, extrapolated=True, compile_s=None, note="timed subset, extrapolated per network-step"))
+            record(
+                key,
+                _peer_entry(t, extrapolated=True, compile_s=None, note="timed subset, extrapolated per network-step"),
+            )
         log(f"[{name}] torch.func vmap: {budget.torch_vmap[0]} networks x {budget.torch_vmap[1]} steps ({torch_dev})")
-        t = peers.time_ensemble(peers.torch_vmap(y, x, device=torch_dev, **kw), shapes,
-                                networks=budget.torch_vmap[0], steps=budget.torch_vmap[1])
+        t = peers.time_ensemble(
+            peers.torch_vmap(y, x, device=torch_dev, **kw),
+            shapes,
+            networks=budget.torch_vmap[0],
+            steps=budget.torch_vmap[1],
+        )
         partial = budget.torch_vmap[0] < budget.runs
-        record("torch_vmap", _peer_entry(
-            t, extrapolated=partial, compile_s=None,
-            note="steps after one untimed step" + (", on a subset of the networks" if partial else ""),
-        ))
+        record(
+            "torch_vmap",
+            _peer_entry(
+                t,
+                extrapolated=partial,
+                compile_s=None,
+                note="steps after one untimed step" + (", on a subset of the networks" if partial else ""),
+            ),
+        )
     else:
         for k in TORCH_METHODS:
-            methods[k] = _null_entry("torch not installed (pip install -e .[bench])" if torch_dev is None else "skipped (--no-torch)")
+            methods[k] = _null_entry(
+                "torch not installed (pip install -e .[bench])" if torch_dev is None else "skipped (--no-torch)"
+            )
 
     log(f"[{name}] naive JAX loop: {budget.jax_naive[0]} networks x {budget.jax_naive[1]} steps")
     with compile_clock() as clock:
-        t = peers.time_loop(peers.jax_naive(y, x, **kw), shapes, networks=budget.jax_naive[0], steps=budget.jax_naive[1])
-    record("jax_naive", _peer_entry(t, extrapolated=True, compile_s=clock.seconds, note="timed subset, extrapolated per network-step"))
+        t = peers.time_loop(
+            peers.jax_naive(y, x, **kw), shapes, networks=budget.jax_naive[0], steps=budget.jax_naive[1]
+        )
+    record(
+        "jax_naive",
+        _peer_entry(t, extrapolated=True, compile_s=clock.seconds, note="timed subset, extrapolated per network-step"),
+    )
     # Last: the opt-in kernel, slower than the default on an H200, must not cost the figures above.
     if device_class != "gpu":
         record("dlnsim_pallas", _null_entry("GPU only: on other devices Pallas interprets the kernel"))
@@ -406,14 +472,19 @@ def run_preset(name: str, sz: Sizes, budget: Budget, *, device_class: str, bandw
     # The two other logging variants last: the targets do not need them.
     for key, what, train in (
         ("no_balance", " without the balancedness metric (TrainConfig.balance = False)", {"balance": False}),
-        ("balance_all", " with the balancedness at every log point (TrainConfig.balance_every = 1)",
-         {"balance_every": 1}),
+        (
+            "balance_all",
+            " with the balancedness at every log point (TrainConfig.balance_every = 1)",
+            {"balance_every": 1},
+        ),
     ):
         run, cost = log_point_cost(what, **train)
         logging[f"seconds_log_every_{key}"] = run["seconds"]
         logging[f"overhead_every_50_steps_{key}"] = cost / (LOG_EVERY * per_step)
-        log(f"[{name}]   logging, {key.replace('_', ' ')}: one log point = "
-            f"{100 * logging[f'overhead_every_50_steps_{key}']:.0f}% of 50 steps")
+        log(
+            f"[{name}]   logging, {key.replace('_', ' ')}: one log point = "
+            f"{100 * logging[f'overhead_every_50_steps_{key}']:.0f}% of 50 steps"
+        )
         save()
 
     targets: dict[str, Any] = {}
@@ -504,30 +575,38 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 def table(result: dict) -> str:
     lines = []
     dev = result["device"]
-    lines.append(f"device: {dev['n_devices']} x {dev['platform']} {dev['device_kind']} ({dev['cpu_model']}, "
-                 f"{dev['cpu_count']} cores); "
-                 f"float32, precision {result['precision']}; copy bandwidth {result['bandwidth']['bytes_per_s'] / 1e9:.1f} GB/s")
+    lines.append(
+        f"device: {dev['n_devices']} x {dev['platform']} {dev['device_kind']} ({dev['cpu_model']}, "
+        f"{dev['cpu_count']} cores); "
+        f"float32, precision {result['precision']}; copy bandwidth {result['bandwidth']['bytes_per_s'] / 1e9:.1f} GB/s"
+    )
     for name, pre in result["presets"].items():
         s = pre["sizes"]
         lines.append("")
-        lines.append(f"{name}: d={s['d']} m={s['m']} s={s['s']} L={s['depth']} width={s['width']} N={s['n_train']}; "
-                     f"bound {_fmt(pre['bound_network_steps_per_s'])} network-steps/s "
-                     f"({pre['weight_bytes_per_network'] / 1e6:.3g} MB weights x 4 touches)")
+        lines.append(
+            f"{name}: d={s['d']} m={s['m']} s={s['s']} L={s['depth']} width={s['width']} N={s['n_train']}; "
+            f"bound {_fmt(pre['bound_network_steps_per_s'])} network-steps/s "
+            f"({pre['weight_bytes_per_network'] / 1e6:.3g} MB weights x 4 touches)"
+        )
         lines.append(f"  {'method':<16}{'net-steps/s':>13}{'compile s':>11}{'x torch':>10}{'x bound':>9}  timed")
         for k in METHODS:
             e = pre["methods"][k]
             timed = "-" if e["networks"] is None else f"{e['networks']} nets x {e['steps']} steps"
             if e.get("extrapolated"):
                 timed += " (extrapolated)"
-            lines.append(f"  {k:<16}{_fmt(e['network_steps_per_s']):>13}{_fmt(e['compile_s']):>11}"
-                         f"{_fmt(e['ratio_vs_torch_naive']):>10}{_fmt(e['bound_fraction'], 2):>9}  {timed}")
+            lines.append(
+                f"  {k:<16}{_fmt(e['network_steps_per_s']):>13}{_fmt(e['compile_s']):>11}"
+                f"{_fmt(e['ratio_vs_torch_naive']):>10}{_fmt(e['bound_fraction'], 2):>9}  {timed}"
+            )
         lg = pre["logging"]
-        lines.append(f"  logging every {lg['log_every']} steps vs at the end: {lg['seconds_log_every']:.3g} s vs "
-                     f"{lg['seconds_log_at_end']:.3g} s ({100 * lg['measured_overhead']:+.0f}% for {lg['steps']} steps); "
-                     f"one log point = {lg['seconds_per_log_point']:.3g} s = {100 * lg['overhead_every_50_steps']:.0f}% "
-                     f"of 50 steps with balance_every = {lg['balance_every']} "
-                     f"({100 * lg['overhead_every_50_steps_no_balance']:.0f}% with balance = False, "
-                     f"{100 * lg['overhead_every_50_steps_balance_all']:.0f}% with balance_every = 1)")
+        lines.append(
+            f"  logging every {lg['log_every']} steps vs at the end: {lg['seconds_log_every']:.3g} s vs "
+            f"{lg['seconds_log_at_end']:.3g} s ({100 * lg['measured_overhead']:+.0f}% for {lg['steps']} steps); "
+            f"one log point = {lg['seconds_per_log_point']:.3g} s = {100 * lg['overhead_every_50_steps']:.0f}% "
+            f"of 50 steps with balance_every = {lg['balance_every']} "
+            f"({100 * lg['overhead_every_50_steps_no_balance']:.0f}% with balance = False, "
+            f"{100 * lg['overhead_every_50_steps_balance_all']:.0f}% with balance_every = 1)"
+        )
         for k, t in pre["targets"].items():
             verdict = "n/a" if t["met"] is None else ("met" if t["met"] else "NOT met")
             lines.append(f"  target {k}: goal {_fmt(t['goal'])}, have {_fmt(t['value'])} -> {verdict}")
@@ -561,19 +640,30 @@ def write_json(path: Path, result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", nargs="+", choices=["paper", "small"], default=["paper", "small"])
     ap.add_argument("--tiny", action="store_true", help="toy sizes only (seconds; for the tests)")
     ap.add_argument("--runs", type=int, help="runs of the dlnsim sweeps (default: per size and device)")
     ap.add_argument("--steps", type=int, help="steps of the dlnsim reduced run (a multiple of 50)")
-    ap.add_argument("--repeats", type=int,
-                    help="dlnsim calls per measurement (default per size and device: 1 for CPU paper sizes, 4 for "
-                         "CPU small sizes, 2 on GPUs)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        help="dlnsim calls per measurement (default per size and device: 1 for CPU paper sizes, 4 for "
+        "CPU small sizes, 2 on GPUs)",
+    )
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch peers even if torch is installed")
-    ap.add_argument("--bandwidth-mb", type=int, help="array size of the copy-bandwidth probe (default 256 CPU, 2048 GPU)")
+    ap.add_argument(
+        "--bandwidth-mb", type=int, help="array size of the copy-bandwidth probe (default 256 CPU, 2048 GPU)"
+    )
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
-    ap.add_argument("--cpu-devices", type=int, metavar="N",
-                    help="JAX CPU devices, as the dlnsim commands set them (default: one per core)")
+    ap.add_argument(
+        "--cpu-devices",
+        type=int,
+        metavar="N",
+        help="JAX CPU devices, as the dlnsim commands set them (default: one per core)",
+    )
     args = ap.parse_args(argv)
     dlnsim.use_cpu_cores(args.cpu_devices)  # before any JAX computation, as `dlnsim sweep` does
 
@@ -583,7 +673,10 @@ def main(argv: list[str] | None = None) -> dict:
     torch_dev = peers.torch_device(device_class == "gpu") if peers.torch_available() else None
     names = ["tiny"] if args.tiny else args.sizes
 
-    result: dict[str, Any] = {"schema": SCHEMA, "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    result: dict[str, Any] = {
+        "schema": SCHEMA,
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
     result.update(environment(use_torch, torch_dev))
     result.update(dtype="float32", precision="highest", load_average_start=list(os.getloadavg()))
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
@@ -604,9 +697,17 @@ def main(argv: list[str] | None = None) -> dict:
         result["presets"][name] = partial
         save = (lambda: write_json(args.out, result)) if args.out else None
         result["presets"][name] = run_preset(
-            name, SIZES[name], budget, device_class=device_class, bandwidth=result["bandwidth"]["bytes_per_s"],
-            use_torch=use_torch, torch_dev=torch_dev, log=log, methods=partial["methods"],
-            logging=partial["logging"], save=save,
+            name,
+            SIZES[name],
+            budget,
+            device_class=device_class,
+            bandwidth=result["bandwidth"]["bytes_per_s"],
+            use_torch=use_torch,
+            torch_dev=torch_dev,
+            log=log,
+            methods=partial["methods"],
+            logging=partial["logging"],
+            save=save,
         )
         if args.out:  # after each size, so an interrupted run keeps what it measured
             write_json(args.out, result)

@@ -53,23 +53,26 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import throughput as tp  # noqa: E402
+import throughput as tp
 
-import dlnsim  # noqa: E402
-from dlnsim.backward import descend_ahead, forward_pass, gd_step, per_network_products  # noqa: E402
-from dlnsim import blocked  # noqa: E402
-from dlnsim.model import Params, init_params  # noqa: E402
-from dlnsim.problem import reduce_data  # noqa: E402
-from dlnsim.train import block_step_fits  # noqa: E402
+import dlnsim
+from dlnsim.backward import descend_ahead, forward_pass, gd_step, per_network_products
+from dlnsim import blocked
+from dlnsim.model import Params, init_params
+from dlnsim.problem import reduce_data
+from dlnsim.train import block_step_fits
 
 Array = jax.Array
 VARIANTS = ("fused", "ahead_dot", "ahead_rows", "blocked", "blocked_ahead")
 BLOCKED = ("blocked", "blocked_ahead")  # run axis last: small networks only (dlnsim.train.block_step_fits)
 # (runs, steps, calls) per (size, device class): calls after the compile, the fastest counts
 BUDGETS = {
-    ("paper", "gpu"): (256, 1000, 3), ("small", "gpu"): (4096, 2000, 3),
-    ("paper", "cpu"): (64, 20, 3), ("small", "cpu"): (256, 200, 3),
-    ("tiny", "cpu"): (4, 10, 2), ("tiny", "gpu"): (4, 10, 2),
+    ("paper", "gpu"): (256, 1000, 3),
+    ("small", "gpu"): (4096, 2000, 3),
+    ("paper", "cpu"): (64, 20, 3),
+    ("small", "cpu"): (256, 200, 3),
+    ("tiny", "cpu"): (4, 10, 2),
+    ("tiny", "gpu"): (4, 10, 2),
 }
 
 
@@ -97,8 +100,17 @@ def forward_all(params: Params, y: Array, layout: Layout = PER_NETWORK_DOT) -> l
     return forward_pass(params, y, layout.matmul)
 
 
-def ahead_step(params: Params, hs: list[Array], y: Array, x: Array, c0: Array, n: int, lr: Array,
-               weight_decay: Array, layout: Layout = PER_NETWORK_DOT) -> tuple[Array, Params, list[Array]]:
+def ahead_step(
+    params: Params,
+    hs: list[Array],
+    y: Array,
+    x: Array,
+    c0: Array,
+    n: int,
+    lr: Array,
+    weight_decay: Array,
+    layout: Layout = PER_NETWORK_DOT,
+) -> tuple[Array, Params, list[Array]]:
     """One GD step given the forward activations of ``params``; returns the new params and
     their activations (:func:`dlnsim.backward.descend_ahead` in the given layout; ``y`` is
     ``hs[0]``, taken for the signature of the other steps).
@@ -119,8 +131,10 @@ def _scan_ahead(layout: Layout, steps: int, n: int) -> Callable:
         def body(carry, _):
             loss, new, hs = ahead_step(*carry, y, x, c0, n, lr, wd, layout)
             return (new, hs), loss
+
         (p, _), losses = jax.lax.scan(body, (params, forward_all(params, y, layout)), None, length=steps)
         return p, losses
+
     return run
 
 
@@ -129,7 +143,9 @@ def _scan_step(step: Callable, steps: int, n: int) -> Callable:
         def body(p, _):
             loss, new = step(p, y, x, c0, n, lr, wd)
             return new, loss
+
         return jax.lax.scan(body, params, None, length=steps)
+
     return run
 
 
@@ -150,9 +166,11 @@ def trainer(variant: str, data: Any, n: int, steps: int, lr: float, wd: float) -
 
 def hlo_counts(text: str) -> dict[str, int]:
     """Fusions, dots (CPU) and library calls (GPU GEMMs) in a compiled program's text."""
-    return {"fusions": len(re.findall(r"= [^=]*\bfusion\(", text)),
-            "dots": len(re.findall(r"= [^=]*\bdot\(", text)),
-            "custom_calls": len(re.findall(r"\bcustom-call\(", text))}
+    return {
+        "fusions": len(re.findall(r"= [^=]*\bfusion\(", text)),
+        "dots": len(re.findall(r"= [^=]*\bdot\(", text)),
+        "custom_calls": len(re.findall(r"\bcustom-call\(", text)),
+    }
 
 
 def measure(variant: str, sz: tp.Sizes, runs: int, steps: int, calls: int) -> tuple[dict, tuple]:
@@ -161,8 +179,10 @@ def measure(variant: str, sz: tp.Sizes, runs: int, steps: int, calls: int) -> tu
     model = dlnsim.ModelConfig(depth=sz.depth, width=sz.width)
     keys = jax.random.split(jax.random.key(1), runs)
     params = jax.vmap(lambda k: init_params(k, model, sz.m, sz.d))(keys)
-    fn = jax.jit(jax.vmap(trainer(variant, data, sz.n_train, steps, tp.HPARAMS["lr"], tp.HPARAMS["weight_decay"])),
-                 compiler_options=blocked.compiler_options())  # as dlnsim compiles (512-bit vectors on CPUs)
+    fn = jax.jit(
+        jax.vmap(trainer(variant, data, sz.n_train, steps, tp.HPARAMS["lr"], tp.HPARAMS["weight_decay"])),
+        compiler_options=blocked.compiler_options(),
+    )  # as dlnsim compiles (512-bit vectors on CPUs)
     t0 = time.perf_counter()
     compiled = fn.lower(params).compile()
     compile_s = time.perf_counter() - t0
@@ -172,13 +192,27 @@ def measure(variant: str, sz: tp.Sizes, runs: int, steps: int, calls: int) -> tu
         t0 = time.perf_counter()
         out = jax.block_until_ready(compiled(params))
         best = min(best, time.perf_counter() - t0)
-    entry = {"networks": runs, "steps": steps, "seconds": best, "compile_s": compile_s,
-             "network_steps_per_s": runs * steps / best, **hlo_counts(compiled.as_text())}
+    entry = {
+        "networks": runs,
+        "steps": steps,
+        "seconds": best,
+        "compile_s": compile_s,
+        "network_steps_per_s": runs * steps / best,
+        **hlo_counts(compiled.as_text()),
+    }
     return entry, out
 
 
-def run_size(name: str, runs: int, steps: int, calls: int, bandwidth: float, result: dict, log: Any = print,
-             save: Callable[[], None] = lambda: None) -> None:
+def run_size(
+    name: str,
+    runs: int,
+    steps: int,
+    calls: int,
+    bandwidth: float,
+    result: dict,
+    log: Any = print,
+    save: Callable[[], None] = lambda: None,
+) -> None:
     """Fills ``result`` variant by variant, calling ``save`` after each (a probe cut short keeps them)."""
     sz = tp.SIZES[name]
     weight_bytes = 4 * sum(fo * fi for fo, fi in tp.peers.layer_shapes(sz.d, sz.m, sz.depth, sz.width))
@@ -199,13 +233,18 @@ def run_size(name: str, runs: int, steps: int, calls: int, bandwidth: float, res
             ref = (params, losses)
         if ref is not None:
             entry["max_rel_diff_vs_fused"] = max(
-                float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in zip(params, ref[0]))
+                float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in zip(params, ref[0])
+            )
         for touches in (4, 3):
-            entry[f"fraction_of_{touches}_touch_bound"] = entry["network_steps_per_s"] * touches * weight_bytes / bandwidth
+            entry[f"fraction_of_{touches}_touch_bound"] = (
+                entry["network_steps_per_s"] * touches * weight_bytes / bandwidth
+            )
         result["variants"][v] = entry
-        log(f"[{name}] {v}: {entry['network_steps_per_s']:.4g} network-steps/s, compile {entry['compile_s']:.3g} s, "
+        log(
+            f"[{name}] {v}: {entry['network_steps_per_s']:.4g} network-steps/s, compile {entry['compile_s']:.3g} s, "
             f"{entry['fusions']} fusions, {entry['dots']} dots, {entry['custom_calls']} library calls, "
-            f"{entry['fraction_of_4_touch_bound']:.2f} of the 4-touch bound")
+            f"{entry['fraction_of_4_touch_bound']:.2f} of the 4-touch bound"
+        )
         save()
 
 
@@ -219,15 +258,28 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     device_class = "cpu" if jax.devices()[0].platform == "cpu" else "gpu"
     bw = tp.copy_bandwidth((8 if args.tiny else 256 if device_class == "cpu" else 2048) * 2**20)
-    result: dict[str, Any] = {"device": jax.devices()[0].device_kind, "platform": jax.devices()[0].platform,
-                              "jax": jax.__version__, "bandwidth": bw, "dtype": "float32", "sizes": {}}
+    result: dict[str, Any] = {
+        "device": jax.devices()[0].device_kind,
+        "platform": jax.devices()[0].platform,
+        "jax": jax.__version__,
+        "bandwidth": bw,
+        "dtype": "float32",
+        "sizes": {},
+    }
     print(f"copy bandwidth {bw['bytes_per_s'] / 1e9:.1f} GB/s", flush=True)
     for name in ["tiny"] if args.tiny else args.sizes:
         runs, steps, calls = BUDGETS[(name, device_class)]
         result["sizes"][name] = {}
-        run_size(name, args.runs or runs, args.steps or steps, calls, bw["bytes_per_s"], result["sizes"][name],
-                 log=lambda msg: print(msg, flush=True),
-                 save=(lambda: tp.write_json(args.out, result)) if args.out else (lambda: None))
+        run_size(
+            name,
+            args.runs or runs,
+            args.steps or steps,
+            calls,
+            bw["bytes_per_s"],
+            result["sizes"][name],
+            log=lambda msg: print(msg, flush=True),
+            save=(lambda: tp.write_json(args.out, result)) if args.out else (lambda: None),
+        )
     if args.out:
         print(f"wrote {args.out}")
     return result

@@ -101,9 +101,18 @@ def forward_pass(params: Params, y: Array, matmul: Callable[[Array, Array], Arra
 
 
 def descend_ahead(
-    params: Params, hs: list[Array], x: Array, c0: Array, n: int, lr: Array, weight_decay: Array, *,
-    matmul: Callable[[Array, Array], Array], matmul_t: Callable[[Array, Array], Array],
-    update: Callable[[Array, Array, Array, Array], Array], keep: Callable[[Array, Array], Array] | None = None,
+    params: Params,
+    hs: list[Array],
+    x: Array,
+    c0: Array,
+    n: int,
+    lr: Array,
+    weight_decay: Array,
+    *,
+    matmul: Callable[[Array, Array], Array],
+    matmul_t: Callable[[Array, Array], Array],
+    update: Callable[[Array, Array, Array, Array], Array],
+    keep: Callable[[Array, Array], Array] | None = None,
 ) -> tuple[Array, Params, list[Array]]:
     """:func:`descend` given the activations ``hs`` of ``params`` (:func:`forward_pass`),
     returning those of the updated params too: the next step's forward pass.

@@ -176,7 +176,13 @@ def forward_block(params: Params, y: Array) -> list[Array]:
 
 
 def gd_step_block_ahead(
-    params: Params, hs: list[Array], x: Array, c0: Array, n: int, lr: Array, weight_decay: Array,
+    params: Params,
+    hs: list[Array],
+    x: Array,
+    c0: Array,
+    n: int,
+    lr: Array,
+    weight_decay: Array,
     keep: Callable[[Array, Array], Array] | None = None,
 ) -> tuple[Array, Params, list[Array]]:
     """:func:`gd_step_block` given the activations of ``params`` (:func:`forward_block`),

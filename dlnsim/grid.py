@@ -263,7 +263,12 @@ def run_chunk(cfg: SweepConfig, chunk: Chunk, pad: dict[int, BatchShape] | None 
     shape = (pad or batch_shape(cfg, [chunk]))[chunk.group]
     keys, noises, which, seeds, hp = _batch_inputs(cfg, chunk.runs, shape)
     problems, datas = _make_problems(
-        keys, noises, problem_cfg=problem_cfg, dtype=cfg.train.dtype, raw=uses_raw_data(model, cfg.train), noisy=_noisy(cfg)
+        keys,
+        noises,
+        problem_cfg=problem_cfg,
+        dtype=cfg.train.dtype,
+        raw=uses_raw_data(model, cfg.train),
+        noisy=_noisy(cfg),
     )
     # Runs are split across local devices; teachers are replicated (no collectives).
     split, replicated = devices.run_sharding()
@@ -283,7 +288,9 @@ def _metric_dims(name: str) -> tuple[str, ...]:
     return {"noise_err": ("sigma",), "sv": ("k",)}.get(name, ())
 
 
-def assemble(cfg: SweepConfig, chunks: Iterable[Chunk], results: Iterable[ChunkResult], attrs: dict[str, Any] | None = None) -> xr.Dataset:
+def assemble(
+    cfg: SweepConfig, chunks: Iterable[Chunk], results: Iterable[ChunkResult], attrs: dict[str, Any] | None = None
+) -> xr.Dataset:
     """Places chunk results on the grid: an ``xarray.Dataset`` with one dim per axis + step.
 
     Data variables: every :class:`Metrics` field (dims: grid axes, ``step`` and

@@ -62,7 +62,13 @@ def gd_step(
       (1.0, 1.9)
     """
     return descend(
-        params, y, x, c0, n, lr, weight_decay,
+        params,
+        y,
+        x,
+        c0,
+        n,
+        lr,
+        weight_decay,
         matmul=lambda w, h: jnp.sum(w[:, :, None] * h[None, :, :], axis=1),
         matmul_t=lambda w, h: jnp.sum(w[:, :, None] * h[:, None, :], axis=0),
         update=lambda w, decay, delta, h: decay * w - jnp.sum(delta[:, None, :] * h[None, :, :], axis=2),

@@ -176,7 +176,11 @@ def make_step(model: ModelConfig, train: TrainConfig, n: int, kind: str):
         # The select fuses into the update kernel: freezing costs no extra pass over weights.
         keep = lambda new, old: jnp.where(frozen, old, new)  # noqa: E731
         return _next_state(
-            state, bad, frozen, jax.tree.map(keep, new_params, state.params), jax.tree.map(keep, new_opt, state.opt_state)
+            state,
+            bad,
+            frozen,
+            jax.tree.map(keep, new_params, state.params),
+            jax.tree.map(keep, new_opt, state.opt_state),
         )
 
     return step
@@ -195,7 +199,13 @@ def make_block_step(train: TrainConfig, n: int):
         # (the same expression: XLA computes it once).
         bad, frozen = _frozen(state, data_loss(hs[-1] - data.x, data.c0, n), train.divergence_cap)
         _, new, hs = gd_step_block_ahead(
-            state.params, hs, data.x, data.c0, n, hp.lr, hp.weight_decay,
+            state.params,
+            hs,
+            data.x,
+            data.c0,
+            n,
+            hp.lr,
+            hp.weight_decay,
             keep=lambda new, old: jnp.where(frozen, old, new),  # a frozen run's activations are its own
         )
         return _next_state(state, bad, frozen, new, state.opt_state), hs
@@ -266,7 +276,9 @@ def simulate(
             block_step = make_block_step(train, n)
             return lambda state, data, hp: jax.lax.scan(
                 lambda c, _: (block_step(c, data, hp), None),
-                (state, forward_block(state.params, data.y)), None, length=train.log_every,
+                (state, forward_block(state.params, data.y)),
+                None,
+                length=train.log_every,
             )[0][0]
         step = make_step(model, train, n, kind)
         return lambda state, data, hp: jax.lax.scan(

@@ -71,7 +71,10 @@ def test_one_step_equals_autodiff(depth, cols):
 def test_block_step_equals_autodiff_per_run(depth, cols, width):
     """Three runs with their own weights, data, step size and weight decay in one block."""
     m, d, runs = 6, MAX_TERMS + 3, 3  # d: the last layer's backward product in 2 pieces
-    params = [init_params(jr.key(10 * r + depth), ModelConfig(depth=depth, width=width), m, d, 1.0, "float64") for r in range(runs)]
+    params = [
+        init_params(jr.key(10 * r + depth), ModelConfig(depth=depth, width=width), m, d, 1.0, "float64")
+        for r in range(runs)
+    ]
     ys = [jr.normal(jr.key(100 + r), (m, cols), jnp.float64) for r in range(runs)]
     xs = [jr.normal(jr.key(200 + r), (d, cols), jnp.float64) for r in range(runs)]
     c0, lr, wd = jnp.asarray([0.3, 0.0, 1.2]), jnp.asarray([0.07, 0.01, 0.03]), jnp.asarray([0.02, 0.0, 0.5])
@@ -268,7 +271,10 @@ def test_backward_is_validated():
 def test_block_step_under_nested_vmap_equals_runs_alone(backward):
     """vmap over step sizes of vmap over seeds (the batching rule itself batched again)."""
     prob = dlnsim.make_problem(ProblemConfig(d=12, m=6, s=2, n_train=20), dtype="float64")
-    model, train = ModelConfig(depth=3, width=8), TrainConfig(steps=100, log_every=50, dtype="float64", backward=backward)
+    model, train = (
+        ModelConfig(depth=3, width=8),
+        TrainConfig(steps=100, log_every=50, dtype="float64", backward=backward),
+    )
 
     def one(lr, seed):
         hp = HParams(lr=lr, weight_decay=1e-3)
@@ -330,8 +336,10 @@ def test_the_step_updates_the_weights_in_place(layout):
     else:  # one network per run, vmapped as the sweep does
         one = lambda ws, y, x, c0, lr, wd: gd_step(ws, y, x, c0, 40, lr, wd)  # noqa: E731
         step = lambda ws: jax.vmap(one)(ws, y, x, c0, lr, wd)  # noqa: E731
-    scan = jax.jit(lambda ws: jax.lax.scan(lambda p, _: (step(p)[1], None), ws, None, length=3)[0],
-                   compiler_options=compiler_options())
+    scan = jax.jit(
+        lambda ws: jax.lax.scan(lambda p, _: (step(p)[1], None), ws, None, length=3)[0],
+        compiler_options=compiler_options(),
+    )
     copies = _loop_body_copies(scan.lower(params).compile().as_text())
     assert copies == [], copies
 

@@ -20,17 +20,42 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 METHODS = (
-    "dlnsim_reduced", "dlnsim_fused", "dlnsim_blocked", "dlnsim_pallas", "dlnsim_autodiff", "dlnsim_raw",
-    "torch_naive", "torch_tuned", "torch_vmap", "jax_naive",
+    "dlnsim_reduced",
+    "dlnsim_fused",
+    "dlnsim_blocked",
+    "dlnsim_pallas",
+    "dlnsim_autodiff",
+    "dlnsim_raw",
+    "torch_naive",
+    "torch_tuned",
+    "torch_vmap",
+    "jax_naive",
 )
 METHOD_FIELDS = (
-    "networks", "steps", "seconds", "compile_s", "steady_state", "extrapolated",
-    "network_steps_per_s", "ratio_vs_torch_naive", "bound_fraction",
+    "networks",
+    "steps",
+    "seconds",
+    "compile_s",
+    "steady_state",
+    "extrapolated",
+    "network_steps_per_s",
+    "ratio_vs_torch_naive",
+    "bound_fraction",
 )
 LOGGING_FIELDS = (
-    "log_every", "steps", "networks", "seconds_log_at_end", "seconds_log_every", "measured_overhead",
-    "seconds_per_log_point", "seconds_per_step", "overhead_every_50_steps", "seconds_log_every_no_balance",
-    "overhead_every_50_steps_no_balance", "balance_every", "seconds_log_every_balance_all",
+    "log_every",
+    "steps",
+    "networks",
+    "seconds_log_at_end",
+    "seconds_log_every",
+    "measured_overhead",
+    "seconds_per_log_point",
+    "seconds_per_step",
+    "overhead_every_50_steps",
+    "seconds_log_every_no_balance",
+    "overhead_every_50_steps_no_balance",
+    "balance_every",
+    "seconds_log_every_balance_all",
     "overhead_every_50_steps_balance_all",
 )
 
@@ -43,7 +68,9 @@ def test_throughput_tiny_writes_complete_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH / "throughput.py"), "--tiny", "--out", str(out)],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "dlnsim_reduced" in proc.stdout  # the table was printed
@@ -66,8 +93,9 @@ def test_throughput_tiny_writes_complete_json(tmp_path):
     # Weights of the tiny net: 8x4 + 8x8 + 8x8 floats.
     assert pre["weights_per_network"] == 8 * 4 + 8 * 8 + 8 * 8
     assert pre["weight_bytes_per_network"] == 4 * pre["weights_per_network"]
-    assert math.isclose(pre["bound_network_steps_per_s"],
-                        res["bandwidth"]["bytes_per_s"] / (4 * pre["weight_bytes_per_network"]))
+    assert math.isclose(
+        pre["bound_network_steps_per_s"], res["bandwidth"]["bytes_per_s"] / (4 * pre["weight_bytes_per_network"])
+    )
     for name in METHODS:
         entry = pre["methods"][name]
         assert set(entry) >= set(METHOD_FIELDS), name

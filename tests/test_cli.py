@@ -139,7 +139,9 @@ def test_summary_plot_info(runs, capsys, monkeypatch):
     assert "'lr' is not a grid axis" in capsys.readouterr().err
     # -o as a file name: written there, the format from its suffix; a clash with --format is an error
     assert cli.main(["plot", str(results), "--kind", "noise", "-o", str(d / "new" / "mine.pdf")]) == 0
-    assert (d / "new" / "mine.pdf").read_bytes()[:4] == b"%PDF" and f"wrote {d / 'new' / 'mine.pdf'}" in capsys.readouterr().out
+    assert (d / "new" / "mine.pdf").read_bytes()[
+        :4
+    ] == b"%PDF" and f"wrote {d / 'new' / 'mine.pdf'}" in capsys.readouterr().out
     assert cli.main(["plot", str(results), "-o", str(d / "x.svg"), "--format", "png"]) == 2
     assert "is a .svg file but --format is png" in capsys.readouterr().err and not (d / "x.svg").exists()
     (d / "notes").write_text("a file")
@@ -178,8 +180,12 @@ BAD = [
     ("empty grid", MINIMAL.split("[grid]")[0] + "[grid]\n[sweep]\n", [], "grid"),
     ("bad chunk size", MINIMAL, ["--chunk-size", "0"], "sweep.chunk_size"),
     ("bad memory budget", MINIMAL, ["--max-memory", "lots"], "max_memory"),
-    ("memory budget below one run", MINIMAL.replace("chunk_size = 2", ""), ["--max-memory", "1KB"],
-     "max_memory = '1KB' is too small"),
+    (
+        "memory budget below one run",
+        MINIMAL.replace("chunk_size = 2", ""),
+        ["--max-memory", "1KB"],
+        "max_memory = '1KB' is too small",
+    ),
     ("step too small", MINIMAL, ["--set", 'train.backward="pallas"', "--set", "model.width=100"], "backward"),
     ("no CPU devices", MINIMAL, ["--cpu-devices", "0"], "--cpu-devices"),
     ("negative seed", MINIMAL, ["--set", "grid.seed=[-1]"], "grid.seed"),

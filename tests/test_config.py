@@ -73,7 +73,16 @@ def test_configs_are_hashable_and_frozen():
 
 
 def test_grid_axes_are_documented():
-    assert set(dlnsim.GRID_AXES) >= {"seed", "problem_seed", "depth", "width", "lr", "weight_decay", "init_scale", "train_noise"}
+    assert set(dlnsim.GRID_AXES) >= {
+        "seed",
+        "problem_seed",
+        "depth",
+        "width",
+        "lr",
+        "weight_decay",
+        "init_scale",
+        "train_noise",
+    }
 
 
 def test_numpy_grid_values_are_plain_numbers():

@@ -109,7 +109,9 @@ def test_each_device_trains_its_own_runs_without_collectives():
     its own runs. (Left to the partitioner, the metrics' one-matrix-per-call loops were
     gathered to every device, which then looped over all runs.)"""
     env = _cpu_env(devices=2)
-    out = subprocess.run([sys.executable, "-c", _PROGRAM_ON_TWO_DEVICES], env=env, timeout=300, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROGRAM_ON_TWO_DEVICES], env=env, timeout=300, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
     assert "collectives: []" in out.stdout
 
@@ -144,7 +146,10 @@ def test_decompositions_on_several_cpu_devices_finish(tmp_path):
 def test_use_cpu_cores_splits_the_cpu_before_jax_starts_only():
     code = "import dlnsim, jax; print(dlnsim.use_cpu_cores(3), jax.local_device_count(), dlnsim.use_cpu_cores(2))"
     env = {k: v for k, v in _cpu_env().items() if k != "XLA_FLAGS"}
-    for flags, want in ((None, ["True", "3", "False"]), ("--xla_force_host_platform_device_count=4", ["False", "4", "False"])):
+    for flags, want in (
+        (None, ["True", "3", "False"]),
+        ("--xla_force_host_platform_device_count=4", ["False", "4", "False"]),
+    ):
         run_env = env if flags is None else dict(env, XLA_FLAGS=flags)  # the user's choice is kept
         out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and out.stdout.split() == want, out.stderr

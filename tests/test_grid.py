@@ -16,7 +16,9 @@ RTOL64 = 1e-10  # tolerance table: float64
 
 
 def _cfg(grid, train=TRAIN64, **kw):
-    return SweepConfig(problem=PROBLEM, model=ModelConfig(depth=3, width=8), train=train, hparams={"lr": 0.05}, grid=grid, **kw)
+    return SweepConfig(
+        problem=PROBLEM, model=ModelConfig(depth=3, width=8), train=train, hparams={"lr": 0.05}, grid=grid, **kw
+    )
 
 
 def _assert_runs_equal(a: xr.Dataset, b: xr.Dataset, rtol=RTOL64):
@@ -118,13 +120,16 @@ def test_sweep_over_k_depths_compiles_k_times():
 def test_sweep_without_grid_axes_is_one_run():
     ds = dlnsim.sweep(_cfg({}))
     assert ds.on_err.dims == ("step",) and ds.diverged.dims == ()
-    alone = dlnsim.train(dlnsim.make_problem(PROBLEM, 0, dtype="float64"), ModelConfig(depth=3, width=8), TRAIN64, HParams(lr=0.05))
+    alone = dlnsim.train(
+        dlnsim.make_problem(PROBLEM, 0, dtype="float64"), ModelConfig(depth=3, width=8), TRAIN64, HParams(lr=0.05)
+    )
     np.testing.assert_allclose(ds.on_err.values, alone.metrics.on_err, rtol=RTOL64)
 
 
 def test_limit_dist_of_noise_free_runs_survives_noisy_runs_in_the_sweep():
     """With any noisy run, every problem of a sweep is drawn with a traced noise level; the
     noise-free runs must still get E* (their own sweep's value), the others and lambda = 0 NaN."""
+
     def sweep(noises):
         return dlnsim.sweep(dlnsim.SweepConfig(
             problem=dlnsim.ProblemConfig(d=16, m=8, s=2, n_train=20, whiten=True),
@@ -139,7 +144,8 @@ def test_limit_dist_of_noise_free_runs_survives_noisy_runs_in_the_sweep():
     assert np.all(np.isnan(dist.sel(train_noise=0.01))) and np.all(np.isnan(dist.sel(weight_decay=0.0)))
     # Same runs, trained on min(m, N) columns instead of s: the same gradients (exact reduction).
     np.testing.assert_allclose(
-        dist.sel(train_noise=0.0, weight_decay=0.05), clean.limit_dist.sel(seed=0, train_noise=0.0, weight_decay=0.05),
+        dist.sel(train_noise=0.0, weight_decay=0.05),
+        clean.limit_dist.sel(seed=0, train_noise=0.0, weight_decay=0.05),
         rtol=1e-10,
     )
 

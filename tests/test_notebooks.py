@@ -22,9 +22,9 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
-from nbclient.exceptions import CellExecutionError
+from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402 (after the skips above)
+from jupyter_client.manager import AsyncKernelManager  # noqa: E402
+from nbclient.exceptions import CellExecutionError  # noqa: E402
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 KERNEL = "dlnsim-test-python"

@@ -75,8 +75,9 @@ def test_the_kernel_lowers_to_triton_for_cuda():
 
     def one(hp, seed):
         params = dlnsim.model.init_params(init_key(seed), model, 10, 20, 1.0, "float32")
-        state = TrainState(jnp.zeros((), jnp.int32), params, (), jnp.zeros((), bool), jnp.full((), -1, jnp.int32),
-                           jnp.ones(()))
+        state = TrainState(
+            jnp.zeros((), jnp.int32), params, (), jnp.zeros((), bool), jnp.full((), -1, jnp.int32), jnp.ones(())
+        )
         return onchip.one_program_per_run(advance, interpret=False)(state, data, hp)
 
     runs = 64
@@ -90,13 +91,19 @@ def test_sweep_with_the_kernel_equals_the_fused_step(monkeypatch):
     """The kernel under the sweep's vmap, inside the log-point cond, over 2 chunks (float64)."""
     blocks = []
     on_runs = onchip.on_runs
-    monkeypatch.setattr(onchip, "on_runs", lambda fn, leaves, tree, runs, interp: blocks.append(runs) or on_runs(fn, leaves, tree, runs, interp))
+    monkeypatch.setattr(
+        onchip,
+        "on_runs",
+        lambda fn, leaves, tree, runs, interp: blocks.append(runs) or on_runs(fn, leaves, tree, runs, interp),
+    )
     problem = ProblemConfig(d=12, m=6, s=2, n_train=20)
     grid = {"lr": [0.02, 0.05], "seed": [0, 1, 2]}
 
     def sweep(backward):
         train = TrainConfig(steps=100, log_every=50, dtype="float64", backward=backward)
-        cfg = dlnsim.SweepConfig(problem=problem, model=ModelConfig(depth=3, width=8), train=train, grid=grid, chunk_size=4)
+        cfg = dlnsim.SweepConfig(
+            problem=problem, model=ModelConfig(depth=3, width=8), train=train, grid=grid, chunk_size=4
+        )
         return dlnsim.sweep(cfg)
 
     a, b = sweep("pallas"), sweep("fused")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import peers  # noqa: E402
+import peers
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 LR, WD, STEPS = 0.05, 0.5, 6

@@ -54,7 +54,9 @@ def test_phase_diagram_rejects_bad_axes(ds, tmp_path):
 
 def test_learning_curves(ds, tmp_path):
     assert _is_png(plotting.learning_curves(ds, tmp_path / "lc.png", metric="on_err", hue="weight_decay"))
-    assert _is_png(plotting.learning_curves(ds, tmp_path / "lc2.png", metric="off_fro", hue="depth", select={"weight_decay": 0.5}))
+    assert _is_png(
+        plotting.learning_curves(ds, tmp_path / "lc2.png", metric="off_fro", hue="depth", select={"weight_decay": 0.5})
+    )
 
 
 def test_off_subspace_decay(ds, tmp_path):
@@ -67,7 +69,13 @@ def test_noise_curves(ds, tmp_path):
 
 @pytest.mark.parametrize(
     "values, log",
-    [([0.0, 1e-3, 1e-2, 1e-1], True), ([1e-4, 1e-2], True), ([1, 2, 3, 4], False), ([0.01, 0.02, 0.03], False), ([2, 3], False)],
+    [
+        ([0.0, 1e-3, 1e-2, 1e-1], True),
+        ([1e-4, 1e-2], True),
+        ([1, 2, 3, 4], False),
+        ([0.01, 0.02, 0.03], False),
+        ([2, 3], False),
+    ],
 )
 def test_log_grid_detection(values, log):
     assert diagram._is_log_grid(values) is log

@@ -60,8 +60,9 @@ def _sweep_programs(precision: str, noises: list[float]) -> tuple[list, list]:
     problem_cfg, model = grid.group_configs(cfg, chunk.group)
     pad = grid.batch_shape(cfg, [chunk])[chunk.group]
     keys, noise_draws, which, seeds, hp = grid._batch_inputs(cfg, chunk.runs, pad)
-    draw = functools.partial(grid._make_problems.__wrapped__, problem_cfg=problem_cfg, dtype="float32", raw=False,
-                             noisy=grid._noisy(cfg))
+    draw = functools.partial(
+        grid._make_problems.__wrapped__, problem_cfg=problem_cfg, dtype="float32", raw=False, noisy=grid._noisy(cfg)
+    )
     drawn = jax.make_jaxpr(draw, return_shape=True)(keys, noise_draws)
     train = functools.partial(grid._train_batch, model=model, train=cfg.train)
     trained = jax.make_jaxpr(train)(*drawn[1], which, seeds, hp)

@@ -108,7 +108,10 @@ def test_diverged_runs_masked_and_counted():
 def test_seed_statistics_and_t_quantiles():
     values = np.array([1.0, 2.0, 4.0, 7.0, 11.0])
     ds = xr.Dataset(
-        {"w1_off_fro": (("seed", "step"), np.exp(-np.outer(values, STEPS) * 1e-3)), "diverged": ("seed", np.zeros(5, bool))},
+        {
+            "w1_off_fro": (("seed", "step"), np.exp(-np.outer(values, STEPS) * 1e-3)),
+            "diverged": ("seed", np.zeros(5, bool)),
+        },
         coords={"seed": np.arange(5), "step": STEPS},
     )
     rate = R.reduce(ds).rate_w1_off

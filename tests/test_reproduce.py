@@ -122,7 +122,7 @@ def test_relu_gradient_matches_finite_differences():
     data = raw_data(problem)
     model = ModelConfig(depth=3, width=24, activation="relu")
     params = init_params(jr.key(3), model, problem.cfg.m, problem.cfg.d, dtype="float64")
-    loss = lambda p: _data_loss(p, data, problem.cfg.n_train, "relu", "highest")
+    loss = lambda p: _data_loss(p, data, problem.cfg.n_train, "relu", "highest")  # noqa: E731
     grads = jax.grad(loss)(params)
     for k in range(3):
         v = tuple(jr.normal(jr.fold_in(jr.key(k), i), w.shape, jnp.float64) for i, w in enumerate(params))

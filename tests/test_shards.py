@@ -88,8 +88,16 @@ def test_two_process_distributed_sweep_equals_single_run(tmp_path):
     # per device (an in-process sweep on one device against the command's one per core).
     env = dict(os.environ)  # the suite's XLA_FLAGS (conftest.py), in both commands
     sweep = [sys.executable, "-m", "dlnsim", "sweep", str(config), "-q"]
-    cmd = [*sweep, "-o", str(tmp_path / "dist.nc"), "--distributed", "--coordinator", f"127.0.0.1:{port}",
-           "--num-processes", "2"]
+    cmd = [
+        *sweep,
+        "-o",
+        str(tmp_path / "dist.nc"),
+        "--distributed",
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--num-processes",
+        "2",
+    ]
     procs = [subprocess.Popen([*cmd, "--process-id", str(i)], env=env) for i in range(2)]
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     subprocess.run([*sweep, "-o", str(tmp_path / "whole.nc")], env=env, check=True, timeout=300)

@@ -70,8 +70,12 @@ def test_every_variant_trains_as_the_fused_step(variant):
 
 def test_touches_tiny_writes_json(tmp_path):
     out = tmp_path / "touches.json"
-    proc = subprocess.run([sys.executable, str(BENCH / "touches.py"), "--tiny", "--out", str(out)],
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "touches.py"), "--tiny", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["bandwidth"]["bytes_per_s"] > 0

@@ -23,9 +23,17 @@ def _train(depth=3, width=16, steps=200, log_every=50, dtype="float64", problem=
 
 @pytest.mark.parametrize(
     "depth, init, dtype",
-    [(1, "lecun", "float64"), (2, "lecun", "float64"), (3, "lecun", "float64"), (5, "lecun", "float64"),
-     (3, "he", "float64"), (3, "xavier", "float64"), (3, "orthogonal", "float64"),
-     (2, "lecun", "float32"), (5, "lecun", "float32")],
+    [
+        (1, "lecun", "float64"),
+        (2, "lecun", "float64"),
+        (3, "lecun", "float64"),
+        (5, "lecun", "float64"),
+        (3, "he", "float64"),
+        (3, "xavier", "float64"),
+        (3, "orthogonal", "float64"),
+        (2, "lecun", "float32"),
+        (5, "lecun", "float32"),
+    ],
 )
 def test_d1_off_subspace_decay_is_exact(depth, init, dtype):
     """D1: ||W_1(t) P_perp||_F = (1 - eta lambda)^t ||W_1(0) P_perp||_F at every logged step,
@@ -152,7 +160,9 @@ def test_eff_rank_leaves_out_the_float32_floor():
         prob = dlnsim.make_problem(cfg, seed=1, dtype=dtype)
         params = (jnp.asarray(w1, dtype), jnp.asarray(w2, dtype))
         data = training_data(prob, ModelConfig(depth=2, width=20), TrainConfig())
-        m = dlnsim.metrics.compute_metrics(params, prob, data, jnp.asarray(0.0, dtype), None, cfg.test_sigmas, n=60, n_singular=3)
+        m = dlnsim.metrics.compute_metrics(
+            params, prob, data, jnp.asarray(0.0, dtype), None, cfg.test_sigmas, n=60, n_singular=3
+        )
         assert float(m.eff_rank) == pytest.approx(exact, rel=1e-5 if dtype == "float32" else 1e-10)
 
 
@@ -166,7 +176,9 @@ def test_metrics_of_a_collapsed_network():
     data = training_data(prob, model, TrainConfig())
     m = dlnsim.metrics.compute_metrics(params, prob, data, jnp.float32(1.0), None, (0.0, 0.5), n=40, n_singular=3)
     assert float(m.eff_rank) == 0 and float(m.balance) == 0 and float(m.e2e_fro) == 0
-    assert all(np.isnan(float(getattr(m, f"align_{side}"))) for side in ("left_sin", "left_cos2", "right_sin", "right_cos2"))
+    assert all(
+        np.isnan(float(getattr(m, f"align_{side}"))) for side in ("left_sin", "left_cos2", "right_sin", "right_cos2")
+    )
     assert float(m.on_err) == pytest.approx(1.0, rel=1e-6) and float(m.test_err) == pytest.approx(1.0, rel=1e-6)
     np.testing.assert_allclose(m.sv, 0.0)
 
@@ -193,8 +205,15 @@ def test_huge_step_diverges_is_flagged_and_frozen():
 
 @pytest.mark.parametrize(
     "loss, loss0, bad",
-    [(1.0, 1.0, False), (1e6, 1.0, False), (2e6, 1.0, True), (np.nan, 1.0, True), (np.inf, 1.0, True),
-     (np.inf, np.inf, True), (-np.inf, 1.0, True)],
+    [
+        (1.0, 1.0, False),
+        (1e6, 1.0, False),
+        (2e6, 1.0, True),
+        (np.nan, 1.0, True),
+        (np.inf, 1.0, True),
+        (np.inf, np.inf, True),
+        (-np.inf, 1.0, True),
+    ],
 )
 def test_a_step_is_bad_when_its_loss_is_not_finite_or_over_the_cap(loss, loss0, bad):
     """The freeze rule (written without is_finite, which the Pallas kernel cannot lower on
@@ -217,7 +236,9 @@ def test_adamw_breaks_d1_and_has_no_closed_form_limit():
     d1 = (1 - lr * wd) ** (np.arange(5) * 50) * w1[0]
     assert np.max(np.abs(w1 / d1 - 1)) > 1e-2  # GD: 1e-9 (test_d1_off_subspace_decay_is_exact)
     assert np.all(np.isnan(run.metrics.limit_dist))
-    assert np.all(np.isfinite(_train(depth=3, lr=lr, weight_decay=wd, optimizer="adam", problem=whitened).metrics.limit_dist))
+    assert np.all(
+        np.isfinite(_train(depth=3, lr=lr, weight_decay=wd, optimizer="adam", problem=whitened).metrics.limit_dist)
+    )
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam", "adamw"])
@@ -318,13 +339,14 @@ def test_diverged_at_is_the_first_step_over_the_cap():
 
     prob = dlnsim.make_problem(SMALL, seed=7, dtype="float64")
     model, lr, wd = ModelConfig(depth=1, width=16), 2.0, 1e-2  # |1 - lr sigma_max(Y Y^T / N)| = 2.6
-    run = dlnsim.train(prob, model, TrainConfig(steps=200, log_every=50, dtype="float64"), HParams(lr=lr, weight_decay=wd))
+    run = dlnsim.train(
+        prob, model, TrainConfig(steps=200, log_every=50, dtype="float64"), HParams(lr=lr, weight_decay=wd)
+    )
     w = np.asarray(dlnsim.init_params(init_key(0), model, SMALL.m, SMALL.d, dtype="float64")[0])
     x, y = np.asarray(prob.x), np.asarray(prob.y)
     loss = lambda w: np.sum((w @ y - x) ** 2) / (2 * SMALL.n_train)  # noqa: E731
-    loss0 = loss(w)
-    for t in range(200):
-        if loss(w) > 1e8 * loss0:  # TrainConfig's default divergence_cap
-            break
+    loss0, t = loss(w), 0
+    while t < 200 and loss(w) <= 1e8 * loss0:  # TrainConfig's default divergence_cap
         w = (1 - lr * wd) * w - lr * (w @ y - x) @ y.T / SMALL.n_train
+        t += 1
     assert 5 < t < 200 and bool(run.diverged) and int(run.diverged_at) == t

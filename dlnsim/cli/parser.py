@@ -32,9 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="on a CPU, split it into N JAX devices; a sweep runs one program per device (default: one per "
         "core, at most 8; a device count set in XLA_FLAGS is kept)",
     )
-    p = _Parser(
-        prog="dlnsim", description="Simulate deep linear networks on subspace inverse problems."
-    )
+    p = _Parser(prog="dlnsim", description="Simulate deep linear networks on subspace inverse problems.")
     from dlnsim import __version__
 
     p.add_argument("--version", action="version", version=f"dlnsim {__version__}")

@@ -18,4 +18,13 @@ from dlnsim.plotting.curves import hue_axis, learning_curves, noise_curves, off_
 from dlnsim.plotting.diagram import phase_diagram
 from dlnsim.plotting.display import show
 
-__all__ = ["AXIS_LABELS", "LABELS", "hue_axis", "learning_curves", "noise_curves", "off_subspace_decay", "phase_diagram", "show"]
+__all__ = [
+    "AXIS_LABELS",
+    "LABELS",
+    "hue_axis",
+    "learning_curves",
+    "noise_curves",
+    "off_subspace_decay",
+    "phase_diagram",
+    "show",
+]

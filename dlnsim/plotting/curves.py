@@ -115,8 +115,10 @@ def learning_curves(
                     [t], [np.interp(t, steps[kept], mid)], marker=marker, ms=8, mfc="white", mec=color, mew=2, ls=""
                 )
     eps3_txt = "1e-2 x initial" if eps3 is None else f"{eps3:g}"
-    for name, text in (("steps_phase1", f"Phase I end (on_err <= {eps1:g})"),
-                       ("steps_phase3", f"Phase III reached (off_fro <= {eps3_txt})")):
+    for name, text in (
+        ("steps_phase1", f"Phase I end (on_err <= {eps1:g})"),
+        ("steps_phase3", f"Phase III reached (off_fro <= {eps3_txt})"),
+    ):
         # A phase no line reaches says so, rather than leaving a marker to look for.
         suffix = "" if name in drawn else f": not reached in {int(steps[-1])} steps"
         ax.plot([], [], MARKERS[name], mfc="white", mec="k", ls="", label=text + suffix)

@@ -77,7 +77,7 @@ def predicted_noise_err(ds: xr.Dataset, cfg: SweepConfig) -> xr.DataArray:
 def margins(measured: xr.DataArray, predicted: xr.DataArray) -> xr.Dataset:
     """How much weight decay lowers the error: (lambda = 0) - (largest lambda), median over seeds."""
     lo, hi = measured["weight_decay"].values.min(), measured["weight_decay"].values.max()
-    gap = lambda da: (da.sel(weight_decay=lo) - da.sel(weight_decay=hi)).median("seed")
+    gap = lambda da: (da.sel(weight_decay=lo) - da.sel(weight_decay=hi)).median("seed")  # noqa: E731
     return xr.Dataset({"measured": gap(measured), "predicted": gap(predicted)})
 
 

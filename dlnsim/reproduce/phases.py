@@ -42,7 +42,7 @@ def numbers(ds: xr.Dataset) -> xr.Dataset:
 
 
 def report(ds: xr.Dataset, cfg: SweepConfig, nums: xr.Dataset, pngs: list[str]) -> str:
-    med = lambda name, w: nums[name].sel(weight_decay=w).median("seed")
+    med = lambda name, w: nums[name].sel(weight_decay=w).median("seed")  # noqa: E731
     rows = []
     for w in nums["weight_decay"].values:
         rows.append([

@@ -236,7 +236,17 @@ def run_sweep(
         to_compute -= len(todo.runs)
         if progress is not None:
             seconds = 0.0 if loaded else res.seconds
-            event = (chunk, len(chunks), runs_done, n_runs, loaded, seconds, cfg.train.steps, len(todo.runs), to_compute)
+            event = (
+                chunk,
+                len(chunks),
+                runs_done,
+                n_runs,
+                loaded,
+                seconds,
+                cfg.train.steps,
+                len(todo.runs),
+                to_compute,
+            )
             progress(Progress(*event))
     attrs = _attrs(cfg, chunks, stored)
     if shard:
