@@ -214,7 +214,7 @@ def test_collapse_at_depth_three():
     assert gone["limit_dist"] == gone["e2e_fro"]  # E* = 0: the distance is ||E||_F
 
 
-@pytest.mark.slow  # 6 networks at the paper's sizes x 3000 steps: about 2 minutes on 2 CPU cores
+@pytest.mark.slow  # 6 networks at the paper's sizes x 3000 steps: 58 s on 2 EPYC cores
 def test_d4_table_at_figure1_sizes():
     """SCIENCE.md D4: relative test error at Figure-1 sizes (N = 100, eta = 0.05, 3000 steps),
     lambda = 0: 0 / 0.59 / 2.93 and lambda = 0.01: 0.011 / 0.10 / 0.51 at sigma = 0 / 0.1 / 0.5.
