@@ -246,7 +246,8 @@ class SweepConfig:
         for f, t in (("problem", ProblemConfig), ("model", ModelConfig), ("train", TrainConfig)):
             if not isinstance(getattr(self, f), t):
                 fail(c, f, getattr(self, f), f"must be a {t.__name__}")
-        hp = {k: v.item() if isinstance(v, np.generic) else v for k, v in dict(self.hparams).items()}
+        # One number each: numpy and JAX scalars (0-d arrays) become Python numbers.
+        hp = {k: v.item() if np.ndim(v) == 0 and hasattr(v, "item") else v for k, v in dict(self.hparams).items()}
         for k, v in hp.items():
             if k not in HParams._fields:
                 fail(c, "hparams", k, f"keys must be among {', '.join(HParams._fields)}")

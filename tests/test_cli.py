@@ -173,6 +173,7 @@ BAD = [
     ("unknown key", MINIMAL, ["--set", "problem.dim=3"], "problem.dim"),
     ("wrong type", MINIMAL, ["--set", 'train.steps="many"'], "train.steps"),
     ("override not TOML", MINIMAL, ["--set", "grid.depth=[2,3"], "grid.depth = '[2,3' is invalid: not a TOML value"),
+    ("budget and a chunk size", MINIMAL, ["--set", "sweep.chunk_size=4", "--max-memory", "1GB"], "exclude each other"),
     ("out of range", MINIMAL, ["--set", "hparams.lr=0"], "hparams.lr"),
     ("out of range static", MINIMAL, ["--set", "problem.s=6"], "problem.s"),
     ("unknown grid axis", MINIMAL, ["--set", "grid.colour=[1]"], "grid.colour"),

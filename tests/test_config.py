@@ -91,3 +91,4 @@ def test_numpy_grid_values_are_plain_numbers():
     b = SweepConfig(grid={"depth": [2, 3], "weight_decay": [0.0, 1e-3], "seed": [0]})
     assert a == b and all(type(v) is int for v in a.grid["depth"])
     assert SweepConfig(hparams={"lr": np.float64(0.05)}) == SweepConfig(hparams={"lr": 0.05})
+    assert SweepConfig(hparams={"lr": np.array(0.05)}) == SweepConfig(hparams={"lr": 0.05})  # 0-d array

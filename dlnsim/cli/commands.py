@@ -26,6 +26,8 @@ def _load(args: argparse.Namespace) -> Any:
     from dlnsim.configfile import ConfigError, default_config, load_config
 
     overrides = list(args.set or [])
+    if args.max_memory is not None and any(o.split("=")[0].strip() == "sweep.chunk_size" for o in overrides):
+        raise Fail("--max-memory and --set sweep.chunk_size exclude each other: give one of them")
     if args.chunk_size is not None:
         overrides.append(f"sweep.chunk_size={args.chunk_size}")
     if args.max_memory is not None:
@@ -68,8 +70,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise Fail(str(e)) from None
     quiet = args.quiet
     if not quiet:
+        mine = sum(len(c.runs) for c in chunks)
+        part = f"shard {shard[0]}/{shard[1]}: {mine} of " if shard else ""
         print(
-            f"[dlnsim] {cfg.n_runs} run{'s' * (cfg.n_runs > 1)} "
+            f"[dlnsim] {part}{cfg.n_runs} run{'s' * (cfg.n_runs > 1)} "
             f"({' x '.join(f'{len(v)} {a}' for a, v in cfg.grid.items())} values) "
             f"in {len(chunks)} chunks, {cfg.train.steps} steps each -> {out}",
             file=sys.stderr,
@@ -93,8 +97,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {n_runs} runs in {wall:.1f} s{resumed}")
     if shard is not None:
         if args.distributed:
-            # The other processes run as many chunks: wait three times as long, at least 10 minutes.
-            return _merge_distributed(final, shard, force=args.force, patience=max(600.0, 3 * wall))
+            # The other processes run as many chunks: wait three times as long as this shard's
+            # compute time (recorded in its file, so a resumed run knows it too), at least 10 min.
+            computed = sum(json.loads(ds.attrs["group_wall_seconds"]))
+            return _merge_distributed(final, shard, force=args.force, patience=max(600.0, 3 * max(wall, computed)))
         print(f"shard {shard[0]}/{shard[1]}: combine all {shard[1]} shard files with `dlnsim merge`")
         return 0
     try:

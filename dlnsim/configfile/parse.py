@@ -203,8 +203,9 @@ def _apply_overrides(doc: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             value = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError as e:
             if not _BARE_WORD.fullmatch(text):
+                why = re.sub(r" \(at line \d+, column \d+\)$", "", str(e))  # positions in "v = ..."
                 raise ConfigError(
-                    path, f"{path} = {text!r} is invalid: not a TOML value ({e}); quote strings or write a bare word"
+                    path, f"{path} = {text!r} is invalid: not a TOML value ({why}); quote strings or write a bare word"
                 ) from None
             value = text  # a bare word: train.optimizer=adam
         table = doc.setdefault(section, {})

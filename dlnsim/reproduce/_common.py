@@ -74,7 +74,8 @@ def sweep(ctx: Context, cfg: SweepConfig, stem: str) -> xr.Dataset:
 
 
 def b_singular_values(cfg: SweepConfig, seed: int, problem_seed: int = 0) -> np.ndarray:
-    """Singular values of ``B = A U`` of the teacher a run of ``cfg`` trained on."""
+    """Singular values of ``B = A U`` of the teacher a run of ``cfg`` trained on (a run at
+    the config's base problem sizes: the experiments sweep no sizes)."""
     t = run_teacher(cfg, {"seed": seed, "problem_seed": problem_seed})
     b = make_problem(t.problem, key=t.key(), dtype=cfg.train.dtype).b
     return np.linalg.svd(np.asarray(b, float), compute_uv=False)

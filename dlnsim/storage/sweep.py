@@ -49,9 +49,9 @@ class Progress(NamedTuple):
     """Reported to the ``progress`` callback of :func:`run_sweep` after every chunk."""
 
     chunk: Chunk  # the chunk just finished
-    n_chunks: int  # chunks in the plan
+    n_chunks: int  # chunks to run: the whole plan's, or a shard's
     runs_done: int  # runs finished so far, loaded ones included
-    n_runs: int  # runs in the sweep
+    n_runs: int  # runs of those chunks
     skipped: bool  # True: loaded from an earlier, interrupted run; False: computed now
     seconds: float  # compute time of this chunk (0 when skipped)
     steps: int  # optimiser steps per run
@@ -189,7 +189,8 @@ def run_sweep(
       was already complete).
 
     Raises:
-      ValueError: ``shard`` has more slices than the sweep has chunks.
+      ValueError: ``shard`` is not ``(i, n)`` with ``0 <= i < n``, or has more slices than the
+        sweep has chunks.
       ExistingResultsError: ``out_path`` or its chunk directory belongs to another config.
       OutputPathError: ``out_path`` is a directory, or cannot be created (nothing computed).
     """
