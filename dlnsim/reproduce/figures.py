@@ -13,13 +13,9 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
+from dlnsim.plotting._common import save
+
 COLORS = ("#1b4f9c", "#c0272d", "#2ca02c", "#e08a00", "#7b3294")
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
 
 
 def _noise_panel(ax, measured: xr.DataArray, predicted: xr.DataArray | None, title: str) -> None:
@@ -79,7 +75,7 @@ def fig1(lin, lin_pred, relu, mc, d4, d4_table, path: Path) -> Path:
             )
         axes[2].legend(fontsize=7)
     fig.suptitle("Figure 1: weight decay makes the learned map robust to measurement noise", fontsize=11)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def depth(steps: xr.DataArray, reference: dict[int, float], ref_width: int, eps: float, path: Path) -> Path:
@@ -116,7 +112,7 @@ def depth(steps: xr.DataArray, reference: dict[int, float], ref_width: int, eps:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Steps to the on-subspace fit vs depth and width (fixed step size)", fontsize=10)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def distance_to_limit(dist: xr.DataArray, path: Path) -> Path:
@@ -136,4 +132,4 @@ def distance_to_limit(dist: xr.DataArray, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Convergence to the closed-form limit E* (whitened codes, float64)", fontsize=10)
-    return _save(fig, path)
+    return save(fig, path)
