@@ -19,7 +19,7 @@ import xarray as xr
 
 from dlnsim import _lapack as lapack
 from dlnsim import theory
-from dlnsim.config import GRID_AXES, STATIC_AXES, ProblemConfig, SweepConfig, problem_and_model
+from dlnsim.config import GRID_AXES, ProblemConfig, SweepConfig
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics
 from dlnsim.grid import run_teacher
@@ -153,17 +153,17 @@ def _teacher_predictions(ds: xr.Dataset, cfg: SweepConfig | None) -> tuple[np.nd
             continue
         run = {a: ds[a].values[i].item() for a, i in zip(dims, idx)}
         run.update({a: ds[a].item() for a in GRID_AXES if a in ds.coords and ds[a].ndim == 0})
-        _, model = problem_and_model(cfg, {a: int(run[a]) for a in run if a in STATIC_AXES})
+        depth = int(run.get("depth", cfg.model.depth))
         teacher = run_teacher(cfg, run)
         problem_cfg = teacher.problem
         if teacher not in cache:
             cache[teacher] = np.asarray(_b_singular_values(teacher.key(), problem_cfg, cfg.train.dtype), float)
         sv = cache[teacher]
         kappa = theory.kappa(cfg.train.loss, problem_cfg.n_train)
-        c = wd[idx] / (kappa * sv ** (2.0 / model.depth))
-        by_depth.setdefault(model.depth, []).append((idx, c, problem_cfg.whiten))
-        c_med = wd[idx] / (kappa * np.median(sv) ** (2.0 / model.depth))
-        c_star = theory.collapse_threshold(model.depth)
+        c = wd[idx] / (kappa * sv ** (2.0 / depth))
+        by_depth.setdefault(depth, []).append((idx, c, problem_cfg.whiten))
+        c_med = wd[idx] / (kappa * np.median(sv) ** (2.0 / depth))
+        c_star = theory.collapse_threshold(depth)
         ratio[idx] = c_med / c_star if math.isfinite(c_star) else np.nan  # L = 1 never collapses
     for depth, rows in by_depth.items():
         gains = np.asarray(_limit_gain(np.stack([c for _, c, _ in rows]), depth))

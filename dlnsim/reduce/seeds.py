@@ -73,7 +73,8 @@ def reduce(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, wind
     std, median, q25, q75, a t-based 95% confidence interval of the mean
     (``ci95_lo``/``ci95_hi``, NaN with fewer than two values) and ``count`` (values
     used). Diverged runs are masked (except for the ``pred_*`` theory columns) and counted in
-    ``n_diverged`` of ``n_runs`` (the runs computed: a shard's file holds NaN for the others); runs that never reach a threshold give NaN steps and
+    ``n_diverged`` of ``n_runs`` (the runs computed: a shard's file holds NaN for the others);
+    runs that never reach a threshold give NaN steps and
     drop out of the ``count`` of that variable. Without a ``seed`` axis each run is its
     own one-seed group.
 

@@ -76,7 +76,7 @@ _BATCHING = ("sweep.chunk_size", "sweep.max_memory")
 def _settings(text: str) -> dict[str, Any]:
     settings = {k: v for k, v in _flatten(text).items() if k not in _BATCHING}
     # The grid's axis order fixes the run numbering of the chunk files and the dims' order.
-    settings["grid axis order"] = list(tomllib.loads(text).get("grid", {}))
+    settings["grid axis order"] = [k.removeprefix("grid.") for k in settings if k.startswith("grid.")]
     return settings
 
 
@@ -237,18 +237,9 @@ def run_sweep(
         to_compute -= len(todo.runs)
         if progress is not None:
             seconds = 0.0 if loaded else res.seconds
-            event = (
-                chunk,
-                len(chunks),
-                runs_done,
-                n_runs,
-                loaded,
-                seconds,
-                cfg.train.steps,
-                len(todo.runs),
-                to_compute,
-            )
-            progress(Progress(*event))
+            steps = cfg.train.steps
+            event = Progress(chunk, len(chunks), runs_done, n_runs, loaded, seconds, steps, len(todo.runs), to_compute)
+            progress(event)
     attrs = _attrs(cfg, chunks, stored)
     if shard:
         attrs["config_toml"] = text
