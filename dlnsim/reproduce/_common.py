@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -73,10 +73,10 @@ def sweep(ctx: Context, cfg: SweepConfig, stem: str) -> xr.Dataset:
     return ds
 
 
-def b_singular_values(cfg: SweepConfig, seed: int, problem_seed: int = 0) -> np.ndarray:
-    """Singular values of ``B = A U`` of the teacher a run of ``cfg`` trained on (a run at
-    the config's base problem sizes: the experiments sweep no sizes)."""
-    t = run_teacher(cfg, {"seed": seed, "problem_seed": problem_seed})
+def b_singular_values(cfg: SweepConfig, run: Mapping[str, Any]) -> np.ndarray:
+    """Singular values of ``B = A U`` of the teacher a run of ``cfg`` trained on, from the
+    run's grid values (axes it lacks at their base values, as :func:`dlnsim.grid.run_teacher`)."""
+    t = run_teacher(cfg, run)
     b = make_problem(t.problem, key=t.key(), dtype=cfg.train.dtype).b
     return np.linalg.svd(np.asarray(b, float), compute_uv=False)
 

@@ -33,7 +33,7 @@ def numbers(ds: xr.Dataset) -> xr.Dataset:
 
 def thresholds(cfg: SweepConfig, depth: int) -> tuple[float, float]:
     """The lambda range over which the directions of B collapse: c*(L) sigma_i^(2/L), min and max."""
-    sv = c.b_singular_values(cfg, 0)
+    sv = c.b_singular_values(cfg, {"seed": 0, "depth": depth})
     lam = theory.collapse_threshold(depth) * sv ** (2.0 / depth)
     return float(lam.min()), float(lam.max())
 

@@ -63,7 +63,7 @@ def predicted_noise_err(ds: xr.Dataset, cfg: SweepConfig) -> xr.DataArray:
     off0 = ds["off_fro"].isel(step=0).transpose("weight_decay", "seed").values.astype(float)
     out = np.zeros((ds.sizes["weight_decay"], ds.sizes["seed"], len(sig)))
     for j, seed in enumerate(ds["seed"].values):
-        sv = c.b_singular_values(cfg, int(seed))
+        sv = c.b_singular_values(cfg, {"seed": int(seed)})
         for i, wd in enumerate(ds["weight_decay"].values):
             if wd == 0:
                 out[i, j] = sig * np.sqrt((off0[i, j] ** 2 + np.sum(sv**-2.0)) / s)
