@@ -6,9 +6,13 @@ Shared by the frozen configs in :mod:`dlnsim.config` (STYLE.md, Architecture 8).
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Sequence
 from typing import Any
+
+import jax
+import numpy as np
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
@@ -33,7 +37,7 @@ def fail(cls: str, field: str, value: Any, allowed: str) -> None:
 
 
 def check_int(cls: str, field: str, value: Any, lo: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         fail(cls, field, value, f"must be an integer >= {lo}")
     if value < lo:
         fail(cls, field, value, f"must be an integer >= {lo}")
@@ -51,3 +55,19 @@ def check_float(cls: str, field: str, value: Any, *, lo: float, strict: bool) ->
         ok = ok and math.isfinite(value)
     if not ok:
         fail(cls, field, value, f"must be a finite number {'>' if strict else '>='} {lo}")
+
+
+def check_x64(field: str, dtype: str) -> None:
+    """``float64`` needs 64-bit JAX, else JAX silently computes in float32."""
+    if dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError(
+            f"{field} = 'float64' needs 64-bit JAX (else JAX computes in float32): call "
+            "jax.config.update('jax_enable_x64', True) first (the dlnsim CLI does), or use 'float32'"
+        )
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar or 0-d array as the Python number it holds; anything else as is."""
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return value.item()
+    return value

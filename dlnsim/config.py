@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dlnsim._checks import check_choice, check_float, check_int, fail, parse_bytes
+from dlnsim._checks import check_choice, check_float, check_int, fail, parse_bytes, plain
 
 OPERATORS = ("gaussian", "orthonormal", "dct")
 INITS = ("lecun", "he", "xavier", "orthogonal")
@@ -28,6 +28,12 @@ DATA_PATHS = ("reduced", "raw")
 BACKWARDS = ("auto", "fused", "blocked", "pallas", "autodiff")
 ACTIVATIONS = ("linear", "relu")
 PRECISIONS = ("highest", "default")
+
+
+def _plain_fields(cfg: Any) -> None:
+    """Numpy scalars (``np.int64(20)``, 0-d arrays) in a config's fields as Python numbers."""
+    for f in dataclasses.fields(cfg):
+        object.__setattr__(cfg, f.name, plain(getattr(cfg, f.name)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +65,7 @@ class ProblemConfig:
     test_sigmas: tuple[float, ...] = (0.0, 0.1, 0.5)
 
     def __post_init__(self) -> None:
+        _plain_fields(self)
         c = "ProblemConfig"
         for f in ("d", "m", "s", "n_train", "n_test"):
             check_int(c, f, getattr(self, f), 1)
@@ -72,10 +79,11 @@ class ProblemConfig:
         if not isinstance(self.whiten, bool):
             fail(c, "whiten", self.whiten, "must be true or false")
         sig = self.test_sigmas
-        if isinstance(sig, list):
-            object.__setattr__(self, "test_sigmas", sig := tuple(sig))
-        if not isinstance(sig, tuple) or len(sig) == 0:
+        if isinstance(sig, np.ndarray) and sig.ndim == 1:
+            sig = sig.tolist()
+        if isinstance(sig, str | bytes) or not isinstance(sig, Sequence) or len(sig) == 0:
             fail(c, "test_sigmas", sig, "must be a non-empty list of numbers >= 0")
+        sig = tuple(plain(v) for v in sig)
         for v in sig:
             check_float(c, "test_sigmas", v, lo=0.0, strict=False)
         object.__setattr__(self, "test_sigmas", tuple(float(v) for v in sig))
@@ -103,6 +111,7 @@ class ModelConfig:
     activation: str = "linear"
 
     def __post_init__(self) -> None:
+        _plain_fields(self)
         c = "ModelConfig"
         check_int(c, "depth", self.depth, 1)
         check_int(c, "width", self.width, 1)
@@ -165,6 +174,7 @@ class TrainConfig:
     balance_every: int = 10
 
     def __post_init__(self) -> None:
+        _plain_fields(self)
         c = "TrainConfig"
         check_int(c, "log_every", self.log_every, 1)
         check_int(c, "steps", self.steps, self.log_every)
@@ -243,6 +253,9 @@ class SweepConfig:
         from dlnsim.hparams import HParams  # local: hparams imports nothing from here
 
         c = "SweepConfig"
+        object.__setattr__(self, "chunk_size", plain(self.chunk_size))
+        if isinstance(self.hparams, HParams):
+            object.__setattr__(self, "hparams", self.hparams._asdict())
         for f, t in (("problem", ProblemConfig), ("model", ModelConfig), ("train", TrainConfig)):
             if not isinstance(getattr(self, f), t):
                 fail(c, f, getattr(self, f), f"must be a {t.__name__}")
@@ -273,6 +286,14 @@ class SweepConfig:
                 _check_axis_value(axis, v)
             grid[axis] = values
         object.__setattr__(self, "grid", _Grid(grid))
+        if "momentum" in grid and self.train.optimizer == "gd":
+            fail(
+                c,
+                "grid",
+                "momentum",
+                "momentum is swept but train.optimizer = 'gd' does not use it: "
+                "set train.optimizer to 'momentum', 'adam' or 'adamw'",
+            )
         if not isinstance(self.teacher_per_seed, bool):
             fail(c, "teacher_per_seed", self.teacher_per_seed, "must be true or false")
         if self.chunk_size is not None:

@@ -24,6 +24,7 @@ import xarray as xr
 from jax.sharding import PartitionSpec
 
 from dlnsim import devices
+from dlnsim._checks import check_x64
 from dlnsim.blocked import compiler_options
 from dlnsim.config import (
     STATIC_AXES,
@@ -74,6 +75,7 @@ def plan(cfg: SweepConfig, chunk_size: int | None = None) -> list[Chunk]:
       chunk_size: runs per chunk (default ``cfg.chunk_size``; if that is ``None`` too,
         as many runs as fit ``cfg.max_memory`` by :func:`dlnsim.devices.run_bytes`).
     """
+    check_x64("SweepConfig.train.dtype", cfg.train.dtype)
     size = chunk_size or cfg.chunk_size
     combos = static_combinations(cfg)
     members: list[list[int]] = [[] for _ in combos]

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
 
-# field -> (lower bound, strict): lr > 0, everything else >= 0.
+# field -> (lower bound, strict, upper bound): lr > 0, momentum in [0, 1), everything else >= 0.
 _BOUNDS = {
-    "lr": (0.0, True),
-    "weight_decay": (0.0, False),
-    "init_scale": (0.0, False),
-    "train_noise": (0.0, False),
-    "momentum": (0.0, False),
+    "lr": (0.0, True, math.inf),
+    "weight_decay": (0.0, False, math.inf),
+    "init_scale": (0.0, False, math.inf),
+    "train_noise": (0.0, False, math.inf),
+    "momentum": (0.0, False, 1.0),  # heavy-ball beta or Adam's b1: 1 or more never settles
 }
 
 
@@ -45,12 +46,13 @@ class HParams(_HParamsBase):
         self = super().__new__(cls, *args, **kwargs)
         for name, value in zip(self._fields, self):
             if isinstance(value, int | float | np.number | np.ndarray) and not isinstance(value, bool):
-                lo, strict = _BOUNDS[name]
+                lo, strict, hi = _BOUNDS[name]
                 v = np.asarray(value, dtype=float)
-                ok = np.all(np.isfinite(v)) and np.all(v > lo if strict else v >= lo)
+                ok = np.all(np.isfinite(v)) and np.all(v > lo if strict else v >= lo) and np.all(v < hi)
                 if not ok:
                     op = ">" if strict else ">="
-                    raise ValueError(f"HParams.{name} = {value!r} is invalid: must be a finite number {op} {lo:g}")
+                    bound = f"in [{lo:g}, {hi:g})" if math.isfinite(hi) else f"{op} {lo:g}"
+                    raise ValueError(f"HParams.{name} = {value!r} is invalid: must be a finite number {bound}")
             elif isinstance(value, bool | str | None):
                 raise ValueError(f"HParams.{name} = {value!r} is invalid: must be a number")
         return self

@@ -17,8 +17,9 @@ import jax.random as jr
 import numpy as np
 
 from dlnsim import _lapack as lapack
+from dlnsim._checks import check_choice, check_x64
 from dlnsim._random import normal
-from dlnsim.config import ProblemConfig
+from dlnsim.config import DTYPES, ProblemConfig
 from dlnsim.model import exact_matmuls, precision
 
 Array = jax.Array
@@ -35,21 +36,37 @@ class Problem:
 
     A pytree whose arrays are leaves and whose config is static metadata, so it can be
     made inside ``jit``/``vmap`` and passed to :func:`dlnsim.train` on its own.
+
+    Attributes:
+      cfg: static: the sizes and options it was made with
+      noise_free: static: the training measurements carry no noise (rank Y = s)
+      a: (m, d) measurement operator A
+      u: (d, s) orthonormal basis of the latent subspace
+      b: (m, s) B = A U
+      qb: (m, s) orthonormal basis of range(B); P = qb qb^T
+      x: (d, N) training signals X = U Z
+      y: (m, N) training measurements Y = A X + noise
+      x_test: (d, T) fresh test signals
+      y_test: (m, T) their clean measurements A x_test
+      test_root: (s, min(s, T)) R with Z_test Z_test^T = R R^T (x_test = U Z_test), see
+        clean_residual_sq
+      e_test: (m, T) unit-variance Gaussian noise draw for Monte Carlo checks
+      train_noise: () std of the training measurement noise
     """
 
-    cfg: ProblemConfig  # static: the sizes and options it was made with
-    noise_free: bool  # static: the training measurements carry no noise (rank Y = s)
-    a: Array  # (m, d) measurement operator A
-    u: Array  # (d, s) orthonormal basis of the latent subspace
-    b: Array  # (m, s) B = A U
-    qb: Array  # (m, s) orthonormal basis of range(B); P = qb qb^T
-    x: Array  # (d, N) training signals X = U Z
-    y: Array  # (m, N) training measurements Y = A X + noise
-    x_test: Array  # (d, T) fresh test signals
-    y_test: Array  # (m, T) their clean measurements A x_test
-    test_root: Array  # (s, min(s, T)) R with Z_test Z_test^T = R R^T (x_test = U Z_test), see clean_residual_sq
-    e_test: Array  # (m, T) unit-variance Gaussian noise draw for Monte Carlo checks
-    train_noise: Array  # () std of the training measurement noise
+    cfg: ProblemConfig
+    noise_free: bool
+    a: Array
+    u: Array
+    b: Array
+    qb: Array
+    x: Array
+    y: Array
+    x_test: Array
+    y_test: Array
+    test_root: Array
+    e_test: Array
+    train_noise: Array
 
 
 class Data(NamedTuple):
@@ -57,11 +74,16 @@ class Data(NamedTuple):
 
     The raw path has ``y = Y``, ``x = X``, ``c0 = 0``. The reduced path has the r-column
     factors of SCIENCE.md "Exact data reduction", which give the same loss and gradients.
+
+    Attributes:
+      y: (m, r) inputs
+      x: (d, r) targets
+      c0: () constant part of the squared residual ||X (I - V_r V_r^T)||_F^2
     """
 
-    y: Array  # (m, r) inputs
-    x: Array  # (d, r) targets
-    c0: Array  # () constant part of the squared residual ||X (I - V_r V_r^T)||_F^2
+    y: Array
+    x: Array
+    c0: Array
 
 
 def data_loss(resid: Array, c0: Array, n: int) -> Array:
@@ -151,6 +173,8 @@ def make_problem(
       >>> p.a.shape, p.u.shape, p.x.shape, p.y.shape
       ((10, 20), (20, 2), (20, 30), (10, 30))
     """
+    check_choice("make_problem", "dtype", dtype, DTYPES)
+    check_x64("make_problem.dtype", dtype)
     if key is None:
         check_seed(seed)
         key = problem_key(seed)

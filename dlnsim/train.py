@@ -17,6 +17,7 @@ import jax.random as jr
 import optax
 
 from dlnsim import onchip, theory
+from dlnsim._checks import check_x64
 from dlnsim.backward import FUSE_MAX_COLUMNS, gd_step
 from dlnsim.blocked import MAX_WIDTH, compiler_options, forward_block, gd_step_block_ahead, run_axis_last
 from dlnsim.config import ModelConfig, ProblemConfig, TrainConfig
@@ -29,23 +30,40 @@ Array = jax.Array
 
 
 class TrainState(NamedTuple):
-    """Everything that changes from one step to the next."""
+    """Everything that changes from one step to the next.
 
-    step: Array  # () int32, steps taken
-    params: Params  # (W_1 (w, m), ..., W_L (d, w)), run dtype
-    opt_state: Any  # optax state; () for plain gradient descent
-    diverged: Array  # () bool, the run was frozen
-    diverged_at: Array  # () int32, step at which it diverged, -1 if never
-    loss0: Array  # () initial data loss, the scale of the divergence cap
+    Attributes:
+      step: () int32, steps taken
+      params: (W_1 (w, m), ..., W_L (d, w)), run dtype
+      opt_state: optax state; () for plain gradient descent
+      diverged: () bool, the run was frozen
+      diverged_at: () int32, step at which it diverged, -1 if never
+      loss0: () initial data loss, the scale of the divergence cap
+    """
+
+    step: Array
+    params: Params
+    opt_state: Any
+    diverged: Array
+    diverged_at: Array
+    loss0: Array
 
 
 class Run(NamedTuple):
-    """The result of training one network."""
+    """The result of training one network.
 
-    params: Params  # final weights W_1..W_L
-    metrics: Metrics  # each field (n_logs, ...) over logged steps 0, k, 2k, ...
-    diverged: Array  # () bool
-    diverged_at: Array  # () int32, -1 if never
+    Attributes:
+      params: final weights (W_1 (w, m), ..., W_L (d, w))
+      metrics: :class:`dlnsim.Metrics` whose fields have a leading axis over the logged steps
+        0, log_every, 2 log_every, ..., steps (``TrainConfig.n_logs`` points)
+      diverged: () bool
+      diverged_at: () int32, -1 if never
+    """
+
+    params: Params
+    metrics: Metrics
+    diverged: Array
+    diverged_at: Array
 
 
 def init_key(seed: int | Array) -> Array:
@@ -227,10 +245,13 @@ def simulate(
     Args:
       problem: the problem (arrays in the run's dtype).
       hp: traced per-run numbers.
-      key: initialisation key of this run.
+      key: initialisation key of this run (a typed key). :func:`dlnsim.train` and the
+        sweep use ``jax.random.fold_in(jax.random.key(0), seed)`` for the run's ``seed``,
+        so that key reproduces their run.
       model, train: static configs (the problem carries its own).
-      data: the training data if already prepared by :func:`training_data` (the sweep
-        prepares each distinct problem once); computed here otherwise.
+      data: the training data (:class:`dlnsim.Data`: raw or exactly reduced, as
+        ``train.data`` says) if already prepared (the sweep prepares each distinct problem
+        once); computed here otherwise.
 
     Returns:
       A :class:`Run`.
@@ -335,6 +356,16 @@ def train(
       >>> run.metrics.on_err.shape
       (3,)
     """
+    for name, value, kind in (
+        ("problem", problem, Problem),
+        ("model", model, ModelConfig),
+        ("train_cfg", train_cfg, TrainConfig),
+        ("hp", hp, HParams),
+    ):
+        if not isinstance(value, kind):
+            made = " (from dlnsim.make_problem)" if kind is Problem else ""
+            raise TypeError(f"train: {name} must be a {kind.__name__}{made}, got {type(value).__name__}")
+    check_x64("TrainConfig.dtype", train_cfg.dtype)
     dt = jnp.dtype(train_cfg.dtype)
     problem = jax.tree.map(lambda a: jnp.asarray(a, dt), problem)
     hp = HParams(*(jnp.asarray(v, dt) for v in hp))

@@ -38,6 +38,8 @@ from dlnsim import HParams, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
         (lambda: HParams(weight_decay=-1e-3), "weight_decay"),
         (lambda: HParams(init_scale=-1.0), "init_scale"),
         (lambda: HParams(train_noise=-0.1), "train_noise"),
+        (lambda: HParams(momentum=1.0), "momentum"),  # heavy-ball beta / Adam's b1 in [0, 1)
+        (lambda: SweepConfig(grid={"momentum": [0.0, 0.5]}), "momentum"),  # plain GD would ignore it
         (lambda: SweepConfig(grid={"colour": [1]}), "grid"),
         (lambda: SweepConfig(grid={"seed": []}), "grid.seed"),
         (lambda: SweepConfig(grid={"seed": [0, 2**31]}), "grid.seed"),  # passed to the program as int32
@@ -92,3 +94,46 @@ def test_numpy_grid_values_are_plain_numbers():
     assert a == b and all(type(v) is int for v in a.grid["depth"])
     assert SweepConfig(hparams={"lr": np.float64(0.05)}) == SweepConfig(hparams={"lr": 0.05})
     assert SweepConfig(hparams={"lr": np.array(0.05)}) == SweepConfig(hparams={"lr": 0.05})  # 0-d array
+
+
+def test_numpy_numbers_in_configs_are_plain_numbers():
+    """np.int64 sizes, numpy arrays of test sigmas and an HParams as base values are taken as
+    their Python twins (and equal them)."""
+    a = ProblemConfig(d=np.int64(20), m=np.int32(10), s=2, test_sigmas=np.linspace(0.0, 0.5, 3))
+    assert a == ProblemConfig(d=20, m=10, s=2, test_sigmas=(0.0, 0.25, 0.5)) and type(a.d) is int
+    assert ModelConfig(depth=np.int64(2)) == ModelConfig(depth=2)
+    assert TrainConfig(steps=np.int64(100), log_every=50) == TrainConfig(steps=100, log_every=50)
+    assert SweepConfig(hparams=HParams(lr=0.1)) == SweepConfig(hparams={"lr": 0.1})
+    assert SweepConfig(train=TrainConfig(optimizer="momentum"), grid={"momentum": [0.0, 0.5]}).n_runs == 2
+
+
+def test_float64_without_x64_is_an_error():
+    """Without jax_enable_x64 JAX computes float64 requests in float32: refused, not a silent
+    float32 run labelled float64."""
+    import jax
+
+    pc = ProblemConfig(d=20, m=10, s=2, n_train=20)
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(ValueError, match="make_problem.dtype = 'float64' needs 64-bit JAX"):
+            dlnsim.make_problem(pc, dtype="float64")
+        with pytest.raises(ValueError, match="TrainConfig.dtype = 'float64' needs 64-bit JAX"):
+            prob = dlnsim.make_problem(pc)
+            dlnsim.train(prob, ModelConfig(depth=2, width=8), TrainConfig(steps=50, dtype="float64"), HParams())
+        with pytest.raises(ValueError, match="SweepConfig.train.dtype = 'float64' needs 64-bit JAX"):
+            dlnsim.sweep(SweepConfig(problem=pc, train=TrainConfig(dtype="float64")))
+    finally:
+        jax.config.update("jax_enable_x64", True)  # conftest's setting
+    with pytest.raises(ValueError, match="make_problem.dtype = 'float16'"):
+        dlnsim.make_problem(pc, dtype="float16")
+
+
+def test_train_names_a_misplaced_argument():
+    pc = ProblemConfig(d=20, m=10, s=2, n_train=20)
+    prob, model, tc = dlnsim.make_problem(pc), ModelConfig(depth=2, width=8), TrainConfig(steps=50)
+    with pytest.raises(TypeError, match="problem must be a Problem .from dlnsim.make_problem., got ProblemConfig"):
+        dlnsim.train(pc, model, tc, HParams())
+    with pytest.raises(TypeError, match="model must be a ModelConfig, got TrainConfig"):
+        dlnsim.train(prob, tc, model, HParams())
+    with pytest.raises(TypeError, match="hp must be a HParams, got dict"):
+        dlnsim.train(prob, model, tc, {"lr": 0.05})

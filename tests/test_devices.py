@@ -88,6 +88,7 @@ def test_four_devices_equal_one(tmp_path):
 _PROGRAM_ON_TWO_DEVICES = """
 import re, sys, jax, dlnsim
 from dlnsim import grid
+jax.config.update("jax_enable_x64", True)  # _cfg trains in float64
 assert jax.local_device_count() == 2
 sys.path.insert(0, %r)
 from test_devices import _cfg

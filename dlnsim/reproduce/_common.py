@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 import xarray as xr
 
@@ -63,8 +62,6 @@ def config(ctx: Context, name: str, smoke: Iterable[str] = (), extra: Iterable[s
 
 def sweep(ctx: Context, cfg: SweepConfig, stem: str) -> xr.Dataset:
     """Runs (or resumes, or reloads) ``cfg`` into ``OUT/STEM[_full|_smoke].nc``."""
-    if cfg.train.dtype == "float64" and not jax.config.jax_enable_x64:
-        raise RuntimeError(f"{stem} trains in float64: enable jax_enable_x64 (the dlnsim CLI does)")
     path = ctx.out / f"{stem}{ctx.suffix}.nc"
     ctx.log(f"[reproduce] {stem}: {cfg.n_runs} runs x {cfg.train.steps} steps -> {path}")
     ds, skipped = run_sweep(cfg, path)
