@@ -193,3 +193,45 @@ def test_adamw_sweep_gets_no_d1_or_limit_predictions():
         assert np.all(np.isnan(runs[name].values)), name
     assert np.all(np.isnan(ds.limit_dist.values))
     assert np.all(np.isfinite(runs.rate_w1_off.values))  # the measured rate is still there
+
+
+def test_noisy_training_data_gets_no_d1_prediction():
+    """With training noise Y^T P_perp != 0 and D1 does not hold: no D1 rate, ratio or Phase
+    III time for those runs (the noise-free runs keep theirs)."""
+    cfg = dlnsim.SweepConfig(
+        problem=dlnsim.ProblemConfig(d=16, m=8, s=2, n_train=20),
+        model=dlnsim.ModelConfig(depth=2, width=12),
+        train=dlnsim.TrainConfig(steps=100, log_every=50),
+        hparams={"lr": 0.05, "weight_decay": 0.1},
+        grid={"train_noise": [0.0, 0.1], "seed": [0, 1]},
+    )
+    runs = R.per_run(dlnsim.sweep(cfg))
+    for name in ("pred_rate", "pred_steps_phase3", "rate_ratio_w1_off"):
+        assert np.all(np.isfinite(runs[name].sel(train_noise=0.0))), name
+        assert np.all(np.isnan(runs[name].sel(train_noise=0.1))), name
+
+
+def test_reduce_inputs_are_checked():
+    ds = _synthetic()
+    red = R.reduce(ds)
+    assert "step" not in red.coords  # no stray step = 0 label on final values
+    with pytest.raises(ValueError, match="results of dlnsim.sweep.*no step axis"):
+        R.reduce(red)
+    for kw, field in (({"window": "last"}, "window"), ({"window": 1}, "window"), ({"eps1": -1.0}, "eps1")):
+        with pytest.raises(ValueError, match=f"{field} = "):
+            R.reduce(ds, **kw)
+    with pytest.raises(ValueError, match="eps3 = 0"):
+        R.per_run(ds, eps3=0)
+
+
+def test_relu_sweep_table_shows_the_test_error():
+    cfg = dlnsim.SweepConfig(
+        problem=dlnsim.ProblemConfig(d=16, m=8, s=2, n_train=20),
+        model=dlnsim.ModelConfig(depth=2, width=12, activation="relu"),
+        train=dlnsim.TrainConfig(steps=100, log_every=50),
+        grid={"seed": [0, 1]},
+    )
+    ds = dlnsim.sweep(cfg)
+    lines = dlnsim.summary_table(ds).splitlines()
+    assert lines[0].split()[0] == "test_err"
+    assert float(lines[2].split()[0]) == pytest.approx(float(ds.test_err.isel(step=-1).median("seed")), rel=1e-2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from typing import Any
 
 import jax
@@ -31,6 +32,11 @@ _FLOOR_EPS = 1e3  # rate fits ignore values below 1e3 * machine eps of their ini
 
 def grid_dims(ds: xr.Dataset) -> tuple[str, ...]:
     """The run axes of a results dataset (the dims of ``diverged``)."""
+    if not isinstance(ds, xr.Dataset) or "diverged" not in ds:
+        raise ValueError(
+            "ds must be the results of dlnsim.sweep (or dlnsim.open_results), with a 'diverged' flag per run: "
+            f"got {'a Dataset without one (a reduction?)' if isinstance(ds, xr.Dataset) else type(ds).__name__}"
+        )
     return tuple(ds["diverged"].dims)
 
 
@@ -173,6 +179,28 @@ def _teacher_predictions(ds: xr.Dataset, cfg: SweepConfig | None) -> tuple[np.nd
     return on_star, ratio
 
 
+def _check_inputs(ds: Any, eps1: Any, eps3: Any, window: Any) -> None:
+    """Clear errors for what :func:`per_run` cannot take (instead of a KeyError or a numpy error deep inside)."""
+    if not isinstance(ds, xr.Dataset) or "diverged" not in ds or "step" not in ds.dims:
+        reduced = isinstance(ds, xr.Dataset) and "step" not in ds.dims
+        raise ValueError(
+            "ds must be the results of dlnsim.sweep (metric histories over 'step' and a 'diverged' flag)"
+            + (": this one has no step axis (a reduction's output?); pass the sweep's results" if reduced else "")
+        )
+    number = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)  # noqa: E731
+    if not (number(eps1) and math.isfinite(eps1) and eps1 > 0):
+        raise ValueError(f"eps1 = {eps1!r} is invalid: must be a finite number > 0")
+    if eps3 is not None and not (number(eps3) and math.isfinite(eps3) and eps3 > 0):
+        raise ValueError(f"eps3 = {eps3!r} is invalid: must be a finite number > 0, or None (relative)")
+    pair = isinstance(window, tuple | list) and len(window) == 2 and all(number(x) for x in window)
+    last_k = isinstance(window, numbers.Integral) and not isinstance(window, bool) and window >= 2
+    if not (window is None or pair or last_k):
+        raise ValueError(
+            f"window = {window!r} is invalid: must be None (the last half of the logged steps), an integer "
+            "k >= 2 (the last k logged points) or a pair (first_step, last_step)"
+        )
+
+
 def per_run(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, window: Any = None) -> xr.Dataset:
     """Numbers per run, with theory predictions alongside (dims: the run grid).
 
@@ -187,8 +215,9 @@ def per_run(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, win
     - ``rate_w1_off`` / ``rate_off`` / ``rate_balance``: fitted slope per step of
       ``log w1_off_fro`` / ``log off_fro`` / ``log balance`` over the window (see
       :func:`fit_rate`; points below the rounding floor left out).
-    - ``pred_rate``: ``ln(1 - eta lambda)`` (D1; NaN for the optimizers where D1 does not
-      hold, all but those of :data:`dlnsim.theory.D1_OPTIMIZERS`); ``rate_ratio_w1_off`` /
+    - ``pred_rate``: ``ln(1 - eta lambda)`` (D1; NaN where D1 does not hold: with
+      training noise, which gives ``Y^T P_perp != 0``, and for the optimizers other than
+      those of :data:`dlnsim.theory.D1_OPTIMIZERS`); ``rate_ratio_w1_off`` /
       ``rate_ratio_off`` / ``rate_ratio_balance``: fitted / predicted (1 under D1; about 2
       for the imbalance, D3; NaN without weight decay).
     - ``pred_steps_phase3``: :func:`dlnsim.theory.phase3_steps` from the initial
@@ -207,6 +236,7 @@ def per_run(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, win
       eps3: absolute Phase III threshold on ``off_fro`` (default: relative, see above).
       window: rate-fit window (see :func:`fit_rate`).
     """
+    _check_inputs(ds, eps1, eps3, window)
     cfg = config_of(ds)
     dims = grid_dims(ds)
     steps = ds["step"].values
@@ -218,6 +248,7 @@ def per_run(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, win
         pred = np.log1p(-lr * wd)
     if cfg is not None and cfg.train.optimizer not in theory.D1_OPTIMIZERS:
         pred = np.full_like(pred, np.nan)
+    pred = np.where(_full(ds, hparam(ds, "train_noise", cfg)) > 0, np.nan, pred)  # D1 needs Y^T P_perp = 0
     out["pred_rate"] = (dims, pred)
     for name, suffix in (("off_fro", ""), ("w1_off_fro", "_w1")):
         if name in ds:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import numpy as np
 import xarray as xr
 
+from dlnsim.reduce.runs import config_of
 from dlnsim.reduce.seeds import reduce
 
 
@@ -46,6 +48,9 @@ def summary_table(ds_or_reduced: xr.Dataset, **options: Any) -> str:
         ("pred on_err*", med("pred_on_err_limit")),
         ("c/c*", med("collapse_ratio")),
     ]
+    on_err = med("final_on_err")
+    if on_err is None or not bool(on_err.notnull().any()):  # no subspace metrics (ReLU): the clean test error
+        columns.insert(0, ("test_err", med("final_test_err")))
     # Simulated columns always show ("-": never reached); theory columns where defined.
     theory_cols = ("pred III", "pred on_err*", "c/c*")
     columns = [(h, da) for h, da in columns if da is not None and (h not in theory_cols or bool(da.notnull().any()))]
@@ -76,4 +81,10 @@ def summary_table(ds_or_reduced: xr.Dataset, **options: Any) -> str:
             "c/c* = wd / (kappa sigma_med(B)^(2/L)) / c*(L), > 1: collapse to E = 0"
         ),
     ]
+    cfg = config_of(red)
+    if cfg is not None and cfg.train.dtype == "float64" and not jax.config.jax_enable_x64:
+        notes.append(
+            "pred on_err* and c/c* are left out: they redraw the float64 teachers, which needs "
+            "jax.config.update('jax_enable_x64', True) first (the dlnsim CLI does)"
+        )
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows), *notes])
