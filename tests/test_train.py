@@ -111,6 +111,22 @@ def test_shapes_of_metrics():
     assert [w.shape for w in run.params] == [(16, 12), (16, 16), (24, 16)]
 
 
+def test_alignment_sines_are_accurate_when_small():
+    """Near convergence the top-s singular spaces of E align with span(U) and range(B): the
+    sines, checked against numpy, keep their relative accuracy at 3e-8 (``sqrt(1 - cos_min^2)``
+    was off by percents there, and stopped near 3e-4 in float32)."""
+    prob = dlnsim.make_problem(ProblemConfig(d=20, m=10, s=2, n_train=50, whiten=True), seed=0, dtype="float64")
+    tc = TrainConfig(steps=2000, log_every=500, dtype="float64")
+    run = dlnsim.train(prob, ModelConfig(depth=3, width=32), tc, HParams(lr=0.05, weight_decay=0.05))
+    e = np.asarray(run.params[2] @ run.params[1] @ run.params[0])
+    left, _, right_t = np.linalg.svd(e)
+    u, qb = np.asarray(prob.u), np.asarray(prob.qb)
+    for side, basis, ref in (("left", left[:, :2], u), ("right", right_t[:2].T, qb)):
+        sines = np.linalg.svd(basis - ref @ (ref.T @ basis), compute_uv=False)
+        np.testing.assert_allclose(getattr(run.metrics, f"align_{side}_sin")[-1], sines.max(), rtol=1e-6)
+    assert run.metrics.align_left_sin[-1] < 1e-7  # nearly aligned: where the old formula failed
+
+
 def test_metrics_against_direct_computation():
     run = _train(depth=3)
     prob = dlnsim.make_problem(SMALL, seed=7, dtype="float64")
@@ -132,6 +148,8 @@ def test_metrics_against_direct_computation():
         cos = np.linalg.svd(ref.T @ basis, compute_uv=False)
         np.testing.assert_allclose(getattr(m, f"align_{side}_cos2"), np.mean(cos**2), rtol=1e-10)
         np.testing.assert_allclose(getattr(m, f"align_{side}_sin"), np.sqrt(1 - cos.min() ** 2), rtol=1e-8)
+        sines = np.linalg.svd(basis - ref @ (ref.T @ basis), compute_uv=False)  # accurate when small too
+        np.testing.assert_allclose(getattr(m, f"align_{side}_sin"), sines.max(), rtol=1e-8)
     prob_sv = sv / sv.sum()  # every singular value of this E is far above the floor of _entropy
     np.testing.assert_allclose(m.eff_rank, np.exp(-np.sum(prob_sv * np.log(prob_sv))), rtol=1e-10)
     ws = [np.asarray(w) for w in run.params]
@@ -350,3 +368,14 @@ def test_diverged_at_is_the_first_step_over_the_cap():
         w = (1 - lr * wd) * w - lr * (w @ y - x) @ y.T / SMALL.n_train
         t += 1
     assert 5 < t < 200 and bool(run.diverged) and int(run.diverged_at) == t
+
+
+def test_simulate_with_the_documented_key_is_train():
+    """simulate's docstring: train(seed) and the sweep initialise with fold_in(key(0), seed)."""
+    prob = dlnsim.make_problem(SMALL, seed=1, dtype="float64")
+    model, tc, hp = ModelConfig(depth=2, width=8), TrainConfig(steps=100, log_every=50, dtype="float64"), HParams()
+    run = dlnsim.train(prob, model, tc, hp, seed=3)
+    key = jax.random.fold_in(jax.random.key(0), 3)
+    sim = jax.jit(dlnsim.simulate, static_argnames=("model", "train"))(prob, hp, key, model=model, train=tc)
+    np.testing.assert_array_equal(sim.metrics.on_err, run.metrics.on_err)
+    np.testing.assert_array_equal(sim.params[0], run.params[0])
