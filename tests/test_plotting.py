@@ -139,3 +139,68 @@ def test_off_subspace_prediction_is_drawn_down_to_the_rounding_floor_only(ds, tm
     fast = ds.sel(lr=0.05).assign_coords(weight_decay=[0.0, 1e-2, 15.0])
     plotting.off_subspace_decay(fast, select={"depth": 2})
     assert figs[0].axes[0].get_ylim()[0] > 1e-8
+
+
+def test_selections_are_checked(ds, tmp_path):
+    """An axis the picture does not fix, a value the results lack, or seeds as a heatmap axis
+    are errors that list what the results have (not xarray's KeyError, not silently ignored)."""
+    pd = plotting.phase_diagram
+    with pytest.raises(ValueError, match="x = 'seed' is invalid: must be a grid axis .* other than seed"):
+        pd(ds, "seed", "depth", "on_err", tmp_path / "x.png")
+    with pytest.raises(ValueError, match=r"select\['lr'\] = 0.3 is invalid: lr values are 0.05, 20"):
+        pd(ds, "weight_decay", "depth", "on_err", tmp_path / "x.png", select={"lr": 0.3})
+    with pytest.raises(ValueError, match=r"the axes this picture fixes are lr, sigma, k"):
+        pd(ds, "weight_decay", "depth", "on_err", tmp_path / "x.png", select={"depht": 2})
+    with pytest.raises(ValueError, match=r"fixes are lr, weight_decay, sigma, k \(seeds are summarised"):
+        plotting.learning_curves(ds, tmp_path / "x.png", hue="depth", select={"seed": 0, "weight_decay": 0.0})
+    with pytest.raises(ValueError, match="results of dlnsim.sweep"):
+        pd(dlnsim.reduce(ds), "weight_decay", "depth", "on_err", tmp_path / "x.png")
+    assert not list(tmp_path.iterdir())
+    # 1e-2 finds the stored 0.01, as on the command line
+    assert _is_png(plotting.learning_curves(ds, tmp_path / "lc.png", hue="depth", select={"weight_decay": 1e-2}))
+
+
+def test_a_metric_nan_everywhere_is_an_error_with_its_reason(ds, tmp_path):
+    """limit_dist needs whitened codes: a heatmap of NaN cells (all "n/a") would say nothing."""
+    with pytest.raises(ValueError, match=r"limit_dist is NaN for every run.*whitened codes"):
+        plotting.phase_diagram(ds, "weight_decay", "depth", "limit_dist", tmp_path / "x.png")
+
+
+def test_colour_scale_of_nearly_constant_and_of_many_decades():
+    """A ratio of 1 up to rounding is not spread over the colour map; a log scale spans at most
+    LOG_DECADES below its top (a collapsed run's distance reaches 1e-140)."""
+    cell = np.array([[1.0, 1 + 2e-6], [1 - 1e-6, np.nan]])
+    norm, shown, extend = diagram._colour_scale(cell[np.isfinite(cell)], cell)
+    assert norm.vmin == pytest.approx(0.95, rel=1e-5) and norm.vmax == pytest.approx(1.05, rel=1e-5)
+    assert extend == "neither" and shown is cell
+    cell = np.array([[0.27, 0.1], [1e-9, 1e-141], [0.0, np.nan]])
+    norm, shown, extend = diagram._colour_scale(cell[np.isfinite(cell)], cell)
+    assert norm.vmax == 0.27 and norm.vmin == pytest.approx(0.27 * 10.0**-diagram.LOG_DECADES)
+    assert extend == "min" and shown[1, 1] == norm.vmin and shown[0, 1] == 0.1
+    norm, _, _ = diagram._colour_scale(np.array([0.2, 0.5, 0.9]), np.array([0.2, 0.5, 0.9]))
+    assert norm is None  # an ordinary range: matplotlib's own scaling
+
+
+def test_legend_names_a_value_whose_runs_all_diverged(ds):
+    labels = [label for label, _, _ in plotting.curves._lines(ds.sel(depth=2, weight_decay=0.0), "lr")]
+    assert labels == ["lr=0.05", "lr=20 (all diverged)"]
+
+
+def test_title_names_a_relu_network(tmp_path):
+    cfg = dlnsim.SweepConfig(
+        problem=dlnsim.ProblemConfig(d=16, m=8, s=2, n_train=20),
+        model=dlnsim.ModelConfig(depth=2, width=12, activation="relu"),
+        train=dlnsim.TrainConfig(steps=40, log_every=20),
+        grid={"weight_decay": [0.0, 0.1]},
+    )
+    relu = dlnsim.sweep(cfg)
+    assert plotting._common.context(relu, []).startswith("ReLU network, d=16")
+    assert _is_png(plotting.noise_curves(relu, tmp_path / "relu.png"))
+    with pytest.raises(ValueError, match="NaN for a ReLU network: try test_err"):
+        plotting.phase_diagram(
+            relu.expand_dims(depth=[2]).assign(diverged=relu.diverged.expand_dims(depth=[2])),
+            "weight_decay",
+            "depth",
+            "on_err",
+            tmp_path / "x.png",
+        )

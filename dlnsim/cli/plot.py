@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from dlnsim.cli._common import IMAGE_FORMATS, PLOT_FUNCS, SWEEP_METRIC, Fail, read_results
 
@@ -74,6 +73,8 @@ def _metric(ds: Any, kind: str, metric: str) -> tuple[str, ...]:
 
 def _sigma(ds: Any, metric: str, extra: tuple[str, ...], sigma: float | None) -> dict[str, float] | None:
     """The ``select`` of a metric over test noise: ``--sigma`` (a level of the file) or the largest."""
+    from dlnsim.plotting._common import stored
+
     levels = ds["sigma"].values
     if "sigma" not in extra:
         if sigma is not None:
@@ -81,23 +82,18 @@ def _sigma(ds: Any, metric: str, extra: tuple[str, ...], sigma: float | None) ->
         return None
     if sigma is None:
         return {"sigma": float(levels.max())}
-    match = _stored(levels, sigma)
+    match = stored(levels, sigma)
     if match is None:
         shown = ", ".join(f"{v:g}" for v in levels)
         raise Fail(f"--sigma {sigma:g} is not a test noise level of this file: levels are {shown}")
     return {"sigma": float(match)}
 
 
-def _stored(values: Any, number: float) -> Any:
-    """The value of a coordinate that equals ``number`` up to float rounding (the stored one,
-    which selection matches exactly), or None."""
-    hit = np.flatnonzero(np.isclose(np.asarray(values, float), number, rtol=1e-6, atol=1e-12))
-    return values[hit[0]].item() if hit.size else None
-
-
 def _selection(ds: Any, given: list[str], shown: tuple[str, ...]) -> dict[str, Any]:
     """``--select AXIS=VALUE`` options: each a grid axis the picture does not show, at a value
     of the file (matched as a number, so ``weight_decay=1e-2`` finds 0.01)."""
+    from dlnsim.plotting._common import stored
+
     axes = [d for d in ds["diverged"].dims if d != "seed" and d not in shown]
     out: dict[str, Any] = {}
     for item in given:
@@ -108,10 +104,7 @@ def _selection(ds: Any, given: list[str], shown: tuple[str, ...]) -> dict[str, A
                 f"({', '.join(axes) or 'none'})"
             )
         values = ds[axis].values
-        try:
-            out[axis] = _stored(values, float(text))
-        except ValueError:  # not a number
-            out[axis] = None
+        out[axis] = stored(values, text)
         if out[axis] is None:
             raise Fail(f"--select {item!r}: {axis} values are {', '.join(f'{v:g}' for v in values)}")
     return out

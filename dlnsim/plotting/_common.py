@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 from matplotlib import colors
 from matplotlib.figure import Figure
@@ -71,6 +72,19 @@ def fix(
     ``metric`` has that dim.
     """
     select = dict(select or {})
+    allowed = [a for a in _reduce.grid_dims(ds) if a not in keep and a != "seed"]
+    allowed += [d for d in ("sigma", "k") if d in ds.dims]
+    for axis, value in list(select.items()):
+        if axis not in allowed:
+            raise ValueError(
+                f"select = {{{axis!r}: ...}} is invalid: the axes this picture fixes are {', '.join(allowed) or 'none'}"
+                + (" (seeds are summarised, not selected)" if axis == "seed" else "")
+            )
+        match = stored(ds[axis].values, value)
+        if match is None:
+            shown = ", ".join(fmt(v) for v in ds[axis].values)
+            raise ValueError(f"select[{axis!r}] = {value!r} is invalid: {axis} values are {shown}")
+        select[axis] = match
     fixed = []
     for axis in _reduce.grid_dims(ds):
         if axis in keep or axis == "seed":
@@ -84,6 +98,22 @@ def fix(
                 fixed.append(f"{axis}={fmt(value)}")
             ds = ds.sel({axis: value})
     return ds, fixed
+
+
+def stored(values: Any, number: Any) -> Any:
+    """The value of a coordinate that equals ``number`` up to float rounding (the stored one,
+    which selection matches exactly), or None.
+
+    Example:
+      >>> stored(np.array([0.0, 0.01, 0.1]), 1e-2), stored(np.array([2, 3]), 4)
+      (0.01, None)
+    """
+    try:
+        number = float(number)
+    except (TypeError, ValueError):
+        return None
+    hit = np.flatnonzero(np.isclose(np.asarray(values, float), number, rtol=1e-6, atol=1e-12))
+    return values[hit[0]].item() if hit.size else None
 
 
 def default_select(ds: xr.Dataset, metric: str, select: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -111,6 +141,8 @@ def context(ds: xr.Dataset, fixed: list[str]) -> str:
             if name not in runs:
                 parts.append(f"{name}={fmt(float(_reduce.hparam(ds, name, cfg)))}")
         parts.append(f"{cfg.train.steps} steps")
+        if cfg.model.activation == "relu":
+            parts.insert(0, "ReLU network")
     return ", ".join(parts + fixed)
 
 

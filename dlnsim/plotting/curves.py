@@ -48,9 +48,12 @@ def _lines(ds: xr.Dataset, hue: str | None):
     if hue is None:
         return [(None, HUE_COLORS(0.0), ds)]
     values = ds[hue].values
-    return [
-        (f"{hue}={fmt(v)}", HUE_COLORS(n / max(len(values) - 1, 1)), ds.sel({hue: v})) for n, v in enumerate(values)
-    ]
+    lines = []
+    for n, v in enumerate(values):
+        one = ds.sel({hue: v})
+        gone = " (all diverged)" if bool(one["diverged"].all()) else ""  # its line is not drawn
+        lines.append((f"{hue}={fmt(v)}{gone}", HUE_COLORS(n / max(len(values) - 1, 1)), one))
+    return lines
 
 
 def _band(da: xr.DataArray, diverged: xr.DataArray):
@@ -83,7 +86,9 @@ def learning_curves(
       path: output file.
       metric: a metric with a step history.
       hue: the grid axis that tells lines apart (default: the first swept axis).
-      select: values for the axes not shown (default: the first), ``sigma``, ``k``.
+      select: values for the axes not shown (default: the first), ``sigma`` (default: the
+        largest level) and ``k`` (default: 0, the largest singular value); an axis or value
+        the results lack is an error.
       eps1, eps3: phase thresholds.
     """
     if metric not in ds or "step" not in ds[metric].dims:

@@ -32,6 +32,41 @@ def _is_log_grid(values: Any) -> bool:
     return bool(np.std(dl) / np.mean(dl) < np.std(dv) / np.mean(dv))
 
 
+# Why a metric can be NaN in every run (the error of a picture that would be empty).
+NAN_HINTS = {
+    "limit_dist": " (it needs whitened codes, problem.whiten = true, noise-free data and weight decay > 0)",
+    "pred_on_err_limit": " (it needs whitened codes, problem.whiten = true, and noise-free data)",
+    "pred_rate": " (D1 needs plain gradient descent, optimizer = 'gd', on noise-free data)",
+    "pred_steps_phase3": " (D1 needs plain gradient descent, optimizer = 'gd', on noise-free data, and weight decay > 0)",
+}
+for _name in ("on_err", "off_fro", "off_spec", "e2e_fro", "sv", "eff_rank", "balance", "align_left_sin"):
+    NAN_HINTS[_name] = " (the end-to-end map's metrics are NaN for a ReLU network: try test_err)"
+LOG_DECADES = 12  # a log colour scale spans at most this many decades below its top
+
+
+def _colour_scale(finite: np.ndarray, cell: np.ndarray) -> tuple[Any, np.ndarray, str]:
+    """``(norm, values to colour, colorbar extend)`` for the finite cell values.
+
+    Values spanning more than two decades (and none negative) get log colours, at most
+    :data:`LOG_DECADES` deep: a collapsed network's distances decay to 1e-140 in float64, which
+    would make every other cell the same colour; values below, and exact zeros (collapse to
+    E = 0), take the lowest colour (the cell text has the value). Nearly constant values
+    (within 1e-3 relative, e.g. a D1 ratio of 1 everywhere) get a range of +-5% around them
+    instead of spreading rounding noise over the whole colour map.
+    """
+    pos = finite[finite > 0]
+    if pos.size and finite.min() >= 0 and pos.max() / pos.min() > 100:
+        lo = max(pos.min(), pos.max() * 10.0**-LOG_DECADES)
+        extend = "min" if finite.min() < lo else "neither"
+        return colors.LogNorm(lo, pos.max()), np.where(cell > lo, cell, lo), extend
+    if finite.size:
+        mid, spread = float(np.median(finite)), float(finite.max() - finite.min())
+        if spread <= 1e-3 * abs(mid) or spread == 0:
+            half = 0.05 * abs(mid) if mid != 0 else 1.0
+            return colors.Normalize(mid - half, mid + half), cell, "neither"
+    return None, cell, "neither"
+
+
 def _per_run_value(ds: xr.Dataset, metric: str) -> xr.DataArray:
     """Final value of a metric, or a per-run reduction (``steps_phase1``, ...)."""
     if metric in ds.data_vars and "step" in ds[metric].dims:
@@ -139,15 +174,19 @@ def phase_diagram(
       path: output file; the extension picks the format (PNG default).
       reduce: "median" or "mean" over seeds (diverged seeds left out).
       log: log grid per axis (bool for both, mapping per axis); None: detected.
-      select: values for the axes not shown (default: the first), ``sigma``, ``k``.
+      select: values for the axes not shown (default: the first), ``sigma`` (default: the
+        largest level) and ``k`` (default: 0, the largest singular value); an axis or value
+        the results lack is an error.
 
     Returns:
       The path written.
     """
-    runs = _reduce.grid_dims(ds)
+    runs = tuple(a for a in _reduce.grid_dims(ds) if a != "seed")  # seeds are summarised in each cell
     for name, axis in (("x", x), ("y", y)):
         if axis not in runs:
-            raise ValueError(f"{name} = {axis!r} is invalid: must be a grid axis of the results ({', '.join(runs)})")
+            raise ValueError(
+                f"{name} = {axis!r} is invalid: must be a grid axis of the results other than seed ({', '.join(runs)})"
+            )
     if x == y:
         raise ValueError(f"y = {y!r} is invalid: must differ from x")
     sub, fixed = fix(ds, (x, y), default_select(ds, metric, select), metric)
@@ -161,14 +200,10 @@ def phase_diagram(
     log = {a: bool(dict(log).get(a, _is_log_grid(ds[a].values))) for a in (x, y)}
 
     finite = cell[np.isfinite(cell)]
-    pos = finite[finite > 0]
-    norm, shown, extend = None, cell, "neither"
-    if pos.size and finite.min() >= 0 and pos.max() / pos.min() > 100:
-        # Errors span decades: log colours; exact zeros (collapse to E = 0) get the lowest
-        # colour (the cell text says 0).
-        norm = colors.LogNorm(pos.min(), pos.max())
-        shown = np.where(cell > 0, cell, pos.min())
-        extend = "min" if finite.min() == 0 else "neither"
+    if not finite.size and not (n_div == n_run).all():
+        hint = NAN_HINTS.get(metric.removeprefix("final_"), "")
+        raise ValueError(f"nothing to plot: {metric} is NaN for every run of this selection{hint}")
+    norm, shown, extend = _colour_scale(finite, cell)
     ny, nx = cell.shape
     fig = Figure(figsize=(1.6 + 0.75 * max(nx, 5), 1.8 + 0.55 * max(ny, 4)), layout="constrained")
     ax = fig.add_subplot()
