@@ -396,14 +396,20 @@ def test_unwritable_output_paths_are_one_line_errors(runs, tmp_path, capsys, mon
         (["plot", runs["whole"], "-o", tmp_path / "notes" / "x.png"], ["notes is a file, not a directory"]),
         (["plot", runs["whole"], "-o", tmp_path / "notes" / "pics"], ["notes is a file, not a directory"]),
         (["plot", runs["whole"], "-o", tmp_path / "out" / "x.jpg"], [".jpg is not an image", ".png, .svg, .pdf"]),
+        # The picture goes to RESULTS with .png: a results file named so would be overwritten.
+        (["sweep", TINY, "-o", tmp_path / "r.png"], ["r.png is where the sweep's picture goes", "r.nc"]),
+        (["sweep", TINY, "-o", f"{tmp_path / 'newdir'}/"], ["newdir/ names a directory", "newdir/sweep.nc"]),
+        (["merge", runs["whole"], "-o", f"{tmp_path / 'newdir'}/"], ["names a directory"]),
+        (["sweep", TINY, "-o", tmp_path / "somedir" / "r.nc", "--quiet"], ["r.png is a directory"]),
     ]
+    (tmp_path / "somedir" / "r.png").mkdir()
     if Path("/proc/self").is_dir():  # Linux: nothing can be created in /proc, not even by root
         cases.append((["sweep", TINY, "-o", "/proc/x.nc", "--quiet"], ["/proc/x.nc cannot be written"]))
     for args, words in cases:
         assert cli.main([str(a) for a in args]) == 2, args
         _one_error(capsys, *words)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes", "somedir"]
-    assert not any((tmp_path / "somedir").iterdir())
+    assert [p.name for p in (tmp_path / "somedir").iterdir()] == ["r.png"]
 
 
 def test_unforeseen_os_error_is_one_line(monkeypatch, capsys):
@@ -413,6 +419,65 @@ def test_unforeseen_os_error_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr("dlnsim.cli.parser.cmd_summary", denied)
     assert cli.main(["summary", "x.nc"]) == 1
     assert capsys.readouterr().err == "dlnsim: error: results/sweep.nc: Permission denied\n"
+
+
+def test_interrupts_out_of_memory_and_undecodable_configs_are_one_line(monkeypatch, capsys, tmp_path):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dlnsim.cli.parser.cmd_summary", interrupted)
+    assert cli.main(["summary", "x.nc"]) == 130
+    assert capsys.readouterr().err == "dlnsim: error: interrupted\n"
+
+    def exhausted(args):
+        raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 64000000000 bytes.\nmore detail")
+
+    monkeypatch.setattr("dlnsim.cli.parser.cmd_summary", exhausted)
+    assert cli.main(["summary", "x.nc"]) == 1
+    _one_error(capsys, "out of memory: RESOURCE_EXHAUSTED: Out of memory allocating 64000000000 bytes", "--max-memory")
+
+    latin1 = tmp_path / "l.toml"
+    latin1.write_bytes(b"[problem]\nd = 12\n# caf\xe9\n")
+    assert cli.main(["sweep", str(latin1), "-o", str(tmp_path / "r.nc")]) == 2
+    _one_error(capsys, "is not UTF-8 text (byte 0xe9 at offset 22)")
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + TINY.read_bytes())
+    assert load_config(bom) == load_config(TINY)  # an editor's byte-order mark is no error
+
+
+@pytest.mark.parametrize("force, chunks, says", [
+    (False, True, "finished chunks are kept in {side}: rerun the same command to resume"),
+    (True, True, "finished chunks are kept in {side}: rerun without --force to resume"),
+    (False, False, "interrupted before any chunk finished"),
+])  # fmt: skip
+def test_an_interrupted_sweep_says_how_to_resume(tmp_path, capsys, monkeypatch, force, chunks, says):
+    out = tmp_path / "r.nc"
+
+    def interrupted(cfg, path, **kw):
+        chunk_dir(path).mkdir()
+        if chunks:
+            (chunk_dir(path) / "chunk-0000000-00002-00000000.npz").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dlnsim.storage.run_sweep", interrupted)
+    args = ["sweep", str(TINY), "-o", str(out), "--quiet"] + ["--force"] * force
+    assert cli.main(args) == 130
+    _one_error(capsys, says.format(side=chunk_dir(out)))
+
+
+def test_a_full_disk_at_the_final_write_is_one_line_and_keeps_the_chunks(tmp_path, capsys, monkeypatch):
+    """HDF5 reports a full disk as a RuntimeError: the message names the file, the chunks stay."""
+
+    def full(self, path, **kw):
+        Path(path).write_bytes(b"partial")
+        raise RuntimeError("Disable slist on flush dest failure failed (errno = 28, 'No space left on device')")
+
+    monkeypatch.setattr("xarray.Dataset.to_netcdf", full)
+    out = tmp_path / "r.nc"
+    assert cli.main(["sweep", str(TINY), "-o", str(out), "--quiet", "--set", "grid.depth=[1]"]) == 1
+    _one_error(capsys, f"{out}: cannot write the results", "No space left on device")
+    assert not out.exists() and any(chunk_dir(out).glob("chunk-*.npz"))
+    assert [p.name for p in tmp_path.iterdir()] == ["r.nc.chunks"]  # no temporary left
 
 
 def test_plot_options_are_checked_against_the_file(runs, tmp_path, capsys):

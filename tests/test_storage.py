@@ -183,6 +183,72 @@ def test_force_replaces_results(tmp_path):
     assert skipped == 0 and open_results(out)[0].attrs["config_toml"] == dumps_config(CFG)
 
 
+def test_an_interrupted_forced_run_keeps_the_old_file_and_resumes_without_force(reference, tmp_path):
+    """--force replaces another sweep's file only when the new one is written; interrupted,
+    the old file is still there and a rerun without force resumes from the new chunks."""
+    path, ref, _ = reference
+    out = tmp_path / "f.nc"
+    other = load_config(EXAMPLES / "tiny.toml", ["grid.depth=[2]", "sweep.chunk_size=1", "train.steps=20"])
+    run_sweep(other, out)
+    before = out.read_bytes()
+
+    def crash_after_second(ev):
+        if ev.chunk.index == 1:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        run_sweep(CFG, out, force=True, progress=crash_after_second)
+    assert out.read_bytes() == before  # nothing lost yet
+    events = []
+    ds, skipped = run_sweep(CFG, out, progress=events.append)
+    assert skipped == 2 and [e.skipped for e in events] == [True, True, False, False]
+    xr.testing.assert_identical(_stable(open_results(out)[0]), _stable(ref))
+    # ... while the old sweep, run again into the path, is refused as usual.
+    with pytest.raises(ExistingResultsError, match="different sweep"):
+        run_sweep(other, out)
+
+
+def test_a_run_stopped_before_its_first_chunk_does_not_block_its_path(tmp_path):
+    """A chunk directory with a config but no finished chunk holds nothing to keep: another
+    config may take the path (a failed start with a typo, then the corrected run)."""
+    out = tmp_path / "r.nc"
+    chunk_dir(out).mkdir()
+    (chunk_dir(out) / "config.toml").write_text("[train]\nsteps = 99\n")
+    run_sweep(CFG, out)
+    assert open_results(out)[0].attrs["config_toml"] == dumps_config(CFG)
+
+
+def test_damaged_configs_at_the_output_are_refused_in_one_line(tmp_path):
+    bad = tmp_path / "b.nc"
+    xr.Dataset({"a": ("x", np.arange(3.0))}, attrs={"config_toml": "this is = not toml ="}).to_netcdf(
+        bad, engine="h5netcdf"
+    )
+    with pytest.raises(ExistingResultsError, match="not a dlnsim results file .its config_toml attribute is not TOML"):
+        run_sweep(CFG, bad)
+    out = tmp_path / "g.nc"
+    chunk_dir(out).mkdir()
+    (chunk_dir(out) / "config.toml").write_bytes(b"x = = \xff")
+    (chunk_dir(out) / "chunk-0000000-00001-00000000.npz").write_bytes(b"junk")
+    with pytest.raises(ExistingResultsError, match="config.toml cannot be read"):
+        run_sweep(CFG, out)
+
+
+def test_leftovers_of_a_run_killed_after_writing_its_file_are_removed(reference, tmp_path):
+    """Killed between writing the file and removing the chunks, or inside the final write:
+    the rerun finds the file complete and removes the chunk directory and the temporary."""
+    path, ref, _ = reference
+    out = tmp_path / "r.nc"
+    out.write_bytes(path.read_bytes())
+    chunk_dir(out).mkdir()
+    (chunk_dir(out) / "config.toml").write_text(dumps_config(CFG))
+    (chunk_dir(out) / "chunk-0000000-00001-00000000.npz").write_bytes(b"junk")
+    (tmp_path / ".r.nc.abc123.tmp").write_bytes(b"half")
+    (tmp_path / ".other.nc.abc123.tmp").write_bytes(b"another file's")
+    _, skipped = run_sweep(CFG, out)
+    assert skipped == 4 and not chunk_dir(out).exists() and not (tmp_path / ".r.nc.abc123.tmp").exists()
+    assert (tmp_path / ".other.nc.abc123.tmp").exists()
+
+
 def _shard_copy(src: Path, dst: Path, config_toml: str | None = None) -> Path:
     """``src`` rewritten as shard 0/1 (all runs; a complete set on its own), or, given
     ``config_toml``, as the results of that other sweep: files without computing them."""

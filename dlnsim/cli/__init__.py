@@ -35,8 +35,8 @@ __all__ = ["CACHE_ENV", "DEFAULT_OUT", "PLOT_KINDS", "SWEEP_METRIC", "main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dlnsim`` and ``python -m dlnsim``; returns the exit code."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe (`dlnsim summary R | head`) raises here, not at exit
         return code
@@ -51,4 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as e:  # a file system failure no check foresaw (disk full, permissions, ...)
         error(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else " ".join(str(e).split()))
+        return 1
+    except KeyboardInterrupt:  # outside a sweep's chunk loop (which says what it kept)
+        error("interrupted")
+        return 130
+    except Exception as e:
+        if "RESOURCE_EXHAUSTED" not in str(e):  # a bug: the traceback is what to report
+            raise
+        # XLA could not allocate: a run, or a chunk of runs, larger than the device's memory.
+        first = next((line for line in str(e).splitlines() if "RESOURCE_EXHAUSTED" in line), str(e))
+        error(f"out of memory: {first.strip()}; use a smaller --max-memory or --chunk-size, or smaller sizes")
         return 1

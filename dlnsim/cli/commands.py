@@ -63,7 +63,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise Fail(str(e)) from None
     try:  # before any work: a path that cannot take the results, or (merged at the end) another sweep's file
-        check_output(final)
+        check_output(args.output)
+        if final.suffix.lower() == ".png":
+            raise OutputPathError(
+                f"{final} is where the sweep's picture goes: give the results another name, e.g. {final.with_suffix('.nc')}"
+            )
+        if shard is None:
+            check_output(final.with_suffix(".png"))  # the picture, drawn at the end
         if out != final and not args.force:
             holds_sweep(final, dumps_config(cfg))
     except (OutputPathError, ExistingResultsError) as e:
@@ -86,7 +92,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except (ExistingResultsError, OutputPathError) as e:
         raise Fail(str(e)) from None
     except KeyboardInterrupt:
-        error(f"interrupted; finished chunks are kept in {chunk_dir(out)}: rerun the same command to resume")
+        side = chunk_dir(out)
+        if any(side.glob("chunk-*.npz")):
+            again = "without --force" if args.force else "the same command"
+            error(f"interrupted; finished chunks are kept in {side}: rerun {again} to resume")
+        else:
+            error("interrupted before any chunk finished")
         return 130
     finally:
         if reporter is not None:

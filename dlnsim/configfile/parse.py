@@ -256,9 +256,13 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> SweepConfig:
       ConfigError: the file cannot be read, is not TOML, or is invalid.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is dropped
     except OSError as e:
         raise ConfigError("", f"cannot read config file {str(path)!r}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            "", f"config file {str(path)!r} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})"
+        ) from None
     return load_config_text(text, overrides, source=str(path))
 
 

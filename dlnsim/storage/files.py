@@ -35,6 +35,8 @@ def check_output(path: str | Path, *, directory: bool = False) -> Path:
       OutputPathError: ``path`` is a directory (a file, for ``directory``), or its nearest
         existing ancestor is a file or not writable.
     """
+    if not directory and isinstance(path, str) and path.endswith(("/", os.sep)):
+        raise OutputPathError(f"{path} names a directory (it ends with '/'): give a file name, e.g. {path}sweep.nc")
     path = Path(path)
     if path.is_dir() and not directory:
         raise OutputPathError(f"{path} is a directory: give a file name")
@@ -85,9 +87,19 @@ def atomic(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
 
 
 def write_netcdf(ds: xr.Dataset, path: Path) -> None:
-    """Writes ``ds`` to ``path`` atomically (a temporary file renamed over it)."""
+    """Writes ``ds`` to ``path`` atomically (a temporary file renamed over it).
+
+    Raises:
+      OSError: naming ``path``, for any failure of the write (HDF5 reports a full disk as a
+        ``RuntimeError``); the temporary file is removed and ``path`` is untouched.
+    """
     with _replacing(path) as tmp:
-        ds.to_netcdf(tmp, engine=ENGINE)
+        try:
+            ds.to_netcdf(tmp, engine=ENGINE)
+        except (OSError, RuntimeError) as e:
+            raise OSError(
+                getattr(e, "errno", None), f"cannot write the results ({' '.join(str(e).split())})", str(path)
+            ) from None
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import glob
 import json
 import re
 import shutil
@@ -128,19 +129,54 @@ def holds_sweep(out: str | Path, text: str) -> bool:
     return True
 
 
+def _not_results(out: Path, reason: str) -> ExistingResultsError:
+    return ExistingResultsError(
+        f"{out} exists and is not a dlnsim results file ({reason}); write elsewhere, "
+        "or pass force=True (--force) to overwrite it"
+    )
+
+
 def _existing_config(out: Path) -> str:
+    """The config text of the results file ``out`` (checked to parse)."""
     try:
         with xr.open_dataset(out, engine=ENGINE) as ds:
-            return str(ds.attrs["config_toml"])
+            text = str(ds.attrs["config_toml"])
     except (OSError, KeyError, ValueError) as e:
-        reason = " ".join(str(e).split())  # HDF5 messages span lines
+        raise _not_results(out, " ".join(str(e).split())) from None  # HDF5 messages span lines
+    try:
+        _flatten(text)
+    except tomllib.TOMLDecodeError as e:
+        raise _not_results(out, f"its config_toml attribute is not TOML: {e}") from None
+    return text
+
+
+def _partial_config(side: Path) -> str | None:
+    """The config text of an interrupted run's chunk directory, None where it holds no finished
+    chunk (a run that stopped before its first chunk: nothing to keep, so nothing to refuse)."""
+    if not any(side.glob("chunk-*.npz")):
+        return None
+    try:
+        text = (side / "config.toml").read_text(encoding="utf-8")
+        _flatten(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ExistingResultsError(
-            f"{out} exists and is not a dlnsim results file ({reason}); write elsewhere, "
-            "or pass force=True (--force) to overwrite it"
+            f"{side} holds chunks of a sweep whose config.toml cannot be read ({' '.join(str(e).split())}); "
+            "write elsewhere, or pass force=True (--force) to discard them"
         ) from None
+    return text
 
 
 # ---------------------------------------------------------------- the sweep
+
+
+def _remove_leftovers(out: Path, side: Path, keep_chunks: bool = False) -> None:
+    """Temporaries of a killed write (never complete) of ``out`` and in ``side``; ``side``
+    itself unless ``keep_chunks`` (its chunks are in ``out`` once that is written)."""
+    for junk in [*out.parent.glob(f".{glob.escape(out.name)}.*.tmp"), *side.glob(".*.tmp")]:
+        with contextlib.suppress(FileNotFoundError):
+            junk.unlink()
+    if not keep_chunks:
+        shutil.rmtree(side, ignore_errors=True)
 
 
 def _iso(t: float) -> str:
@@ -174,9 +210,10 @@ def run_sweep(
     Args:
       cfg: the sweep.
       out_path: the results file (``.nc``); its directory is created if needed.
-      force: discard existing results or partial chunks of a *different* config
-        (otherwise :class:`ExistingResultsError`), and recompute even if ``out_path``
-        already holds this very sweep.
+      force: discard partial chunks and recompute every run, even if ``out_path`` already
+        holds this very sweep; results of a *different* config at ``out_path`` (otherwise
+        :class:`ExistingResultsError`) are replaced when the new file is written, so an
+        interrupted forced run loses nothing: rerun it without ``force`` to resume.
       progress: called with a :class:`Progress` after every chunk (computed or loaded).
       shard: ``(i, n)``: compute only slice i of n of the sweep's chunks (0-based), for
         one job of an array of jobs; :func:`~dlnsim.storage.merge_shards` combines the n files into the
@@ -201,19 +238,25 @@ def run_sweep(
     # Padding comes from the whole plan, so a shard runs the very programs a single run does.
     pad = batch_shape(cfg, all_chunks)
     chunks = shard_chunks(all_chunks, shard)
-    if force:
+    if force:  # recompute; an old file at out stays until the new one replaces it (atomically)
         shutil.rmtree(side, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            out.unlink()
-    elif holds_sweep(out, text):
-        return open_results(out)[0], len(chunks)
-    elif (side / "config.toml").exists():
-        old = (side / "config.toml").read_text(encoding="utf-8")
-        if not same_sweep(old, text):
-            raise _refuse(side, old, text)
+    else:
+        partial = _partial_config(side) if side.is_dir() else None
+        try:
+            if holds_sweep(out, text):
+                # Chunks of this sweep are leftovers of a run killed after writing its file;
+                # another sweep's (an interrupted --force run into this path) are kept.
+                _remove_leftovers(out, side, keep_chunks=partial is not None and not same_sweep(partial, text))
+                return open_results(out)[0], len(chunks)
+        except ExistingResultsError:
+            # out holds another sweep: refused, unless an interrupted --force run of this sweep
+            # is replacing it (its chunks are here, and out is replaced once they are all done).
+            if partial is None or not same_sweep(partial, text):
+                raise
+        if partial is not None and not same_sweep(partial, text):
+            raise _refuse(side, partial, text)
     make_dirs(out, out.parent, side)
-    for junk in side.glob(".*.tmp"):  # temporaries of a killed write: never complete
-        junk.unlink()
+    _remove_leftovers(out, side, keep_chunks=True)
     with atomic(side / "config.toml") as f:
         f.write(text.encode())
 
