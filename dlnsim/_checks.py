@@ -14,7 +14,10 @@ from typing import Any
 import jax
 import numpy as np
 
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+_UNITS = {
+    **{"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12},
+    **{"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40},
+}
 
 
 def parse_bytes(value: int | str) -> int:
@@ -29,18 +32,24 @@ def parse_bytes(value: int | str) -> int:
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
     if match and match.group(2).upper() in _UNITS and float(match.group(1)) > 0:
         return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
-    raise ValueError(f"max_memory = {value!r} is invalid: must be a positive size such as 4GB, 512MiB or bytes")
+    raise ValueError(
+        f"max_memory = {value!r} is invalid: must be a positive size such as 4GB, 512MiB or bytes "
+        "(units: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+    )
 
 
 def fail(cls: str, field: str, value: Any, allowed: str) -> None:
     raise ValueError(f"{cls}.{field} = {value!r} is invalid: {allowed}")
 
 
+MAX_INT = 2**31 - 1  # sizes and step counts: int32 in the compiled programs
+
+
 def check_int(cls: str, field: str, value: Any, lo: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
         fail(cls, field, value, f"must be an integer >= {lo}")
-    if value < lo:
-        fail(cls, field, value, f"must be an integer >= {lo}")
+    if value > MAX_INT:
+        fail(cls, field, value, f"must be an integer >= {lo} and < 2**31")
 
 
 def check_choice(cls: str, field: str, value: Any, choices: Sequence[str]) -> None:

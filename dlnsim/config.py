@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dlnsim._checks import check_choice, check_float, check_int, fail, parse_bytes, plain
+from dlnsim._checks import MAX_INT, check_choice, check_float, check_int, fail, parse_bytes, plain
 
 OPERATORS = ("gaussian", "orthonormal", "dct")
 INITS = ("lecun", "he", "xavier", "orthogonal")
@@ -294,6 +294,7 @@ class SweepConfig:
                 "momentum is swept but train.optimizer = 'gd' does not use it: "
                 "set train.optimizer to 'momentum', 'adam' or 'adamw'",
             )
+        _check_representable(self.hparams, grid, self.train.dtype)
         if not isinstance(self.teacher_per_seed, bool):
             fail(c, "teacher_per_seed", self.teacher_per_seed, "must be true or false")
         if self.chunk_size is not None:
@@ -322,8 +323,8 @@ class SweepConfig:
 def _check_axis_value(axis: str, v: Any) -> None:
     c = f"SweepConfig.grid.{axis}"
     if axis in STATIC_AXES:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{c} value {v!r} is invalid: must be an integer >= 1")
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_INT:
+            raise ValueError(f"{c} value {v!r} is invalid: must be an integer >= 1 and < 2**31")
     elif axis in ("seed", "problem_seed"):  # the sweep passes seeds to its program as int32
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**31:
             raise ValueError(f"{c} value {v!r} is invalid: must be an integer in [0, 2**31)")
@@ -331,6 +332,24 @@ def _check_axis_value(axis: str, v: Any) -> None:
         from dlnsim.hparams import HParams
 
         HParams(**{axis: v})
+
+
+def _check_representable(hparams: Mapping[str, float], grid: Mapping[str, Sequence[Any]], dtype: str) -> None:
+    """The traced numbers are passed in the run's dtype: one that float32 rounds to 0 or to
+    infinity (lr = 1e-300, weight_decay = 1e300) is refused here rather than mid-sweep."""
+    from dlnsim.hparams import HParams
+
+    dt = np.dtype(dtype)
+    values = [(f"hparams.{k}", v) for k, v in hparams.items() if k not in grid]
+    values += [(f"grid.{a}", v) for a in HParams._fields if a in grid for v in grid[a]]
+    for where, v in values:
+        with np.errstate(over="ignore"):
+            cast = float(np.asarray(v, dt))
+        if not np.isfinite(cast) or (v != 0 and cast == 0):
+            raise ValueError(
+                f"SweepConfig.{where} value {v!r} is invalid: it is {cast:g} in {dtype} (train.dtype); "
+                f"must be a number {dtype} represents (magnitude {np.finfo(dt).tiny:.3g} to {np.finfo(dt).max:.3g})"
+            )
 
 
 class _FrozenDict(dict):

@@ -52,6 +52,11 @@ from dlnsim import HParams, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
         (lambda: SweepConfig(grid={"m": [200]}), "m"),  # static combination invalid: m >= d
         (lambda: SweepConfig(hparams={"eta": 0.1}), "hparams"),
         (lambda: SweepConfig(chunk_size=0), "chunk_size"),
+        (lambda: TrainConfig(steps=2**31, log_every=2), "steps"),  # int32 step counters
+        (lambda: ProblemConfig(d=2**70), "d"),
+        (lambda: SweepConfig(grid={"width": [2**31]}), "grid.width"),
+        (lambda: SweepConfig(grid={"lr": [1e-300]}), "grid.lr"),  # 0 in float32
+        (lambda: SweepConfig(hparams={"weight_decay": 1e300}), "hparams.weight_decay"),  # inf in float32
     ],
 )
 def test_validation_names_the_field(make, field):

@@ -103,6 +103,13 @@ def test_diverged_runs_masked_and_counted():
     assert float(final.sel(stat="ci95_hi")) == pytest.approx(math.exp(-10.0), rel=1e-12)  # zero spread
     # Predictions are not masked: the theory does not depend on the run having diverged.
     assert float(red.pred_rate.sel(stat="count").item()) == 5
+    # A run that diverged at once (NaN initial loss, e.g. init_scale = 1e30) was computed
+    # too; a shard file's runs of other slices are NaN and not diverged.
+    ds["loss_data"] = xr.ones_like(ds["on_err"])
+    ds["loss_data"][dict(seed=1)] = np.nan
+    ds["loss_data"][dict(seed=4)] = np.nan  # another slice's run
+    red = R.reduce(ds)
+    assert int(red.n_diverged.item()) == 1 and int(red.n_runs.item()) == 4
 
 
 def test_seed_statistics_and_t_quantiles():

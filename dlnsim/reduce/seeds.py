@@ -103,9 +103,12 @@ def reduce(ds: xr.Dataset, *, eps1: float = 0.1, eps3: float | None = None, wind
             continue
         out[name] = _seed_stats(da, None if name in _UNMASKED else valid)
     res = xr.Dataset(out)
-    # Runs that were computed: all of them, but for the others' runs in a shard's file (NaN;
-    # a computed run's initial loss is never NaN).
-    computed = ds["loss_data"].isel(step=0, drop=True).notnull() if "loss_data" in ds else xr.ones_like(ds["diverged"])
+    # Runs that were computed: all of them, but for the others' runs in a shard's file (NaN and
+    # not diverged; a computed run's initial loss is NaN only if it diverged at once).
+    if "loss_data" in ds:
+        computed = ds["loss_data"].isel(step=0, drop=True).notnull() | ds["diverged"]
+    else:
+        computed = xr.ones_like(ds["diverged"])
     computed = computed.expand_dims("seed") if "seed" not in computed.dims else computed
     res["n_runs"] = computed.sum("seed").astype(int)
     res["n_diverged"] = (runs["diverged"] & computed).sum("seed").astype(int)
