@@ -43,6 +43,10 @@ class HParams(_HParamsBase):
     __slots__ = ()
 
     def __new__(cls, *args: Any, **kwargs: Any) -> HParams:
+        unknown = [k for k in kwargs if k not in cls._fields]
+        if unknown or len(args) > len(cls._fields):
+            what = f"unknown field {unknown[0]!r}" if unknown else f"{len(args)} values"
+            raise TypeError(f"HParams got {what}: its fields are {', '.join(cls._fields)}")
         self = super().__new__(cls, *args, **kwargs)
         for name, value in zip(self._fields, self):
             if isinstance(value, int | float | np.number | np.ndarray) and not isinstance(value, bool):

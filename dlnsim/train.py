@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 import optax
 
 from dlnsim import onchip, theory
@@ -366,6 +367,16 @@ def train(
             made = " (from dlnsim.make_problem)" if kind is Problem else ""
             raise TypeError(f"train: {name} must be a {kind.__name__}{made}, got {type(value).__name__}")
     check_x64("TrainConfig.dtype", train_cfg.dtype)
+    # hp.train_noise is a sweep's axis; alone, train takes the problem's noise. A nonzero value
+    # that differs from it would be silently ignored.
+    noise = hp.train_noise
+    if isinstance(noise, int | float) and noise != 0 and not isinstance(problem.train_noise, jax.core.Tracer):
+        if not np.isclose(float(noise), float(problem.train_noise), rtol=1e-6, atol=0):
+            raise ValueError(
+                f"hp.train_noise = {noise:g} is not the problem's training noise "
+                f"({float(problem.train_noise):g}), which train uses: draw the problem with "
+                f"make_problem(..., train_noise={noise:g})"
+            )
     dt = jnp.dtype(train_cfg.dtype)
     problem = jax.tree.map(lambda a: jnp.asarray(a, dt), problem)
     hp = HParams(*(jnp.asarray(v, dt) for v in hp))

@@ -142,3 +142,8 @@ def test_train_names_a_misplaced_argument():
         dlnsim.train(prob, tc, model, HParams())
     with pytest.raises(TypeError, match="hp must be a HParams, got dict"):
         dlnsim.train(prob, model, tc, {"lr": 0.05})
+
+
+def test_hparams_names_its_fields_for_an_unknown_one():
+    with pytest.raises(TypeError, match="HParams got unknown field 'learning_rate': its fields are lr, weight_decay"):
+        HParams(learning_rate=0.1)

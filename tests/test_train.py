@@ -379,3 +379,13 @@ def test_simulate_with_the_documented_key_is_train():
     sim = jax.jit(dlnsim.simulate, static_argnames=("model", "train"))(prob, hp, key, model=model, train=tc)
     np.testing.assert_array_equal(sim.metrics.on_err, run.metrics.on_err)
     np.testing.assert_array_equal(sim.params[0], run.params[0])
+
+
+def test_training_noise_in_hp_that_the_problem_lacks_is_an_error():
+    """train takes the problem's training noise: a different nonzero hp.train_noise would be ignored."""
+    model, tc = ModelConfig(depth=2, width=8), TrainConfig(steps=50, dtype="float64")
+    with pytest.raises(ValueError, match=r"hp.train_noise = 0.1 is not the problem's training noise \(0\)"):
+        dlnsim.train(dlnsim.make_problem(SMALL, dtype="float64"), model, tc, HParams(train_noise=0.1))
+    noisy = dlnsim.make_problem(SMALL, train_noise=0.1)  # float32 0.1: the same value
+    dlnsim.train(noisy, model, TrainConfig(steps=50), HParams(train_noise=0.1))
+    dlnsim.train(noisy, model, TrainConfig(steps=50), HParams())  # the default 0: the problem's noise
