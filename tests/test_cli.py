@@ -509,6 +509,7 @@ def test_plot_select_picks_the_slice_of_the_axes_a_picture_fixes(runs, tmp_path,
         (["--kind", "noise", "--select", "depth=7"], ["depth values are 1, 2"]),
         (["--select", "depth=1"], ["axes this picture fixes (none)"]),  # the heatmap shows both axes
         (["--kind", "offsubspace", "--select", "depth"], ["give AXIS=VALUE"]),
+        (["--kind", "noise", "--select", "depth=1", "--select", "depth=2"], ["depth is selected twice"]),
     ]
     for args, words in bad:
         assert cli.main(["plot", results, *args, "-o", str(tmp_path)]) == 2, args

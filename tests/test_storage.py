@@ -310,3 +310,10 @@ def test_output_path_that_cannot_be_written_is_refused_before_any_work(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file"] and not any((tmp_path / "dir").iterdir())
     assert check_output(tmp_path / "new" / "deeper" / "r.nc") == tmp_path / "new" / "deeper" / "r.nc"
     assert not (tmp_path / "new").exists()  # checking writes nothing
+
+
+def test_an_existing_directory_that_is_not_writable_is_refused(tmp_path, monkeypatch):
+    """(os.access is patched: as root every directory is writable.)"""
+    monkeypatch.setattr("os.access", lambda path, mode: Path(path) != tmp_path)
+    with pytest.raises(OutputPathError, match="cannot be written: it is not writable"):
+        check_output(tmp_path, directory=True)

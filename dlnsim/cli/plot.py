@@ -98,6 +98,8 @@ def _selection(ds: Any, given: list[str], shown: tuple[str, ...]) -> dict[str, A
     out: dict[str, Any] = {}
     for item in given:
         axis, sep, text = item.partition("=")
+        if axis in out:
+            raise Fail(f"--select {item!r}: {axis} is selected twice")
         if not sep or axis not in axes:
             raise Fail(
                 f"--select {item!r}: give AXIS=VALUE with AXIS one of the axes this picture fixes "

@@ -42,6 +42,8 @@ def check_output(path: str | Path, *, directory: bool = False) -> Path:
         raise OutputPathError(f"{path} is a directory: give a file name")
     if directory and path.exists() and not path.is_dir():
         raise OutputPathError(f"{path} is a file, not a directory")
+    if directory and path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{path} cannot be written: it is not writable")
     for parent in path.parents:  # the nearest existing one: the rest is created under it
         if parent.exists():
             if not parent.is_dir():
