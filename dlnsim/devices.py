@@ -137,6 +137,19 @@ def default_budget() -> int:
     return _CPU_BUDGET
 
 
+def device_bytes() -> float:
+    """Memory of one local device: an accelerator's limit, else the host's physical memory
+    (``inf`` where neither is known)."""
+    dev = jax.local_devices()[0]
+    stats = dev.memory_stats() if dev.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return float(stats["bytes_limit"])
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):  # no sysconf (Windows) or no such name
+        return math.inf
+
+
 def chunk_size_for(per_run: int, budget: int) -> int:
     """Runs per chunk that fit the budget, a multiple of the device count when possible."""
     n_dev = jax.local_device_count()

@@ -88,8 +88,15 @@ def plan(cfg: SweepConfig, chunk_size: int | None = None) -> list[Chunk]:
         raw = uses_raw_data(model, cfg.train)
         # A step that cannot take a group's sizes (backward = "pallas" on a wide one) says so here.
         step_kind(model, cfg.train, problem_cfg.m, problem_cfg.d, data_columns(problem_cfg, raw, _noisy(cfg)))
+        per_run = devices.run_bytes(problem_cfg, model, cfg.train, raw)
+        if per_run > devices.device_bytes():  # a clear error now, not an allocation failure mid-sweep
+            where = ", ".join(f"{a}={v}" for a, v in combos[g].items()) or "this sweep"
+            raise ValueError(
+                f"one run ({where}) needs about {per_run / 1e9:.3g} GB, more than a device's "
+                f"{devices.device_bytes() / 1e9:.3g} GB of memory: allowed are sizes (problem.d, problem.m, "
+                "problem.n_train, model.width, model.depth) whose run fits one device"
+            )
         if size is None:
-            per_run = devices.run_bytes(problem_cfg, model, cfg.train, raw)
             if cfg.max_memory is not None and per_run > budget:
                 where = ", ".join(f"{a}={v}" for a, v in combos[g].items()) or "this sweep"
                 raise ValueError(

@@ -187,3 +187,11 @@ def test_usable_cores_honours_a_container_cpu_quota(tmp_path, files, want):
         (tmp_path / name).write_text(text + "\n")
     affinity = len(os.sched_getaffinity(0))
     assert devices.usable_cores(str(tmp_path)) == (affinity if want is None else min(affinity, want))
+
+
+def test_a_run_larger_than_a_device_is_refused_when_planned():
+    """Not an allocation failure mid-sweep (width 10^7 needs ~3e6 GB)."""
+    cfg = dlnsim.SweepConfig(model=ModelConfig(depth=3, width=10**7), grid={"depth": [2, 3]})
+    with pytest.raises(ValueError, match=r"one run \(depth=2\) needs about .* GB, more than a device's"):
+        grid_mod.plan(cfg)
+    assert devices.device_bytes() > 10**9  # this machine's memory is known
