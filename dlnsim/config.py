@@ -215,7 +215,12 @@ STATIC_AXES = {
     "m": "problem",
     "s": "problem",
     "n_train": "problem",
+    "m_over_d": "problem",
+    "s_over_m": "problem",
 }
+# Size ratios, for the (m/d x s/m) phase diagrams of SCIENCE.md section 5: ratio axis -> (the
+# size it sets, the size it is a fraction of). m = round(m_over_d * d), then s = round(s_over_m * m).
+RATIO_AXES = {"m_over_d": ("m", "d"), "s_over_m": ("s", "m")}
 TRACED_AXES = ("seed", "problem_seed", "lr", "weight_decay", "init_scale", "train_noise", "momentum")
 GRID_AXES = tuple(STATIC_AXES) + TRACED_AXES
 
@@ -225,7 +230,8 @@ class SweepConfig:
     """A grid of runs: the base configs plus the values each swept axis takes.
 
     Axes not in ``grid`` keep the base value (``hparams`` for the traced numbers,
-    ``seed = 0``, ``problem_seed = 0``). Static axes (depth, width, d, m, s, n_train)
+    ``seed = 0``, ``problem_seed = 0``). Static axes (depth, width, d, m, s, n_train, and
+    the size ratios m_over_d, s_over_m of :data:`RATIO_AXES`)
     make one compiled group per value combination; the rest are vmapped.
 
     Attributes:
@@ -286,6 +292,9 @@ class SweepConfig:
                 _check_axis_value(axis, v)
             grid[axis] = values
         object.__setattr__(self, "grid", _Grid(grid))
+        for ratio, (size, _) in RATIO_AXES.items():
+            if ratio in grid and size in grid:
+                fail(c, "grid", ratio, f"sets {size}, which grid.{size} sweeps too: sweep one of the two")
         if "momentum" in grid and self.train.optimizer == "gd":
             fail(
                 c,
@@ -306,7 +315,13 @@ class SweepConfig:
                 raise ValueError(f"SweepConfig.{err}") from None
         # Every static combination must itself be a valid config.
         for combo in static_combinations(self):
-            problem_and_model(self, combo)
+            try:
+                problem_and_model(self, combo)
+            except ValueError as e:
+                if not any(a in RATIO_AXES for a in combo):
+                    raise
+                at = ", ".join(f"{a}={v}" for a, v in combo.items())
+                raise ValueError(f"SweepConfig.grid at {at} gives an invalid problem: {e}") from None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -322,7 +337,10 @@ class SweepConfig:
 
 def _check_axis_value(axis: str, v: Any) -> None:
     c = f"SweepConfig.grid.{axis}"
-    if axis in STATIC_AXES:
+    if axis in RATIO_AXES:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1:
+            raise ValueError(f"{c} value {v!r} is invalid: must be a number in (0, 1)")
+    elif axis in STATIC_AXES:
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_INT:
             raise ValueError(f"{c} value {v!r} is invalid: must be an integer >= 1 and < 2**31")
     elif axis in ("seed", "problem_seed"):  # the sweep passes seeds to its program as int32
@@ -385,8 +403,20 @@ def static_combinations(cfg: SweepConfig) -> list[dict[str, int]]:
     return [dict(zip(axes, vals)) for vals in itertools.product(*(cfg.grid[a] for a in axes))]
 
 
-def problem_and_model(cfg: SweepConfig, combo: Mapping[str, int]) -> tuple[ProblemConfig, ModelConfig]:
-    """The problem and model configs of one static group (validated)."""
-    p = {k: v for k, v in combo.items() if STATIC_AXES[k] == "problem"}
+def problem_and_model(cfg: SweepConfig, combo: Mapping[str, Any]) -> tuple[ProblemConfig, ModelConfig]:
+    """The problem and model configs of one static group (validated); ratio axes set their
+    size from the group's other sizes (:data:`RATIO_AXES`).
+
+    Example:
+      >>> cfg = SweepConfig(problem=ProblemConfig(d=200, m=100, s=5), grid={"m_over_d": [0.25], "s_over_m": [0.2]})
+      >>> p, _ = problem_and_model(cfg, {"m_over_d": 0.25, "s_over_m": 0.2})
+      >>> p.d, p.m, p.s
+      (200, 50, 10)
+    """
+    p = {k: v for k, v in combo.items() if STATIC_AXES[k] == "problem" and k not in RATIO_AXES}
+    sizes = {**{f: getattr(cfg.problem, f) for f in ("d", "m", "s")}, **p}
+    for ratio, (size, of) in RATIO_AXES.items():  # m first: s_over_m is a fraction of the new m
+        if ratio in combo:
+            p[size] = sizes[size] = round(combo[ratio] * sizes[of])
     m = {k: v for k, v in combo.items() if STATIC_AXES[k] == "model"}
     return dataclasses.replace(cfg.problem, **p), dataclasses.replace(cfg.model, **m)

@@ -27,6 +27,7 @@ from dlnsim import devices
 from dlnsim._checks import check_x64
 from dlnsim.blocked import compiler_options
 from dlnsim.config import (
+    RATIO_AXES,
     STATIC_AXES,
     ModelConfig,
     ProblemConfig,
@@ -218,7 +219,9 @@ def run_teacher(cfg: SweepConfig, run: Mapping[str, Any]) -> Teacher:
     """The teacher a run of ``cfg`` trains on, from the run's grid values (axes it lacks at
     their base values): ``make_problem(t.problem, key=t.key(), train_noise=t.train_noise,
     dtype=cfg.train.dtype)`` is the very problem the sweep drew for the run."""
-    problem_cfg, _ = problem_and_model(cfg, {a: int(v) for a, v in run.items() if a in STATIC_AXES})
+    problem_cfg, _ = problem_and_model(
+        cfg, {a: v if a in RATIO_AXES else int(v) for a, v in run.items() if a in STATIC_AXES}
+    )
     return Teacher(problem_cfg, *_teachers(cfg, [dict(run)])[0])
 
 

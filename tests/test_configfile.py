@@ -26,7 +26,7 @@ def test_default_example_is_the_builtin_default():
     assert dumps_config(load_config(EXAMPLES / "default.toml")) == dumps_config(default_config())
 
 
-@pytest.mark.parametrize("name", ["default", "tiny", "paper_fig1", "depth_width"])
+@pytest.mark.parametrize("name", ["default", "tiny", "paper_fig1", "depth_width", "sizes"])
 def test_examples_load_and_round_trip(name):
     cfg = load_config(EXAMPLES / f"{name}.toml")
     text = dumps_config(cfg)

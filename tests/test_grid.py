@@ -9,6 +9,7 @@ import xarray as xr
 import dlnsim
 from dlnsim import HParams, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
 from dlnsim import grid as grid_mod
+from dlnsim.configfile import load_config_text
 
 PROBLEM = ProblemConfig(d=16, m=8, s=2, n_train=24, n_test=20)
 TRAIN64 = TrainConfig(steps=100, log_every=50, dtype="float64")
@@ -169,3 +170,42 @@ def test_run_teacher_is_the_problem_the_sweep_trained_on():
     hp = dlnsim.HParams(lr=0.05, weight_decay=0.01, train_noise=0.1)
     alone = dlnsim.train(problem, cfg.model, cfg.train, hp, seed=3)
     np.testing.assert_allclose(ds.on_err.sel(run).values, alone.metrics.on_err, rtol=1e-10)
+
+
+def test_size_ratio_axes_equal_the_sizes_they_set():
+    """m_over_d and s_over_m (SCIENCE.md section 5's m/d x s/m diagrams) set m = round(m_over_d
+    d) and s = round(s_over_m m): the runs are those of the sizes swept directly, bitwise, and
+    the theory columns (which redraw each run's teacher, s singular values each) follow."""
+    base = dict(
+        problem=dlnsim.ProblemConfig(d=40, m=20, s=2, n_train=30, whiten=True),
+        model=dlnsim.ModelConfig(depth=2, width=12),
+        train=dlnsim.TrainConfig(steps=100, log_every=50),
+        hparams={"lr": 0.05, "weight_decay": 0.05},
+    )
+    ratios = dlnsim.sweep(dlnsim.SweepConfig(**base, grid={"m_over_d": [0.25, 0.5], "s_over_m": [0.1, 0.2]}))
+    for m_over_d, m in ((0.25, 10), (0.5, 20)):
+        s_values = [round(0.1 * m), round(0.2 * m)]
+        sizes = dlnsim.sweep(dlnsim.SweepConfig(**base, grid={"m": [m], "s": s_values}))
+        for s_over_m, s in zip((0.1, 0.2), s_values):
+            np.testing.assert_allclose(  # the same program and keys: equal up to batch-size rounding
+                ratios.on_err.sel(m_over_d=m_over_d, s_over_m=s_over_m), sizes.on_err.sel(m=m, s=s), rtol=1e-6
+            )
+    runs = dlnsim.reduce.per_run(ratios)  # s = 1, 2 (m = 10) and 2, 4 (m = 20): differing numbers of gains
+    assert np.isfinite(runs.pred_on_err_limit.values).all() and np.isfinite(runs.collapse_ratio.values).all()
+    cfg = dlnsim.SweepConfig(**base, grid={"m_over_d": [0.25], "s_over_m": [0.2]})
+    assert load_config_text(dlnsim.dumps_config(cfg)) == cfg  # floats in the config file
+
+
+@pytest.mark.parametrize(
+    "grid, words",
+    [
+        ({"m_over_d": [1.0]}, "grid.m_over_d value 1.0 is invalid: must be a number in (0, 1)"),
+        ({"m_over_d": [0.5], "m": [20]}, "sets m, which grid.m sweeps too"),
+        ({"s_over_m": [0.01]}, "grid at s_over_m=0.01 gives an invalid problem: ProblemConfig.s = 0"),
+        ({"m_over_d": [0.99]}, "grid at m_over_d=0.99 gives an invalid problem: ProblemConfig.m = 40"),
+    ],
+)
+def test_size_ratio_axes_are_checked(grid, words):
+    with pytest.raises(ValueError) as err:
+        dlnsim.SweepConfig(problem=dlnsim.ProblemConfig(d=40, m=20, s=2), grid=grid)
+    assert words in str(err.value)

@@ -15,13 +15,13 @@ import types
 import typing
 from typing import Any
 
-from dlnsim.config import GRID_AXES, STATIC_AXES, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
+from dlnsim.config import GRID_AXES, RATIO_AXES, STATIC_AXES, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
 from dlnsim.hparams import HParams
 
 REQUIRED_SECTIONS = ("problem", "model", "train", "grid")
 SECTIONS = ("problem", "model", "train", "hparams", "grid", "sweep")
 DATACLASS_SECTIONS = {"problem": ProblemConfig, "model": ModelConfig, "train": TrainConfig}
-_INT_AXES = tuple(STATIC_AXES) + ("seed", "problem_seed")
+_INT_AXES = tuple(a for a in STATIC_AXES if a not in RATIO_AXES) + ("seed", "problem_seed")
 _NOT_SWEEP_OPTIONS = ("problem", "model", "train", "hparams", "grid")
 
 

@@ -45,7 +45,14 @@ LABELS = {
     "rate_ratio_off": "fitted / D1 decay rate of ||E P_perp||",
     "rate_ratio_balance": "fitted imbalance decay rate / ln(1 - eta lambda) (D3: ~2)",
 }
-AXIS_LABELS = {"weight_decay": "weight decay lambda", "lr": "step size eta", "depth": "depth L", "width": "width w"}
+AXIS_LABELS = {
+    "weight_decay": "weight decay lambda",
+    "lr": "step size eta",
+    "depth": "depth L",
+    "width": "width w",
+    "m_over_d": "m/d (measurements per signal dimension)",
+    "s_over_m": "s/m (subspace dimension per measurement)",
+}
 # Line colours of the curve plots, from the first to the last value of the hue axis.
 HUE_COLORS = colors.LinearSegmentedColormap.from_list("hue", ["#1b4f9c", "#2ca02c", "#e08a00", "#c0272d"])
 
@@ -132,7 +139,10 @@ def context(ds: xr.Dataset, fixed: list[str]) -> str:
     if cfg is not None:
         runs = _reduce.grid_dims(ds)
         sizes = {"d": cfg.problem.d, "m": cfg.problem.m, "s": cfg.problem.s, "N": cfg.problem.n_train}
-        parts += [f"{k}={v}" for k, v in sizes.items() if {"N": "n_train"}.get(k, k) not in runs]
+        # A size is fixed unless swept, directly or through a ratio axis (m_over_d sets m, and s
+        # through s_over_m; s itself stays fixed when only m moves).
+        swept = {"N": ["n_train"], "m": ["m", "m_over_d"], "s": ["s", "s_over_m"]}
+        parts += [f"{k}={v}" for k, v in sizes.items() if not any(a in runs for a in swept.get(k, [k]))]
         if "depth" not in runs:
             parts.append(f"L={cfg.model.depth}")
         if "width" not in runs:

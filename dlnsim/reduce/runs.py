@@ -153,7 +153,8 @@ def _teacher_predictions(ds: xr.Dataset, cfg: SweepConfig | None) -> tuple[np.nd
     wd = _full(ds, hparam(ds, "weight_decay", cfg))
     noise = _full(ds, hparam(ds, "train_noise", cfg))
     cache: dict[Any, np.ndarray] = {}
-    by_depth: dict[int, list[tuple[tuple[int, ...], np.ndarray, bool]]] = {}
+    # One compiled limit_gain call per (depth, s): runs of a swept s have s gains each.
+    by_shape: dict[tuple[int, int], list[tuple[tuple[int, ...], np.ndarray, bool]]] = {}
     for idx in np.ndindex(shape):
         if noise[idx] != 0:
             continue
@@ -167,11 +168,11 @@ def _teacher_predictions(ds: xr.Dataset, cfg: SweepConfig | None) -> tuple[np.nd
         sv = cache[teacher]
         kappa = theory.kappa(cfg.train.loss, problem_cfg.n_train)
         c = wd[idx] / (kappa * sv ** (2.0 / depth))
-        by_depth.setdefault(depth, []).append((idx, c, problem_cfg.whiten))
+        by_shape.setdefault((depth, len(c)), []).append((idx, c, problem_cfg.whiten))
         c_med = wd[idx] / (kappa * np.median(sv) ** (2.0 / depth))
         c_star = theory.collapse_threshold(depth)
         ratio[idx] = c_med / c_star if math.isfinite(c_star) else np.nan  # L = 1 never collapses
-    for depth, rows in by_depth.items():
+    for (depth, _), rows in by_shape.items():
         gains = np.asarray(_limit_gain(np.stack([c for _, c, _ in rows]), depth))
         for (idx, _, whiten), h in zip(rows, gains):
             if whiten:
