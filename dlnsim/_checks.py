@@ -66,9 +66,14 @@ def check_float(cls: str, field: str, value: Any, *, lo: float, strict: bool) ->
         fail(cls, field, value, f"must be a finite number {'>' if strict else '>='} {lo}")
 
 
+def x64_ready(dtype: str) -> bool:
+    """Whether JAX computes in ``dtype``: ``float64`` needs 64-bit JAX (else it silently runs float32)."""
+    return dtype != "float64" or bool(jax.config.jax_enable_x64)
+
+
 def check_x64(field: str, dtype: str) -> None:
-    """``float64`` needs 64-bit JAX, else JAX silently computes in float32."""
-    if dtype == "float64" and not jax.config.jax_enable_x64:
+    """Raises ``ValueError`` naming ``field`` where ``dtype`` is not :func:`x64_ready`."""
+    if not x64_ready(dtype):
         raise ValueError(
             f"{field} = 'float64' needs 64-bit JAX (else JAX computes in float32): call "
             "jax.config.update('jax_enable_x64', True) first (the dlnsim CLI does), or use 'float32'"
@@ -76,7 +81,7 @@ def check_x64(field: str, dtype: str) -> None:
 
 
 def plain(value: Any) -> Any:
-    """A numpy scalar or 0-d array as the Python number it holds; anything else as is."""
-    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
+    """A numpy or JAX scalar (0-d array) as the Python number it holds; anything else as is."""
+    if hasattr(value, "item") and np.ndim(value) == 0:
         return value.item()
     return value

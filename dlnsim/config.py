@@ -12,6 +12,7 @@ field, the bad value and what is allowed (STYLE.md, Architecture 8).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -219,7 +220,8 @@ STATIC_AXES = {
     "s_over_m": "problem",
 }
 # Size ratios, for the (m/d x s/m) phase diagrams of SCIENCE.md section 5: ratio axis -> (the
-# size it sets, the size it is a fraction of). m = round(m_over_d * d), then s = round(s_over_m * m).
+# size it sets, the size it is a fraction of). m = m_over_d * d, then s = s_over_m * m, each rounded to
+# the nearest integer (halves up). The base ProblemConfig stays a valid problem of its own.
 RATIO_AXES = {"m_over_d": ("m", "d"), "s_over_m": ("s", "m")}
 TRACED_AXES = ("seed", "problem_seed", "lr", "weight_decay", "init_scale", "train_noise", "momentum")
 GRID_AXES = tuple(STATIC_AXES) + TRACED_AXES
@@ -266,7 +268,7 @@ class SweepConfig:
             if not isinstance(getattr(self, f), t):
                 fail(c, f, getattr(self, f), f"must be a {t.__name__}")
         # One number each: numpy and JAX scalars (0-d arrays) become Python numbers.
-        hp = {k: v.item() if np.ndim(v) == 0 and hasattr(v, "item") else v for k, v in dict(self.hparams).items()}
+        hp = {k: plain(v) for k, v in dict(self.hparams).items()}
         for k, v in hp.items():
             if k not in HParams._fields:
                 fail(c, "hparams", k, f"keys must be among {', '.join(HParams._fields)}")
@@ -283,7 +285,7 @@ class SweepConfig:
                 fail(c, f"grid.{axis}", values, "must be a non-empty list of values")
             if isinstance(values, np.ndarray) and values.ndim != 1:
                 fail(c, f"grid.{axis}", values.tolist(), "must be a one-dimensional list of values")
-            values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)  # np.int64(2) -> 2
+            values = tuple(plain(v) for v in values)  # np.int64(2) -> 2
             if not values:
                 fail(c, f"grid.{axis}", values, "must be a non-empty list of values")
             if len(set(values)) != len(values):
@@ -363,7 +365,7 @@ def _check_representable(hparams: Mapping[str, float], grid: Mapping[str, Sequen
     for where, v in values:
         with np.errstate(over="ignore"):
             cast = float(np.asarray(v, dt))
-        if not np.isfinite(cast) or (v != 0 and cast == 0):
+        if not np.isfinite(cast) or (v != 0 and abs(cast) < np.finfo(dt).tiny):  # XLA flushes subnormals to 0
             raise ValueError(
                 f"SweepConfig.{where} value {v!r} is invalid: it is {cast:g} in {dtype} (train.dtype); "
                 f"must be a number {dtype} represents (magnitude {np.finfo(dt).tiny:.3g} to {np.finfo(dt).max:.3g})"
@@ -417,6 +419,6 @@ def problem_and_model(cfg: SweepConfig, combo: Mapping[str, Any]) -> tuple[Probl
     sizes = {**{f: getattr(cfg.problem, f) for f in ("d", "m", "s")}, **p}
     for ratio, (size, of) in RATIO_AXES.items():  # m first: s_over_m is a fraction of the new m
         if ratio in combo:
-            p[size] = sizes[size] = round(combo[ratio] * sizes[of])
+            p[size] = sizes[size] = math.floor(combo[ratio] * sizes[of] + 0.5)  # nearest, halves up
     m = {k: v for k, v in combo.items() if STATIC_AXES[k] == "model"}
     return dataclasses.replace(cfg.problem, **p), dataclasses.replace(cfg.model, **m)

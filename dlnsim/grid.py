@@ -89,15 +89,8 @@ def plan(cfg: SweepConfig, chunk_size: int | None = None) -> list[Chunk]:
         raw = uses_raw_data(model, cfg.train)
         # A step that cannot take a group's sizes (backward = "pallas" on a wide one) says so here.
         step_kind(model, cfg.train, problem_cfg.m, problem_cfg.d, data_columns(problem_cfg, raw, _noisy(cfg)))
-        per_run = devices.run_bytes(problem_cfg, model, cfg.train, raw)
-        if per_run > devices.device_bytes():  # a clear error now, not an allocation failure mid-sweep
-            where = ", ".join(f"{a}={v}" for a, v in combos[g].items()) or "this sweep"
-            raise ValueError(
-                f"one run ({where}) needs about {per_run / 1e9:.3g} GB, more than a device's "
-                f"{devices.device_bytes() / 1e9:.3g} GB of memory: allowed are sizes (problem.d, problem.m, "
-                "problem.n_train, model.width, model.depth) whose run fits one device"
-            )
         if size is None:
+            per_run = devices.run_bytes(problem_cfg, model, cfg.train, raw)
             if cfg.max_memory is not None and per_run > budget:
                 where = ", ".join(f"{a}={v}" for a, v in combos[g].items()) or "this sweep"
                 raise ValueError(
@@ -110,6 +103,28 @@ def plan(cfg: SweepConfig, chunk_size: int | None = None) -> list[Chunk]:
         for start in range(0, len(runs), step):
             chunks.append(Chunk(len(chunks), g, tuple(runs[start : start + step])))
     return chunks
+
+
+class TooLargeError(ValueError):
+    """One run of a sweep needs more memory than a device has."""
+
+
+def check_fits_device(cfg: SweepConfig) -> None:
+    """Raises :class:`TooLargeError` where one run of a static group needs more memory than a
+    device has (:func:`dlnsim.devices.device_bytes`): a clear error before any work instead of
+    an allocation failure mid-sweep. (Not part of :func:`plan`: a finished file is still read
+    back on a smaller machine.)"""
+    memory = devices.device_bytes()
+    for g, combo in enumerate(static_combinations(cfg)):
+        problem_cfg, model = group_configs(cfg, g)
+        per_run = devices.run_bytes(problem_cfg, model, cfg.train, uses_raw_data(model, cfg.train))
+        if per_run > memory:
+            where = ", ".join(f"{a}={v}" for a, v in combo.items()) or "this sweep"
+            raise TooLargeError(
+                f"one run ({where}) needs about {per_run / 1e9:.3g} GB, more than a device's {memory / 1e9:.3g} GB "
+                "of memory: allowed are sizes (problem.d, problem.m, problem.n_train, model.width, model.depth) "
+                "whose run fits one device"
+            )
 
 
 def shard_chunks(chunks: list[Chunk], shard: tuple[int, int] | None) -> list[Chunk]:
@@ -357,6 +372,7 @@ def sweep(
       ('seed', 'weight_decay', 'step')
     """
     chunks = plan(cfg)
+    check_fits_device(cfg)
     pad = batch_shape(cfg, chunks)
     results = []
     for chunk in chunks:

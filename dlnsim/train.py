@@ -369,13 +369,13 @@ def train(
     check_x64("TrainConfig.dtype", train_cfg.dtype)
     # hp.train_noise is a sweep's axis; alone, train takes the problem's noise. A nonzero value
     # that differs from it would be silently ignored.
-    noise = hp.train_noise
-    if isinstance(noise, int | float) and noise != 0 and not isinstance(problem.train_noise, jax.core.Tracer):
+    noise, concrete = hp.train_noise, lambda v: not isinstance(v, jax.core.Tracer) and np.ndim(v) == 0
+    if concrete(noise) and concrete(problem.train_noise) and float(noise) != 0:
         if not np.isclose(float(noise), float(problem.train_noise), rtol=1e-6, atol=0):
             raise ValueError(
-                f"hp.train_noise = {noise:g} is not the problem's training noise "
+                f"hp.train_noise = {float(noise):g} is not the problem's training noise "
                 f"({float(problem.train_noise):g}), which train uses: draw the problem with "
-                f"make_problem(..., train_noise={noise:g})"
+                f"make_problem(..., train_noise={float(noise):g})"
             )
     dt = jnp.dtype(train_cfg.dtype)
     problem = jax.tree.map(lambda a: jnp.asarray(a, dt), problem)

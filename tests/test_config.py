@@ -57,6 +57,7 @@ from dlnsim import HParams, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
         (lambda: SweepConfig(grid={"width": [2**31]}), "grid.width"),
         (lambda: SweepConfig(grid={"lr": [1e-300]}), "grid.lr"),  # 0 in float32
         (lambda: SweepConfig(hparams={"weight_decay": 1e300}), "hparams.weight_decay"),  # inf in float32
+        (lambda: SweepConfig(hparams={"weight_decay": 1e-40}), "hparams.weight_decay"),  # subnormal: XLA flushes to 0
     ],
 )
 def test_validation_names_the_field(make, field):

@@ -189,9 +189,14 @@ def test_usable_cores_honours_a_container_cpu_quota(tmp_path, files, want):
     assert devices.usable_cores(str(tmp_path)) == (affinity if want is None else min(affinity, want))
 
 
-def test_a_run_larger_than_a_device_is_refused_when_planned():
-    """Not an allocation failure mid-sweep (width 10^7 needs ~3e6 GB)."""
+def test_a_run_larger_than_a_device_is_refused_before_any_work(tmp_path):
+    """Not an allocation failure mid-sweep (width 10^7 needs ~3e6 GB); planning alone (as for
+    reading a finished file back) does not refuse it."""
     cfg = dlnsim.SweepConfig(model=ModelConfig(depth=3, width=10**7), grid={"depth": [2, 3]})
-    with pytest.raises(ValueError, match=r"one run \(depth=2\) needs about .* GB, more than a device's"):
-        grid_mod.plan(cfg)
-    assert devices.device_bytes() > 10**9  # this machine's memory is known
+    grid_mod.plan(cfg)
+    for start in (lambda: dlnsim.sweep(cfg), lambda: dlnsim.run_sweep(cfg, tmp_path / "r.nc")):
+        with pytest.raises(
+            grid_mod.TooLargeError, match=r"one run \(depth=2\) needs about .* GB, more than a device's"
+        ):
+            start()
+    assert not list(tmp_path.iterdir())

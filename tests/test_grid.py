@@ -9,6 +9,7 @@ import xarray as xr
 import dlnsim
 from dlnsim import HParams, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
 from dlnsim import grid as grid_mod
+from dlnsim.config import problem_and_model
 from dlnsim.configfile import load_config_text
 
 PROBLEM = ProblemConfig(d=16, m=8, s=2, n_train=24, n_test=20)
@@ -174,8 +175,9 @@ def test_run_teacher_is_the_problem_the_sweep_trained_on():
 
 def test_size_ratio_axes_equal_the_sizes_they_set():
     """m_over_d and s_over_m (SCIENCE.md section 5's m/d x s/m diagrams) set m = round(m_over_d
-    d) and s = round(s_over_m m): the runs are those of the sizes swept directly, bitwise, and
-    the theory columns (which redraw each run's teacher, s singular values each) follow."""
+    d) and s = round(s_over_m m): the runs are those of the sizes swept directly (the same
+    programs and keys, in other batches), and the theory columns (which redraw each run's
+    teacher, s singular values each) follow."""
     base = dict(
         problem=dlnsim.ProblemConfig(d=40, m=20, s=2, n_train=30, whiten=True),
         model=dlnsim.ModelConfig(depth=2, width=12),
@@ -194,6 +196,12 @@ def test_size_ratio_axes_equal_the_sizes_they_set():
     assert np.isfinite(runs.pred_on_err_limit.values).all() and np.isfinite(runs.collapse_ratio.values).all()
     cfg = dlnsim.SweepConfig(**base, grid={"m_over_d": [0.25], "s_over_m": [0.2]})
     assert load_config_text(dlnsim.dumps_config(cfg)) == cfg  # floats in the config file
+
+
+def test_size_ratio_axes_round_halves_up():
+    cfg = dlnsim.SweepConfig(problem=dlnsim.ProblemConfig(d=40, m=20, s=2), grid={"s_over_m": [0.25]})
+    sizes = [problem_and_model(cfg, {"m_over_d": r, "s_over_m": 0.25})[0] for r in (0.25, 0.75)]
+    assert [(p.m, p.s) for p in sizes] == [(10, 3), (30, 8)]  # 2.5 -> 3 and 7.5 -> 8 (not 2 and 8)
 
 
 @pytest.mark.parametrize(

@@ -177,6 +177,7 @@ def test_colour_scale_of_nearly_constant_and_of_many_decades():
     norm, shown, extend = diagram._colour_scale(cell[np.isfinite(cell)], cell)
     assert norm.vmax == 0.27 and norm.vmin == pytest.approx(0.27 * 10.0**-diagram.LOG_DECADES)
     assert extend == "min" and shown[1, 1] == norm.vmin and shown[0, 1] == 0.1
+    assert np.isnan(shown[2, 1])  # a cell without a value stays blank, not the lowest colour
     norm, _, _ = diagram._colour_scale(np.array([0.2, 0.5, 0.9]), np.array([0.2, 0.5, 0.9]))
     assert norm is None  # an ordinary range: matplotlib's own scaling
 

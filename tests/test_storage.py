@@ -208,6 +208,43 @@ def test_an_interrupted_forced_run_keeps_the_old_file_and_resumes_without_force(
         run_sweep(other, out)
 
 
+def test_a_forced_recompute_of_the_same_sweep_resumes_without_force(reference, tmp_path, monkeypatch):
+    """--force over a file of this very sweep (say after a code change), interrupted: the rerun
+    without --force resumes the recompute and replaces the file; it does not hand back the old
+    file and drop the new chunks."""
+    path, ref, _ = reference
+    out = tmp_path / "r.nc"
+    stale = open_results(path)[0]
+    stale["on_err"] = stale["on_err"] + 1.0  # results of older code
+    stale.to_netcdf(out, engine="h5netcdf")
+
+    def crash_after_second(ev):
+        if ev.chunk.index == 1:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        run_sweep(CFG, out, force=True, progress=crash_after_second)
+    _, skipped = run_sweep(CFG, out)
+    assert skipped == 2 and not chunk_dir(out).exists()
+    xr.testing.assert_identical(_stable(open_results(out)[0]), _stable(ref))
+
+
+def test_chunks_of_a_plain_run_never_overwrite_another_sweeps_file(reference, tmp_path):
+    """A plain run of this sweep interrupted, then another sweep's file put at the path (copied,
+    merged): the rerun refuses it, as without the chunks (only a --force run replaces it)."""
+    path, _, _ = reference
+    out = tmp_path / "r.nc"
+    with pytest.raises(_Crash):
+        run_sweep(CFG, out, progress=lambda ev: (_ for _ in ()).throw(_Crash()))
+    other = load_config(EXAMPLES / "tiny.toml", ["grid.depth=[2]", "sweep.chunk_size=1", "train.steps=20"])
+    run_sweep(other, tmp_path / "other.nc")
+    (tmp_path / "other.nc").rename(out)
+    before = out.read_bytes()
+    with pytest.raises(ExistingResultsError, match="different sweep"):
+        run_sweep(CFG, out)
+    assert out.read_bytes() == before and any(chunk_dir(out).glob("chunk-*.npz"))
+
+
 def test_a_run_stopped_before_its_first_chunk_does_not_block_its_path(tmp_path):
     """A chunk directory with a config but no finished chunk holds nothing to keep: another
     config may take the path (a failed start with a typo, then the corrected run)."""

@@ -49,8 +49,16 @@ def _summary_text(ds: Any) -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from dlnsim.configfile import dumps_config
-    from dlnsim.grid import plan, shard_chunks
-    from dlnsim.storage import ExistingResultsError, OutputPathError, check_output, chunk_dir, holds_sweep, run_sweep
+    from dlnsim.grid import TooLargeError, plan, shard_chunks
+    from dlnsim.storage import (
+        ExistingResultsError,
+        OutputPathError,
+        check_output,
+        chunk_dir,
+        has_chunks,
+        holds_sweep,
+        run_sweep,
+    )
 
     _check_cluster_options(args)
     cfg = _load(args)
@@ -64,7 +72,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise Fail(str(e)) from None
     try:  # before any work: a path that cannot take the results, or (merged at the end) another sweep's file
         check_output(args.output)
-        if final.suffix.lower() == ".png":
+        if shard is None and final.suffix.lower() == ".png":
             raise OutputPathError(
                 f"{final} is where the sweep's picture goes: give the results another name, e.g. {final.with_suffix('.nc')}"
             )
@@ -89,11 +97,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         ds, skipped = run_sweep(cfg, out, force=args.force, progress=reporter, shard=shard)
-    except (ExistingResultsError, OutputPathError) as e:
+    except (ExistingResultsError, OutputPathError, TooLargeError) as e:
         raise Fail(str(e)) from None
     except KeyboardInterrupt:
         side = chunk_dir(out)
-        if any(side.glob("chunk-*.npz")):
+        if has_chunks(out):
             again = "without --force" if args.force else "the same command"
             error(f"interrupted; finished chunks are kept in {side}: rerun {again} to resume")
         else:

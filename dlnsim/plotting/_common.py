@@ -99,7 +99,7 @@ def fix(
         value = select.pop(axis, ds[axis].values[0])
         ds = ds.sel({axis: value})  # keeps the value as a scalar coordinate
         fixed.append(f"{axis}={fmt(value)}")
-    for axis, value in select.items():  # sigma, k, or an axis shown in the picture
+    for axis, value in select.items():  # sigma or k (grid axes were fixed above)
         if axis in ds.dims:
             if metric in ds and axis in ds[metric].dims:
                 fixed.append(f"{axis}={fmt(value)}")

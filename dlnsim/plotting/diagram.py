@@ -58,7 +58,7 @@ def _colour_scale(finite: np.ndarray, cell: np.ndarray) -> tuple[Any, np.ndarray
     if pos.size and finite.min() >= 0 and pos.max() / pos.min() > 100:
         lo = max(pos.min(), pos.max() * 10.0**-LOG_DECADES)
         extend = "min" if finite.min() < lo else "neither"
-        return colors.LogNorm(lo, pos.max()), np.where(cell > lo, cell, lo), extend
+        return colors.LogNorm(lo, pos.max()), np.where(np.isnan(cell) | (cell > lo), cell, lo), extend
     if finite.size:
         mid, spread = float(np.median(finite)), float(finite.max() - finite.min())
         if spread <= 1e-3 * abs(mid) or spread == 0:

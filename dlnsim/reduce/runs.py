@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from dlnsim import _lapack as lapack
+from dlnsim._checks import x64_ready
 from dlnsim import theory
 from dlnsim.config import GRID_AXES, ProblemConfig, SweepConfig
 from dlnsim.hparams import HParams
@@ -147,7 +148,7 @@ def _teacher_predictions(ds: xr.Dataset, cfg: SweepConfig | None) -> tuple[np.nd
     on_star, ratio = np.full(shape, np.nan), np.full(shape, np.nan)
     if cfg is None or cfg.model.activation != "linear" or cfg.train.optimizer not in theory.LIMIT_OPTIMIZERS:
         return on_star, ratio
-    if cfg.train.dtype == "float64" and not jax.config.jax_enable_x64:
+    if not x64_ready(cfg.train.dtype):
         return on_star, ratio  # float32 draws would be a different teacher
     dims = grid_dims(ds)
     wd = _full(ds, hparam(ds, "weight_decay", cfg))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import numpy as np
 import xarray as xr
 
+from dlnsim._checks import x64_ready
 from dlnsim.reduce.runs import config_of
 from dlnsim.reduce.seeds import reduce
 
@@ -82,7 +82,7 @@ def summary_table(ds_or_reduced: xr.Dataset, **options: Any) -> str:
         ),
     ]
     cfg = config_of(red)
-    if cfg is not None and cfg.train.dtype == "float64" and not jax.config.jax_enable_x64:
+    if cfg is not None and not x64_ready(cfg.train.dtype):
         notes.append(
             "pred on_err* and c/c* are left out: they redraw the float64 teachers, which needs "
             "jax.config.update('jax_enable_x64', True) first (the dlnsim CLI does)"

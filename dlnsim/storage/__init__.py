@@ -6,6 +6,7 @@ the end. While it runs, every finished chunk is persisted in a sidecar directory
 
     RESULTS.nc.chunks/
       config.toml          # the sweep's canonical config (dumps_config)
+      forced               # present for a --force run: it replaces the file at RESULTS.nc
       chunk-0000000-00064-5f3a09c1.npz  # one per finished chunk (first run, count, CRC-32 of
                                         # its runs): runs, metrics, diverged, timings
 
@@ -20,7 +21,7 @@ Modules: :mod:`~dlnsim.storage.files` (atomic writes, the NetCDF file),
 (the resumable sweep), :mod:`~dlnsim.storage.shards` (merging shard files).
 """
 
-from dlnsim.storage.chunks import chunk_dir
+from dlnsim.storage.chunks import chunk_dir, has_chunks
 from dlnsim.storage.files import ENGINE, OutputPathError, check_output, make_dirs, open_results
 from dlnsim.storage.shards import merge_shards, shard_runs
 from dlnsim.storage.sweep import VOLATILE_ATTRS, ExistingResultsError, Progress, holds_sweep, run_sweep
@@ -33,6 +34,7 @@ __all__ = [
     "Progress",
     "check_output",
     "chunk_dir",
+    "has_chunks",
     "holds_sweep",
     "make_dirs",
     "merge_shards",

@@ -30,6 +30,11 @@ def chunk_dir(out_path: str | Path) -> Path:
     return out.with_name(out.name + ".chunks")
 
 
+def has_chunks(out_path: str | Path) -> bool:
+    """Whether the sidecar directory of ``out_path`` holds finished chunk files (of any sweep)."""
+    return any(chunk_dir(out_path).glob("chunk-*.npz"))
+
+
 def _chunk_path(side: Path, chunk: Chunk) -> Path:
     crc = zlib.crc32(np.asarray(chunk.runs, np.int64).tobytes())
     return side / f"chunk-{chunk.runs[0]:07d}-{len(chunk.runs):05d}-{crc:08x}.npz"

@@ -31,13 +31,15 @@ import xarray as xr
 
 from dlnsim.config import SweepConfig, static_combinations
 from dlnsim.configfile import dumps_config
-from dlnsim.grid import Chunk, assemble, batch_shape, plan, run_attrs, run_chunk, shard_chunks
-from dlnsim.storage.chunks import Stored, add_runs, chunk_dir, finished_runs, gather, save_chunk
+from dlnsim.grid import Chunk, assemble, batch_shape, check_fits_device, plan, run_attrs, run_chunk, shard_chunks
+from dlnsim.storage.chunks import Stored, add_runs, chunk_dir, finished_runs, gather, has_chunks, save_chunk
 from dlnsim.storage.files import ENGINE, atomic, check_output, make_dirs, open_results, write_netcdf
 
 # Attributes that record when the work was done: they differ between two runs of the
 # same sweep, and between an interrupted-and-resumed run and an uninterrupted one.
 VOLATILE_ATTRS = ("start_time", "end_time", "group_wall_seconds")
+# Marks the chunk directory of a --force run: resumed without force, it still replaces the file.
+_FORCED = "forced"
 # Appended to a shard's config text: its chunks and file are told apart from other slices'.
 _SHARD_LINE = "# shard {0}/{1}: this file holds slice {0} of {1} of the sweep's chunks\n"
 
@@ -150,10 +152,11 @@ def _existing_config(out: Path) -> str:
     return text
 
 
-def _partial_config(side: Path) -> str | None:
+def _partial_config(out: Path) -> str | None:
     """The config text of an interrupted run's chunk directory, None where it holds no finished
     chunk (a run that stopped before its first chunk: nothing to keep, so nothing to refuse)."""
-    if not any(side.glob("chunk-*.npz")):
+    side = chunk_dir(out)
+    if not has_chunks(out):
         return None
     try:
         text = (side / "config.toml").read_text(encoding="utf-8")
@@ -235,30 +238,30 @@ def run_sweep(
     side = chunk_dir(out)
     text = dumps_config(cfg) + (_SHARD_LINE.format(*shard) if shard else "")
     all_chunks = plan(cfg)
-    # Padding comes from the whole plan, so a shard runs the very programs a single run does.
-    pad = batch_shape(cfg, all_chunks)
     chunks = shard_chunks(all_chunks, shard)
     if force:  # recompute; an old file at out stays until the new one replaces it (atomically)
         shutil.rmtree(side, ignore_errors=True)
     else:
-        partial = _partial_config(side) if side.is_dir() else None
-        try:
-            if holds_sweep(out, text):
-                # Chunks of this sweep are leftovers of a run killed after writing its file;
-                # another sweep's (an interrupted --force run into this path) are kept.
-                _remove_leftovers(out, side, keep_chunks=partial is not None and not same_sweep(partial, text))
+        partial = _partial_config(out)
+        mine = partial is not None and same_sweep(partial, text)
+        # An interrupted --force run of this sweep is resumed and replaces whatever out holds.
+        if not (mine and (side / _FORCED).exists()):
+            if holds_sweep(out, text):  # raises for another sweep's file
+                # Chunks of this sweep are leftovers of a run killed after writing its file.
+                _remove_leftovers(out, side, keep_chunks=partial is not None and not mine)
                 return open_results(out)[0], len(chunks)
-        except ExistingResultsError:
-            # out holds another sweep: refused, unless an interrupted --force run of this sweep
-            # is replacing it (its chunks are here, and out is replaced once they are all done).
-            if partial is None or not same_sweep(partial, text):
-                raise
-        if partial is not None and not same_sweep(partial, text):
-            raise _refuse(side, partial, text)
+            if partial is not None and not mine:
+                raise _refuse(side, partial, text)
+    check_fits_device(cfg)  # a run larger than a device: refused before any work
+    # Padding comes from the whole plan, so a shard runs the very programs a single run does.
+    pad = batch_shape(cfg, all_chunks)
     make_dirs(out, out.parent, side)
     _remove_leftovers(out, side, keep_chunks=True)
     with atomic(side / "config.toml") as f:
         f.write(text.encode())
+    if force:
+        with atomic(side / _FORCED) as f:
+            f.write(b"this run replaces the results file; rerun without --force to resume it\n")
 
     stored: list[Stored] = []
     skipped = runs_done = 0
