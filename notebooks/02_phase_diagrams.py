@@ -1,12 +1,14 @@
 # %% [markdown]
 # # Phase diagrams
 #
-# Two grids that every deep-linear-network study draws:
+# Three grids that every deep-linear-network study draws:
 #
 # 1. **depth x weight decay**: the final on-subspace error, with the theoretical *collapse* boundary of
 #    `SCIENCE.md` (past a depth-dependent weight decay the only limit is `E = 0`);
 # 2. **step size x weight decay**: where gradient descent diverges (a result, not an error: diverged runs are
-#    frozen and flagged).
+#    frozen and flagged);
+# 3. **m/d x s/m**: how the problem's sizes (measurements per signal dimension, subspace dimension per
+#    measurement) set the noise robustness of the learned inverse.
 #
 # `DLNSIM_SMOKE=1` runs toy sizes.
 
@@ -40,12 +42,14 @@ if SMOKE:
     depths = [3]
     weight_decays = [0.0, 1.0]
     lrs = [3.0]
+    ratios_m, ratios_s = [0.5], [0.2]
 else:
     problem_cfg = dlnsim.ProblemConfig(d=60, m=30, s=5, n_train=100)
     width, steps, log_every, seeds = 48, 3000, 100, [0, 1]
     depths = [1, 2, 3, 4, 6]
     weight_decays = [0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0]
     lrs = [0.01, 0.03, 0.1, 0.3, 0.6, 1.0]
+    ratios_m, ratios_s = [0.1, 0.25, 0.5], [0.1, 0.25, 0.5]
 train_cfg = dlnsim.TrainConfig(steps=steps, log_every=log_every)
 print("smoke mode" if SMOKE else "normal size", "|", problem_cfg)
 
@@ -136,3 +140,38 @@ n_div = int(ds_lr["diverged"].sum())
 print(f"{n_div} of {lr_cfg.n_runs} runs diverged")
 print("step of divergence (seed 0; -1 = never):")
 print(ds_lr["diverged_at"].isel(seed=0).to_pandas())
+
+# %% [markdown]
+# ## 4. Problem sizes: m/d x s/m
+#
+# The grid axes `m_over_d` and `s_over_m` set `m = m_over_d * d` and then `s = s_over_m * m` (rounded) per cell,
+# one compiled program each. With weight decay the off-subspace part is gone, and what is left of the noise is
+# amplified by the small singular values of `B = A U` (D4): the more of the measurements the subspace takes
+# (s/m towards 1), the worse `B` is conditioned. The theory column is the closed-form limit's error with
+# whitened codes, `sqrt(mean (1 - h_i)^2 + sigma^2 sum (h_i / sigma_i)^2 / s)` (SCIENCE.md "Limit", D4).
+
+# %%
+sizes_cfg = dlnsim.SweepConfig(
+    problem=dlnsim.ProblemConfig(d=problem_cfg.d, m=problem_cfg.m, s=problem_cfg.s, n_train=problem_cfg.n_train,
+                                 whiten=True, test_sigmas=(0.0, 0.5)),
+    model=dlnsim.ModelConfig(depth=3, width=width),
+    train=train_cfg,
+    hparams={"lr": 0.05, "weight_decay": 0.1},
+    grid={"m_over_d": ratios_m, "s_over_m": ratios_s, "seed": seeds},
+)
+ds_sizes = dlnsim.sweep(sizes_cfg)
+path = dlnsim.plotting.phase_diagram(ds_sizes, x="m_over_d", y="s_over_m", metric="noise_err",
+                                     path=f"{OUT}/sizes.png", select={"sigma": 0.5})
+show(path, width=650)
+# Measured (seed 0) against the limit's D4 error, per cell.
+for ratio_m in ratios_m:
+    for ratio_s in ratios_s:
+        p, _ = dlnsim.config.problem_and_model(sizes_cfg, {"m_over_d": ratio_m, "s_over_m": ratio_s})
+        b = dlnsim.make_problem(p, seed=0).b  # problem_seed 0: the teacher the cell's seeds share
+        sv = np.linalg.svd(np.asarray(b, float), compute_uv=False)
+        h = np.asarray(theory.limit_gain(np.asarray(0.1 / sv ** (2 / 3)), 3), float)
+        predicted = np.sqrt(np.mean((1 - h) ** 2) + 0.25 * np.sum((h / sv) ** 2) / p.s)
+        measured = float(ds_sizes["noise_err"].sel(m_over_d=ratio_m, s_over_m=ratio_s, sigma=0.5).isel(seed=0, step=-1))
+        print(f"m={p.m:3d} s={p.s:2d}: measured {measured:.3f}, limit (D4) {predicted:.3f}, "
+              f"smallest sigma(B) {sv.min():.2f}")
+
