@@ -126,6 +126,13 @@ def test_summary_plot_info(runs, capsys, monkeypatch):
     assert cli.main(["summary", str(results)]) == 0
     out = capsys.readouterr().out
     assert "on_err" in out and "0/2" in out  # medians table, diverged counts
+    assert cli.main(["summary", str(results), "--format", "csv", "--eps1", "0.5"]) == 0
+    csv_out = capsys.readouterr().out.splitlines()
+    assert csv_out[0].startswith("depth,weight_decay,final_on_err_median,") and len(csv_out) == 1 + 4
+    assert cli.main(["summary", str(results), "--format", "markdown", "--eps3", "1e-3"]) == 0
+    assert "off_fro <= 0.001" in capsys.readouterr().out  # the threshold, in the notes
+    assert cli.main(["summary", str(results), "--eps1", "-1"]) == 2
+    _one_error(capsys, "eps1 = -1.0 is invalid")
 
     pics = d / "pics"
     assert cli.main(["plot", str(results), "--metric", "on_err", "--format", "svg", "-o", str(pics)]) == 0

@@ -242,3 +242,26 @@ def test_relu_sweep_table_shows_the_test_error():
     lines = dlnsim.summary_table(ds).splitlines()
     assert lines[0].split()[0] == "test_err"
     assert float(lines[2].split()[0]) == pytest.approx(float(ds.test_err.isel(step=-1).median("seed")), rel=1e-2)
+
+
+def test_summary_table_as_csv_and_markdown():
+    """CSV: full-precision medians under reduce's names (empty where undefined), diverged and
+    runs apart; Markdown: a pipe table with the text table's cells and the notes."""
+    import csv
+    import io
+
+    ds = _synthetic(seeds=3)
+    ds["diverged"][dict(seed=0, lr=0, weight_decay=0)] = True
+    red = R.reduce(ds)
+    rows = list(csv.DictReader(io.StringIO(R.summary_table(ds, "csv"))))
+    assert len(rows) == 6 and list(rows[0])[:3] == ["lr", "weight_decay", "final_on_err_median"]
+    med = red.rate_ratio_w1_off.sel(stat="median")
+    for row in rows:
+        cell = med.sel(lr=float(row["lr"]), weight_decay=float(row["weight_decay"]))
+        assert row["rate_ratio_w1_off_median"] == ("" if np.isnan(cell) else repr(float(cell)))
+    assert (rows[0]["diverged"], rows[0]["runs"]) == ("1", "3")
+    text, md = R.summary_table(ds).splitlines(), R.summary_table(ds, "markdown").splitlines()
+    assert md[0].split(" | ")[0] == "| lr" and md[1].startswith("|---|") and len(md) == 2 + 6 + 1 + 4
+    assert [c.strip() for c in md[2].strip("|").split("|")] == text[2].split()  # the same cells
+    with pytest.raises(ValueError, match="fmt = 'html' is invalid"):
+        R.summary_table(ds, "html")

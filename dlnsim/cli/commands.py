@@ -41,10 +41,13 @@ def _load(args: argparse.Namespace) -> Any:
     return dataclasses.replace(cfg, chunk_size=None) if args.max_memory is not None else cfg
 
 
-def _summary_text(ds: Any) -> str:
+def _summary_text(ds: Any, fmt: str = "text", **thresholds: Any) -> str:
     from dlnsim import reduce
 
-    return reduce.summary_table(ds)
+    try:
+        return reduce.summary_table(ds, fmt, **thresholds)
+    except ValueError as e:  # a threshold out of range (eps1 = 0, ...)
+        raise Fail(str(e)) from None
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -227,9 +230,14 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     ds = read_results(args.results, shard_ok=True)
+    table = _summary_text(ds, args.table_format, eps1=args.eps1, eps3=args.eps3)
     if "shard" in ds.attrs:
-        print(f"{args.results} is {shard_note(ds)} (merge the shards for the whole sweep)\n")
-    print(_summary_text(ds))
+        note = f"{args.results} is {shard_note(ds)} (merge the shards for the whole sweep)"
+        if args.table_format == "csv":
+            print(note, file=sys.stderr)  # the CSV on stdout stays a plain table
+        else:
+            print(note + "\n")
+    print(table.rstrip("\n"))
     return 0
 
 

@@ -124,6 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print a table of the reduced statistics (medians over seeds, phase durations, theory predictions).",
     )
     s.add_argument("results", metavar="RESULTS", help="results file written by `dlnsim sweep`")
+    s.add_argument(
+        "--format",
+        dest="table_format",
+        choices=("text", "markdown", "csv"),
+        default="text",
+        help="text (default: fixed width, notes below), markdown (a pipe table and the notes) or csv "
+        "(full precision, empty cells where undefined, no notes: for pandas or a spreadsheet)",
+    )
+    s.add_argument("--eps1", type=float, default=0.1, metavar="X", help="Phase I threshold on on_err (default: 0.1)")
+    s.add_argument(
+        "--eps3",
+        type=float,
+        default=None,
+        metavar="X",
+        help="absolute Phase III threshold on off_fro and w1_off_fro (default: 1e-2 x each run's initial value)",
+    )
     s.set_defaults(func=cmd_summary)
 
     s = sub.add_parser(
