@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from fractions import Fraction
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -323,7 +324,7 @@ class SweepConfig:
                 if not any(a in RATIO_AXES for a in combo):
                     raise
                 at = ", ".join(f"{a}={v}" for a, v in combo.items())
-                raise ValueError(f"SweepConfig.grid at {at} gives an invalid problem: {e}") from None
+                raise ValueError(f"the grid cell {at} gives an invalid problem: {e}") from None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -419,6 +420,8 @@ def problem_and_model(cfg: SweepConfig, combo: Mapping[str, Any]) -> tuple[Probl
     sizes = {**{f: getattr(cfg.problem, f) for f in ("d", "m", "s")}, **p}
     for ratio, (size, of) in RATIO_AXES.items():  # m first: s_over_m is a fraction of the new m
         if ratio in combo:
-            p[size] = sizes[size] = math.floor(combo[ratio] * sizes[of] + 0.5)  # nearest, halves up
+            # Nearest, halves up, of the ratio as written (0.29 x 50 = 14.5 -> 15; in binary
+            # floating point 0.29 x 50 is 14.499999...)
+            p[size] = sizes[size] = math.floor(Fraction(repr(float(combo[ratio]))) * sizes[of] + Fraction(1, 2))
     m = {k: v for k, v in combo.items() if STATIC_AXES[k] == "model"}
     return dataclasses.replace(cfg.problem, **p), dataclasses.replace(cfg.model, **m)

@@ -202,6 +202,30 @@ def test_size_ratio_axes_round_halves_up():
     cfg = dlnsim.SweepConfig(problem=dlnsim.ProblemConfig(d=40, m=20, s=2), grid={"s_over_m": [0.25]})
     sizes = [problem_and_model(cfg, {"m_over_d": r, "s_over_m": 0.25})[0] for r in (0.25, 0.75)]
     assert [(p.m, p.s) for p in sizes] == [(10, 3), (30, 8)]  # 2.5 -> 3 and 7.5 -> 8 (not 2 and 8)
+    # The ratio as written: 0.29 x 50 is 14.5 (14.499999... in binary floating point) -> 15
+    cfg = dlnsim.SweepConfig(problem=dlnsim.ProblemConfig(d=50, m=20, s=2), grid={"m_over_d": [0.29]})
+    assert problem_and_model(cfg, {"m_over_d": 0.29})[0].m == 15
+    assert (
+        problem_and_model(
+            dataclasses.replace(cfg, problem=dlnsim.ProblemConfig(d=100, m=20, s=2)), {"m_over_d": 0.145}
+        )[0].m
+        == 15
+    )
+
+
+def test_config_files_with_ratio_axes_check_the_cells_not_the_base_sizes():
+    """A size axis next to a ratio axis is valid or not with the cell's other sizes: the file
+    (or a results file's config text) loads when every cell is a valid problem."""
+    base = ["problem.d=40", "problem.m=20", "problem.s=4"]
+    for extra in (["grid.m_over_d=[0.1]", "grid.s_over_m=[0.5]"], ["grid.d=[16, 40]", "grid.m_over_d=[0.5]"],
+                  ["grid.s=[2, 10]", "grid.m_over_d=[0.5]", "problem.m=8"]):  # fmt: skip
+        cfg = load_config_text(dlnsim.configfile.DEFAULT_TOML, base + extra)
+        assert load_config_text(dlnsim.dumps_config(cfg)) == cfg
+    with pytest.raises(
+        dlnsim.ConfigError,
+        match=r"grid: the grid cell depth=1, d=16, m_over_d=0.2 gives an invalid problem: problem.s = 4 is invalid: must satisfy s < m \(m = 3\)",
+    ):
+        load_config_text(dlnsim.configfile.DEFAULT_TOML, [*base, "grid.d=[16, 40]", "grid.m_over_d=[0.2]"])
 
 
 @pytest.mark.parametrize(
@@ -209,8 +233,8 @@ def test_size_ratio_axes_round_halves_up():
     [
         ({"m_over_d": [1.0]}, "grid.m_over_d value 1.0 is invalid: must be a number in (0, 1)"),
         ({"m_over_d": [0.5], "m": [20]}, "sets m, which grid.m sweeps too"),
-        ({"s_over_m": [0.01]}, "grid at s_over_m=0.01 gives an invalid problem: ProblemConfig.s = 0"),
-        ({"m_over_d": [0.99]}, "grid at m_over_d=0.99 gives an invalid problem: ProblemConfig.m = 40"),
+        ({"s_over_m": [0.01]}, "grid cell s_over_m=0.01 gives an invalid problem: ProblemConfig.s = 0"),
+        ({"m_over_d": [0.99]}, "grid cell m_over_d=0.99 gives an invalid problem: ProblemConfig.m = 40"),
     ],
 )
 def test_size_ratio_axes_are_checked(grid, words):

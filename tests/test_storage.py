@@ -245,6 +245,43 @@ def test_chunks_of_a_plain_run_never_overwrite_another_sweeps_file(reference, tm
     assert out.read_bytes() == before and any(chunk_dir(out).glob("chunk-*.npz"))
 
 
+def test_a_stale_forced_marker_does_not_make_a_plain_run_forced(reference, tmp_path):
+    """A --force run killed before its first chunk leaves its marker; a later plain run of
+    another sweep at the path is a plain run: it refuses another sweep's file."""
+    path, _, _ = reference
+    out = tmp_path / "r.nc"
+    other = load_config(EXAMPLES / "tiny.toml", ["grid.depth=[2]", "sweep.chunk_size=1", "train.steps=20"])
+    with pytest.raises(_Crash):  # forced, stopped before its first chunk finished
+        run_sweep(other, out, force=True, progress=lambda ev: (_ for _ in ()).throw(_Crash()))
+    for p in chunk_dir(out).glob("chunk-*.npz"):
+        p.unlink()
+    assert (chunk_dir(out) / "forced").exists()
+    with pytest.raises(_Crash):  # a plain run of CFG takes the directory over
+        run_sweep(CFG, out, progress=lambda ev: (_ for _ in ()).throw(_Crash()))
+    assert not (chunk_dir(out) / "forced").exists()
+    run_sweep(other, tmp_path / "o.nc")
+    (tmp_path / "o.nc").rename(out)  # another sweep's file lands at the path (merge, copy)
+    with pytest.raises(ExistingResultsError, match="different sweep"):
+        run_sweep(CFG, out)
+
+
+def test_a_chunk_directory_is_removed_as_a_whole(reference, tmp_path, monkeypatch):
+    """Killed while removing the chunks after the final write: either the whole directory is
+    still there (the rerun finds the file complete) or none of it; a half-removed copy left
+    under another name is cleaned up by the next run."""
+    path, _, _ = reference
+    out = tmp_path / "r.nc"
+    out.write_bytes(path.read_bytes())
+    half = tmp_path / ".r.nc.chunks.12345.removed"
+    half.mkdir()
+    (half / "chunk-0000000-00001-00000000.npz").write_bytes(b"junk")  # config.toml already gone
+    seen = []
+    monkeypatch.setattr(storage_sweep.shutil, "rmtree", lambda p, **kw: seen.append(Path(p).name))
+    run_sweep(CFG, out)
+    assert seen == [half.name]  # only the renamed leftover; no chunk directory of this run
+    assert not chunk_dir(out).exists()
+
+
 def test_a_run_stopped_before_its_first_chunk_does_not_block_its_path(tmp_path):
     """A chunk directory with a config but no finished chunk holds nothing to keep: another
     config may take the path (a failed start with a typo, then the corrected run)."""

@@ -30,7 +30,8 @@ class Fail(Exception):
     """A one-line error for the user, with the exit code to use."""
 
     def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
+        # The library's errors name the API's option next to the flag: here the flag alone.
+        super().__init__(message.replace("pass force=True (--force)", "pass --force"))
         self.code = code
 
 

@@ -116,7 +116,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
     resumed = f", {skipped} of {len(chunks)} chunks skipped (already computed)" if skipped else ""
     n_runs = sum(len(c.runs) for c in chunks)
-    print(f"wrote {out}: {n_runs} runs in {wall:.1f} s{resumed}")
+    if skipped == len(chunks):  # nothing computed (the file may have been complete already)
+        print(f"{out}: all {n_runs} runs were already computed ({wall:.1f} s)")
+    else:
+        print(f"wrote {out}: {n_runs} runs in {wall:.1f} s{resumed}")
     if shard is not None:
         if args.distributed:
             # The other processes run as many chunks: wait three times as long as this shard's

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dlnsim.config import GRID_AXES, SweepConfig
+from dlnsim.config import GRID_AXES, RATIO_AXES, STATIC_AXES, SweepConfig
 from dlnsim.configfile.schema import (
     ALLOWED,
     DATACLASS_SECTIONS,
@@ -168,8 +168,12 @@ def _build(doc: dict[str, dict[str, Any]]) -> SweepConfig:
     except ValueError as e:
         field = re.search(r"SweepConfig\.(\w+)", str(e))
         raise _reraise(f"sweep.{field.group(1)}" if field else "sweep", e) from None
-    # One axis at a time first, so an error names the axis it comes from.
+    # One axis at a time first, so an error names the axis it comes from; not the problem sizes
+    # when a ratio axis sets some of them (a size is valid or not with the cell's other sizes).
+    ratios = any(a in RATIO_AXES for a in typed["grid"])
     for axis, values in typed["grid"].items():
+        if ratios and STATIC_AXES.get(axis) == "problem":
+            continue
         try:
             SweepConfig(**base, grid={axis: values})
         except ValueError as e:

@@ -18,6 +18,7 @@ import contextlib
 import datetime
 import glob
 import json
+import os
 import re
 import shutil
 import time
@@ -173,13 +174,27 @@ def _partial_config(out: Path) -> str | None:
 
 
 def _remove_leftovers(out: Path, side: Path, keep_chunks: bool = False) -> None:
-    """Temporaries of a killed write (never complete) of ``out`` and in ``side``; ``side``
-    itself unless ``keep_chunks`` (its chunks are in ``out`` once that is written)."""
+    """Temporaries of a killed write (never complete) of ``out`` and in ``side``, chunk
+    directories a killed run was removing; ``side`` itself unless ``keep_chunks`` (its chunks
+    are in ``out`` once that is written)."""
     for junk in [*out.parent.glob(f".{glob.escape(out.name)}.*.tmp"), *side.glob(".*.tmp")]:
         with contextlib.suppress(FileNotFoundError):
             junk.unlink()
+    for gone in out.parent.glob(f".{glob.escape(side.name)}.*.removed"):
+        shutil.rmtree(gone, ignore_errors=True)
     if not keep_chunks:
-        shutil.rmtree(side, ignore_errors=True)
+        _remove_dir(side)
+
+
+def _remove_dir(side: Path) -> None:
+    """Removes a chunk directory as a whole: renamed away first (atomic), so a process killed
+    meanwhile never leaves some chunks without their config.toml."""
+    gone = side.with_name(f".{side.name}.{os.getpid()}.removed")
+    try:
+        side.rename(gone)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 def _iso(t: float) -> str:
@@ -239,13 +254,15 @@ def run_sweep(
     text = dumps_config(cfg) + (_SHARD_LINE.format(*shard) if shard else "")
     all_chunks = plan(cfg)
     chunks = shard_chunks(all_chunks, shard)
+    resume_forced = False
     if force:  # recompute; an old file at out stays until the new one replaces it (atomically)
-        shutil.rmtree(side, ignore_errors=True)
+        _remove_dir(side)
     else:
         partial = _partial_config(out)
         mine = partial is not None and same_sweep(partial, text)
         # An interrupted --force run of this sweep is resumed and replaces whatever out holds.
-        if not (mine and (side / _FORCED).exists()):
+        resume_forced = mine and (side / _FORCED).exists()
+        if not resume_forced:
             if holds_sweep(out, text):  # raises for another sweep's file
                 # Chunks of this sweep are leftovers of a run killed after writing its file.
                 _remove_leftovers(out, side, keep_chunks=partial is not None and not mine)
@@ -262,6 +279,8 @@ def run_sweep(
     if force:
         with atomic(side / _FORCED) as f:
             f.write(b"this run replaces the results file; rerun without --force to resume it\n")
+    elif not resume_forced:  # a marker without chunks of this sweep: not this run's to honour
+        (side / _FORCED).unlink(missing_ok=True)
 
     stored: list[Stored] = []
     skipped = runs_done = 0
@@ -293,5 +312,5 @@ def run_sweep(
         attrs["shard_runs"] = np.array(sorted(r for c in chunks for r in c.runs), np.int64)
     ds = assemble(cfg, chunks, [s.result for s in stored], attrs=attrs)
     write_netcdf(ds, out)
-    shutil.rmtree(side, ignore_errors=True)
+    _remove_dir(side)
     return ds, skipped
