@@ -316,11 +316,12 @@ def test_leftovers_of_a_run_killed_after_writing_its_file_are_removed(reference,
     chunk_dir(out).mkdir()
     (chunk_dir(out) / "config.toml").write_text(dumps_config(CFG))
     (chunk_dir(out) / "chunk-0000000-00001-00000000.npz").write_bytes(b"junk")
-    (tmp_path / ".r.nc.abc123.tmp").write_bytes(b"half")
-    (tmp_path / ".other.nc.abc123.tmp").write_bytes(b"another file's")
+    (tmp_path / ".r.nc.ab_12xyz.tmp").write_bytes(b"half")
+    (tmp_path / ".other.nc.ab_12xyz.tmp").write_bytes(b"another file's")
+    (tmp_path / ".r.nc.bak.ab_12xyz.tmp").write_bytes(b"r.nc.bak's")  # not r.nc's
     _, skipped = run_sweep(CFG, out)
-    assert skipped == 4 and not chunk_dir(out).exists() and not (tmp_path / ".r.nc.abc123.tmp").exists()
-    assert (tmp_path / ".other.nc.abc123.tmp").exists()
+    assert skipped == 4 and not chunk_dir(out).exists() and not (tmp_path / ".r.nc.ab_12xyz.tmp").exists()
+    assert (tmp_path / ".other.nc.ab_12xyz.tmp").exists() and (tmp_path / ".r.nc.bak.ab_12xyz.tmp").exists()
 
 
 def _shard_copy(src: Path, dst: Path, config_toml: str | None = None) -> Path:

@@ -39,6 +39,9 @@ from dlnsim.storage.files import ENGINE, atomic, check_output, make_dirs, open_r
 # Attributes that record when the work was done: they differ between two runs of the
 # same sweep, and between an interrupted-and-resumed run and an uninterrupted one.
 VOLATILE_ATTRS = ("start_time", "end_time", "group_wall_seconds")
+# The random part of a temporary's name (tempfile.mkstemp: 8 characters), so that the
+# temporaries of r.nc are not confused with those of r.nc.bak.
+_RANDOM = "?" * 8
 # Marks the chunk directory of a --force run: resumed without force, it still replaces the file.
 _FORCED = "forced"
 # Appended to a shard's config text: its chunks and file are told apart from other slices'.
@@ -177,7 +180,7 @@ def _remove_leftovers(out: Path, side: Path, keep_chunks: bool = False) -> None:
     """Temporaries of a killed write (never complete) of ``out`` and in ``side``, chunk
     directories a killed run was removing; ``side`` itself unless ``keep_chunks`` (its chunks
     are in ``out`` once that is written)."""
-    for junk in [*out.parent.glob(f".{glob.escape(out.name)}.*.tmp"), *side.glob(".*.tmp")]:
+    for junk in [*out.parent.glob(f".{glob.escape(out.name)}.{_RANDOM}.tmp"), *side.glob(".*.tmp")]:
         with contextlib.suppress(FileNotFoundError):
             junk.unlink()
     for gone in out.parent.glob(f".{glob.escape(side.name)}.*.removed"):
