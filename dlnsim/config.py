@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from fractions import Fraction
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np

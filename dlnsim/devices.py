@@ -128,22 +128,24 @@ def use_cpu_cores(n: int | None = None) -> bool:
     return True
 
 
-def default_budget() -> int:
-    """Bytes one chunk may use: half an accelerator's memory, or 512 MB on a CPU host."""
+def _accelerator_bytes() -> int | None:
+    """Memory limit of one local accelerator; None on a CPU (or where JAX does not say)."""
     dev = jax.local_devices()[0]
     stats = dev.memory_stats() if dev.platform != "cpu" else None
-    if stats and "bytes_limit" in stats:
-        return int(_DEVICE_FRACTION * stats["bytes_limit"]) * jax.local_device_count()
-    return _CPU_BUDGET
+    return stats["bytes_limit"] if stats and "bytes_limit" in stats else None
+
+
+def default_budget() -> int:
+    """Bytes one chunk may use: half an accelerator's memory, or 512 MB on a CPU host."""
+    limit = _accelerator_bytes()
+    return _CPU_BUDGET if limit is None else int(_DEVICE_FRACTION * limit) * jax.local_device_count()
 
 
 def device_bytes() -> float:
     """Memory of one local device: an accelerator's limit, else the host's physical memory
     (``inf`` where neither is known)."""
-    dev = jax.local_devices()[0]
-    stats = dev.memory_stats() if dev.platform != "cpu" else None
-    if stats and "bytes_limit" in stats:
-        return float(stats["bytes_limit"])
+    if (limit := _accelerator_bytes()) is not None:
+        return float(limit)
     try:
         return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, OSError, ValueError):  # no sysconf (Windows) or no such name

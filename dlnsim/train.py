@@ -331,6 +331,18 @@ def _simulate_jit() -> Callable[..., Run]:
     return jax.jit(simulate, static_argnames=("model", "train"), compiler_options=compiler_options())
 
 
+def _check_noise(noise: Any, problem_noise: Any) -> None:
+    """``hp.train_noise`` is a sweep's axis; alone, :func:`train` takes the problem's noise, so
+    a nonzero value that differs from it (it would be ignored) is an error. Traced or batched
+    values are not checked."""
+    concrete = all(not isinstance(v, jax.core.Tracer) and np.ndim(v) == 0 for v in (noise, problem_noise))
+    if concrete and float(noise) != 0 and not np.isclose(float(noise), float(problem_noise), rtol=1e-6, atol=0):
+        raise ValueError(
+            f"hp.train_noise = {float(noise):g} is not the problem's training noise ({float(problem_noise):g}), "
+            f"which train uses: draw the problem with make_problem(..., train_noise={float(noise):g})"
+        )
+
+
 def train(
     problem: Problem,
     model: ModelConfig,
@@ -367,16 +379,7 @@ def train(
             made = " (from dlnsim.make_problem)" if kind is Problem else ""
             raise TypeError(f"train: {name} must be a {kind.__name__}{made}, got {type(value).__name__}")
     check_x64("TrainConfig.dtype", train_cfg.dtype)
-    # hp.train_noise is a sweep's axis; alone, train takes the problem's noise. A nonzero value
-    # that differs from it would be silently ignored.
-    noise, concrete = hp.train_noise, lambda v: not isinstance(v, jax.core.Tracer) and np.ndim(v) == 0
-    if concrete(noise) and concrete(problem.train_noise) and float(noise) != 0:
-        if not np.isclose(float(noise), float(problem.train_noise), rtol=1e-6, atol=0):
-            raise ValueError(
-                f"hp.train_noise = {float(noise):g} is not the problem's training noise "
-                f"({float(problem.train_noise):g}), which train uses: draw the problem with "
-                f"make_problem(..., train_noise={float(noise):g})"
-            )
+    _check_noise(hp.train_noise, problem.train_noise)
     dt = jnp.dtype(train_cfg.dtype)
     problem = jax.tree.map(lambda a: jnp.asarray(a, dt), problem)
     hp = HParams(*(jnp.asarray(v, dt) for v in hp))

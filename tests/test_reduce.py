@@ -222,8 +222,10 @@ def test_reduce_inputs_are_checked():
     ds = _synthetic()
     red = R.reduce(ds)
     assert "step" not in red.coords  # no stray step = 0 label on final values
-    with pytest.raises(ValueError, match="results of dlnsim.sweep.*no step axis"):
+    with pytest.raises(ValueError, match="results of dlnsim.sweep.*without one .a reduction"):
         R.reduce(red)
+    with pytest.raises(ValueError, match="results of dlnsim.sweep.*no step axis"):
+        R.reduce(R.per_run(ds))  # per-run numbers: 'diverged', but no histories
     for kw, field in (({"window": "last"}, "window"), ({"window": 1}, "window"), ({"eps1": -1.0}, "eps1")):
         with pytest.raises(ValueError, match=f"{field} = "):
             R.reduce(ds, **kw)

@@ -33,14 +33,16 @@ def _is_log_grid(values: Any) -> bool:
 
 
 # Why a metric can be NaN in every run (the error of a picture that would be empty).
+_RELU_HINT = " (the end-to-end map's metrics are NaN for a ReLU network: try test_err)"
 NAN_HINTS = {
+    **dict.fromkeys(
+        ("on_err", "off_fro", "off_spec", "e2e_fro", "sv", "eff_rank", "balance", "align_left_sin"), _RELU_HINT
+    ),
     "limit_dist": " (it needs whitened codes, problem.whiten = true, noise-free data and weight decay > 0)",
     "pred_on_err_limit": " (it needs whitened codes, problem.whiten = true, and noise-free data)",
     "pred_rate": " (D1 needs plain gradient descent, optimizer = 'gd', on noise-free data)",
     "pred_steps_phase3": " (D1 needs plain gradient descent, optimizer = 'gd', on noise-free data, and weight decay > 0)",
 }
-for _name in ("on_err", "off_fro", "off_spec", "e2e_fro", "sv", "eff_rank", "balance", "align_left_sin"):
-    NAN_HINTS[_name] = " (the end-to-end map's metrics are NaN for a ReLU network: try test_err)"
 LOG_DECADES = 12  # a log colour scale spans at most this many decades below its top
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from dlnsim import _lapack as lapack
-from dlnsim._checks import x64_ready
+from dlnsim._checks import check_float, x64_ready
 from dlnsim import theory
 from dlnsim.config import GRID_AXES, ProblemConfig, SweepConfig
 from dlnsim.hparams import HParams
@@ -183,17 +183,16 @@ def _teacher_predictions(ds: xr.Dataset, cfg: SweepConfig | None) -> tuple[np.nd
 
 def _check_inputs(ds: Any, eps1: Any, eps3: Any, window: Any) -> None:
     """Clear errors for what :func:`per_run` cannot take (instead of a KeyError or a numpy error deep inside)."""
-    if not isinstance(ds, xr.Dataset) or "diverged" not in ds or "step" not in ds.dims:
-        reduced = isinstance(ds, xr.Dataset) and "step" not in ds.dims
+    grid_dims(ds)  # a results dataset at all
+    if "step" not in ds.dims:
         raise ValueError(
-            "ds must be the results of dlnsim.sweep (metric histories over 'step' and a 'diverged' flag)"
-            + (": this one has no step axis (a reduction's output?); pass the sweep's results" if reduced else "")
+            "ds must be the results of dlnsim.sweep (metric histories over 'step'): this one has no step "
+            "axis (a reduction's output?); pass the sweep's results"
         )
+    check_float("per_run", "eps1", eps1, lo=0.0, strict=True)
+    if eps3 is not None:
+        check_float("per_run", "eps3", eps3, lo=0.0, strict=True)
     number = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)  # noqa: E731
-    if not (number(eps1) and math.isfinite(eps1) and eps1 > 0):
-        raise ValueError(f"eps1 = {eps1!r} is invalid: must be a finite number > 0")
-    if eps3 is not None and not (number(eps3) and math.isfinite(eps3) and eps3 > 0):
-        raise ValueError(f"eps3 = {eps3!r} is invalid: must be a finite number > 0, or None (relative)")
     pair = isinstance(window, tuple | list) and len(window) == 2 and all(number(x) for x in window)
     last_k = isinstance(window, numbers.Integral) and not isinstance(window, bool) and window >= 2
     if not (window is None or pair or last_k):
