@@ -21,7 +21,7 @@ import jax
 
 import dlnsim
 from dlnsim import devices, grid
-from dlnsim.train import uses_raw_data
+from dlnsim.training import uses_raw_data
 
 
 def _peak_rss_bytes() -> int:

@@ -39,7 +39,7 @@ from dlnsim.config import (
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics
 from dlnsim.problem import make_problem, problem_key, raw_data, reduce_data
-from dlnsim.train import data_columns, init_key, simulate, step_kind, uses_raw_data
+from dlnsim.training import data_columns, init_key, simulate, step_kind, uses_raw_data
 
 
 class Chunk(NamedTuple):

@@ -138,7 +138,7 @@ def check_seed(seed: object, field: str = "seed") -> None:
 def problem_key(problem_seed: int | Array, seed: int | Array | None = None) -> Array:
     """The teacher's key: from ``problem_seed`` alone, or per run seed when given.
 
-    Drawn from a different root than initialisation keys (:func:`dlnsim.train.init_key`),
+    Drawn from a different root than initialisation keys (:func:`dlnsim.training.init_key`),
     so equal seed numbers never share random streams.
     """
     key = jr.fold_in(jr.key(1), problem_seed)

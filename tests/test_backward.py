@@ -27,9 +27,9 @@ from dlnsim.blocked import (
     supported,
 )
 from dlnsim.model import init_params
-from dlnsim.train import init_key, step_kind
+from dlnsim.training import init_key, step_kind
 
-train_mod = importlib.import_module("dlnsim.train")  # dlnsim.train is also the function
+train_mod = importlib.import_module("dlnsim.training")
 
 SMALL = ProblemConfig(d=24, m=12, s=3, n_train=40, n_test=50)
 
@@ -345,7 +345,7 @@ def test_the_step_updates_the_weights_in_place(layout):
 
 
 def test_the_carried_block_step_updates_the_weights_in_place():
-    """The sweep's block step (dlnsim.train.make_block_step: activations carried, divergence
+    """The sweep's block step (dlnsim.training.make_block_step: activations carried, divergence
     freeze selected before the next forward pass) copies no weight inside its scan. (With the
     freeze selected after the forward pass instead, XLA copied every layer at each step and
     the block step ran 4x slower; with each h_l' computed before the update that reads h_l,

@@ -572,3 +572,43 @@ def test_distributed_merge_gives_up_on_a_missing_process_shard(tmp_path, monkeyp
     assert e.value.code == 1 and "r.part1of2.nc" in str(e.value) and "rerun the same command" in str(e.value)
     assert capsys.readouterr().err.count("waiting for 1 of 2 process shards") == 1  # once a minute, not per poll
     assert commands._merge_distributed(final, (1, 2), force=False, patience=0.2) == 0  # the others just exit
+
+
+def test_ctrl_c_in_a_gc_callback_still_interrupts():
+    # Python drops an exception raised in a gc callback (jax runs one in every collection) or
+    # in a weakref callback: within interrupts(), the KeyboardInterrupt arrives all the same.
+    import gc
+
+    from dlnsim.cli.interrupt import interrupts
+
+    calls = []
+
+    def callback(phase, info):
+        if phase == "start" and not calls:
+            calls.append(phase)
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10_000):  # bytecodes: Python runs the signal handler in here
+                pass
+
+    gc.callbacks.append(callback)
+    try:
+        with interrupts(), pytest.raises(KeyboardInterrupt):
+            gc.collect()
+            time.sleep(5)  # dropped: no KeyboardInterrupt ever comes, and the test fails
+    finally:
+        gc.callbacks.remove(callback)
+    assert calls
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+    assert sys.unraisablehook is not None and "interrupt" not in sys.unraisablehook.__module__
+
+
+def test_interrupts_keep_an_ignored_sigint_ignored():
+    from dlnsim.cli.interrupt import interrupts
+
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job's SIGINT
+    try:
+        with interrupts():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)

@@ -17,7 +17,7 @@ import pytest
 
 import dlnsim
 from dlnsim import HParams, ModelConfig, ProblemConfig, TrainConfig, onchip
-from dlnsim.train import TrainState, init_key, make_step, training_data
+from dlnsim.training import TrainState, init_key, make_step, training_data
 
 
 def _fn(w, v, flag, k):

@@ -13,7 +13,7 @@ import pytest
 import dlnsim
 from dlnsim import theory
 from dlnsim.metrics import noise_error_mc
-from dlnsim.train import init_key
+from dlnsim.training import init_key
 
 LR, WD = 0.05, 1e-2
 

@@ -7,7 +7,7 @@ import pytest
 
 import dlnsim
 from dlnsim import HParams, ModelConfig, ProblemConfig, TrainConfig
-from dlnsim.train import TrainState, _frozen, training_data
+from dlnsim.training import TrainState, _frozen, training_data
 
 SMALL = ProblemConfig(d=24, m=12, s=3, n_train=40, n_test=50)
 # Tolerance table (STYLE.md Tests): float32 ~1e-5 relative, float64 ~1e-10.
@@ -305,7 +305,7 @@ def test_relu_network_trains_on_raw_data():
 
 
 def test_new_hyperparameters_do_not_recompile():
-    from dlnsim.train import _simulate_jit
+    from dlnsim.training import _simulate_jit
 
     _train(depth=3, lr=0.03, weight_decay=1e-3)
     before = _simulate_jit()._cache_size()
@@ -355,7 +355,7 @@ def test_balance_every_k_records_the_same_values_at_its_points_and_nan_between()
 def test_diverged_at_is_the_first_step_over_the_cap():
     """L = 1 (E = W_1) with too large a step: numpy's own GD loop finds the first step whose
     data loss exceeds divergence_cap x the initial loss, and the run reports that step."""
-    from dlnsim.train import init_key
+    from dlnsim.training import init_key
 
     prob = dlnsim.make_problem(SMALL, seed=7, dtype="float64")
     model, lr, wd = ModelConfig(depth=1, width=16), 2.0, 1e-2  # |1 - lr sigma_max(Y Y^T / N)| = 2.6

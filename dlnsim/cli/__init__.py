@@ -17,8 +17,9 @@ or an output that holds a different sweep (nothing computed or written);
 
 Modules: :mod:`~dlnsim.cli.parser` (arguments), :mod:`~dlnsim.cli.commands` (one handler
 per subcommand), :mod:`~dlnsim.cli.plot` (``dlnsim plot``: its options checked against the
-results file), :mod:`~dlnsim.cli.progress` (progress of a sweep), ``_common`` (defaults,
-errors, reading a results file, jax.config).
+results file), :mod:`~dlnsim.cli.progress` (progress of a sweep),
+:mod:`~dlnsim.cli.interrupt` (Ctrl-C also where Python would drop it), ``_common``
+(defaults, errors, reading a results file, jax.config).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import sys
 from collections.abc import Sequence
 
 from dlnsim.cli._common import CACHE_ENV, DEFAULT_OUT, PLOT_KINDS, SWEEP_METRIC, Fail, error
+from dlnsim.cli.interrupt import interrupts
 from dlnsim.cli.parser import build_parser
 
 __all__ = ["CACHE_ENV", "DEFAULT_OUT", "PLOT_KINDS", "SWEEP_METRIC", "main"]
@@ -36,9 +38,10 @@ __all__ = ["CACHE_ENV", "DEFAULT_OUT", "PLOT_KINDS", "SWEEP_METRIC", "main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dlnsim`` and ``python -m dlnsim``; returns the exit code."""
     try:
-        args = build_parser().parse_args(argv)
-        code = args.func(args)
-        sys.stdout.flush()  # a closed pipe (`dlnsim summary R | head`) raises here, not at exit
+        with interrupts():
+            args = build_parser().parse_args(argv)
+            code = args.func(args)
+            sys.stdout.flush()  # a closed pipe (`dlnsim summary R | head`) raises here, not at exit
         return code
     except Fail as e:
         error(str(e))

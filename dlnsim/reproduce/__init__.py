@@ -14,18 +14,21 @@ Example (float64 experiments need ``jax_enable_x64``, which the CLI switches on)
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dlnsim.reproduce import collapse, depth, fig1, limit, phases
-from dlnsim.reproduce._common import Context, Outcome
+if TYPE_CHECKING:
+    from dlnsim.reproduce._common import Outcome
 
-EXPERIMENTS = {"fig1": fig1, "phases": phases, "depth": depth, "collapse": collapse, "limit": limit}
-NAMES = tuple(EXPERIMENTS)
+# The experiments, each a module of this package, imported when it runs: the CLI builds its
+# parser from these names without loading jax or matplotlib.
+NAMES = ("fig1", "phases", "depth", "collapse", "limit")
 DEFAULT_OUT = "results/reproduce"
 X64 = ("limit",)  # experiments that train in float64
 
-__all__ = ["DEFAULT_OUT", "NAMES", "Context", "Outcome", "add_parser", "needs_x64", "run"]
+__all__ = ["DEFAULT_OUT", "NAMES", "add_parser", "needs_x64", "run"]
 
 
 def needs_x64(name: str) -> bool:
@@ -51,13 +54,15 @@ def run(
       log: progress messages.
 
     Returns:
-      :class:`Outcome` with the report path, the pictures and the datasets.
+      an ``Outcome`` (:mod:`dlnsim.reproduce._common`): the report path, the pictures, the datasets.
     """
-    if name not in EXPERIMENTS:
+    if name not in NAMES:
         raise ValueError(f"experiment {name!r} is unknown: must be one of {', '.join(NAMES)}")
+    from dlnsim.reproduce._common import Context
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    return EXPERIMENTS[name].run(Context(out, full=full, smoke=smoke, log=log))
+    return importlib.import_module(f"dlnsim.reproduce.{name}").run(Context(out, full=full, smoke=smoke, log=log))
 
 
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser], func: Callable) -> None:

@@ -21,7 +21,7 @@ from dlnsim.grid import run_teacher
 from dlnsim.problem import make_problem
 from dlnsim.reproduce import _common as c
 from dlnsim.reproduce import figures
-from dlnsim.train import train
+from dlnsim.training import train
 
 SMOKE = (
     "problem.d=24", "problem.m=12", "problem.s=3", "problem.n_train=24", "problem.n_test=500",
