@@ -612,3 +612,27 @@ def test_interrupts_keep_an_ignored_sigint_ignored():
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+def test_ctrl_c_while_xla_compiles_exits_130(tmp_path):
+    # A KeyboardInterrupt out of XLA's compiler left jaxlib in a state in which the
+    # interpreter's clean-up segfaulted (exit 139): the script now ends at once (cli.entry).
+    env = {k: v for k, v in os.environ.items() if k != "DLNSIM_COMPILE_CACHE"}  # a cold compile: seconds
+    env["PYTHONUNBUFFERED"] = "1"
+    err_path = tmp_path / "err.txt"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dlnsim", "sweep", str(TINY), "-o", str(tmp_path / "r.nc")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        deadline = time.monotonic() + TIMEOUT
+        while "runs (" not in err_path.read_text():  # the header: the first compile starts now
+            assert proc.poll() is None and time.monotonic() < deadline, err_path.read_text()
+            time.sleep(0.01)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    assert code == 130, err_path.read_text()
+    assert err_path.read_text().splitlines()[-1].startswith("dlnsim: error: interrupted")

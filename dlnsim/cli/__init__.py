@@ -24,15 +24,33 @@ results file), :mod:`~dlnsim.cli.progress` (progress of a sweep),
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
 
-from dlnsim.cli._common import CACHE_ENV, DEFAULT_OUT, PLOT_KINDS, SWEEP_METRIC, Fail, error
+from dlnsim.cli._common import CACHE_ENV, DEFAULT_OUT, INTERRUPTED, PLOT_KINDS, SWEEP_METRIC, Fail, error
 from dlnsim.cli.interrupt import interrupts
 from dlnsim.cli.parser import build_parser
 
-__all__ = ["CACHE_ENV", "DEFAULT_OUT", "PLOT_KINDS", "SWEEP_METRIC", "main"]
+__all__ = ["CACHE_ENV", "DEFAULT_OUT", "PLOT_KINDS", "SWEEP_METRIC", "entry", "main"]
+
+
+def entry() -> None:
+    """The ``dlnsim`` script and ``python -m dlnsim``: :func:`main`, then exit with its code.
+
+    After an interrupt the process ends at once (``os._exit``, output flushed): a Ctrl-C that
+    stops XLA mid-compilation leaves it in a state in which the interpreter's clean-up
+    segfaults (exit code 139 instead of 130; jaxlib 0.10.2 on CPU). Finished chunks are already
+    on disk, so nothing is lost.
+    """
+    code = main()
+    if code == INTERRUPTED:
+        with contextlib.suppress(OSError):  # a closed stdout or stderr
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:  # outside a sweep's chunk loop (which says what it kept)
         error("interrupted")
-        return 130
+        return INTERRUPTED
     except Exception as e:
         if "RESOURCE_EXHAUSTED" not in str(e):  # a bug: the traceback is what to report
             raise

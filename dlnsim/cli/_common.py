@@ -11,6 +11,7 @@ from typing import Any
 
 DEFAULT_OUT = "results/sweep.nc"
 CACHE_ENV = "DLNSIM_COMPILE_CACHE"
+INTERRUPTED = 130  # exit code after Ctrl-C (128 + SIGINT, as shells report it)
 # The phase-diagram picture written by `dlnsim sweep`: the noisy test error at the largest
 # test sigma (the quantity of the paper's Figure 1). Small weight decay leaves E P_perp large,
 # which amplifies noise (D1, D4); large weight decay biases E and finally collapses it to 0.

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dlnsim.cli._common import CACHE_ENV, SWEEP_METRIC, Fail, error, read_results, setup_jax, shard_note
+from dlnsim.cli._common import CACHE_ENV, INTERRUPTED, SWEEP_METRIC, Fail, error, read_results, setup_jax, shard_note
 from dlnsim.cli.plot import pick_axes
 from dlnsim.cli.progress import Reporter
 
@@ -109,7 +109,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             error(f"interrupted; finished chunks are kept in {side}: rerun {again} to resume")
         else:
             error("interrupted before any chunk finished")
-        return 130
+        return INTERRUPTED
     finally:
         if reporter is not None:
             reporter.close()

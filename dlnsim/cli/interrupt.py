@@ -2,8 +2,9 @@
 
 Python drops an exception raised inside a garbage-collector callback, a weakref callback or
 a ``__del__`` method (it hands it to :func:`sys.unraisablehook`, which prints "Exception
-ignored"). jax runs a callback in every collection (``_xla_gc_callback``), so a Ctrl-C that
-landed there, mostly while a sweep started up, was printed and lost, and the sweep went on.
+ignored"). jax runs a callback in every collection (``_xla_gc_callback``, jax-ml/jax#18246),
+so a Ctrl-C that landed there, mostly while a sweep started up, was printed and lost, and the
+sweep went on.
 Within :func:`interrupts`, a dropped KeyboardInterrupt is raised again 10 ms later (SIGALRM),
 until it lands where it propagates.
 """
