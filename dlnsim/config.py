@@ -146,7 +146,8 @@ class TrainConfig:
         steps (``dlnsim.onchip``; for GPUs, interpreted elsewhere; layers and data at
         most 64 wide; slower than the fused step on an H200, so opt-in);
         ``"autodiff"``: ``jax.grad``. ``"auto"`` (default) takes ``"blocked"`` on CPUs
-        for a batch of small networks on few data columns, where it is 3-3.6x faster, and
+        for a batch of small networks on few data columns, where it is 3.4-3.8x faster
+        (2 EPYC cores, README Performance), and
         ``"fused"`` elsewhere (one network alone included). All compute the same step
         (tested to rounding).
       divergence_cap: a run is flagged diverged when its data loss is not finite or

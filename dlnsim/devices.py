@@ -93,9 +93,10 @@ def use_cpu_cores(n: int | None = None) -> bool:
 
     XLA runs most of a step's loops on one thread, so on one CPU device a sweep keeps one
     core busy; split over one device per core (the sweep shards its runs over all local
-    devices) it keeps them all busy. Measured on 2 cores, 256 runs: 2.1-2.3x at the small
-    sizes (183k-193k against 76k-86k network-steps per second), 1.2x at the paper's sizes
-    (711-720 against 596-609). Results do not depend on the device count.
+    devices) it keeps them all busy. Measured on 2 cores, 256 runs, with the fused step
+    (2026-11-30): 2.1-2.3x at the small sizes (183k-193k against 76k-86k network-steps per
+    second), 1.2x at the paper's sizes (711-720 against 596-609). Results do not depend on
+    the device count.
 
     Only possible before JAX starts its backends (before any JAX computation), and a count
     the user chose (``XLA_FLAGS=--xla_force_host_platform_device_count=N`` or

@@ -31,6 +31,14 @@ class HParams(_HParamsBase):
     Concrete values (Python or NumPy numbers) are validated on construction; traced
     values pass through untouched, since nothing is validated in traced code.
 
+    Attributes:
+      lr: step size eta, > 0 (default 0.02).
+      weight_decay: lambda, >= 0 (default 0).
+      init_scale: multiplies the init scheme's standard deviation, >= 0 (default 1).
+      train_noise: standard deviation of the training measurement noise, >= 0 (default 0).
+      momentum: heavy-ball beta (optimizer ``"momentum"``) or Adam's b1 (``"adam"``,
+        ``"adamw"``), in [0, 1) (default 0.9); unused by ``"gd"``.
+
     Example:
       >>> HParams(lr=0.05, weight_decay=1e-2).lr
       0.05

@@ -22,9 +22,10 @@ class Metrics(NamedTuple):
     """Metrics of one network at one logging step (all float, of the run's dtype).
 
     ``E`` is the end-to-end map, ``B = A U``, ``P`` projects onto range(B). Metrics that
-    need ``E`` are NaN for a ReLU network; ``limit_dist`` is NaN where ``E*`` is not the limit
-    (see :func:`dlnsim.simulate`: whitened codes, noise-free data, weight decay, an
-    optimiser of :data:`dlnsim.theory.LIMIT_OPTIMIZERS`).
+    need ``E`` are NaN for a ReLU network; ``limit_dist`` is NaN where the closed-form ``E*``
+    is not the limit: it needs whitened codes (``ProblemConfig.whiten``), a linear network,
+    noise-free training data, weight decay > 0 and an optimiser of
+    :data:`dlnsim.theory.LIMIT_OPTIMIZERS`.
 
     Attributes:
       loss_data: () (||E Y - X||^2) / (2N)  (2 without N for the sum loss)
@@ -41,7 +42,8 @@ class Metrics(NamedTuple):
       align_left_cos2: () mean cos^2 of those angles
       align_right_sin: () same for the top-s right singular space of E vs range(B)
       align_right_cos2: () mean cos^2 of those angles
-      sv: (n_singular,) top singular values of E (values below ~sqrt(eps) sigma_max are rounding)
+      sv: (n_singular,) top singular values of E (values below ~sqrt(m eps) sigma_max are rounding;
+        NaN beyond min(d, m))
       eff_rank: () exp(entropy of the normalised singular values of E above that floor); 0 for E = 0
       balance: () max_l ||W_{l+1}^T W_{l+1} - W_l W_l^T||_F / (||W_{l+1}||_F^2 + ||W_l||_F^2)
       limit_dist: () ||E - E*||_F / ||E*||_F (||E||_F where E* = 0: collapse)

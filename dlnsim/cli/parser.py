@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import NoReturn
 
 from dlnsim.cli._common import CACHE_ENV, DEFAULT_OUT, IMAGE_FORMATS, PLOT_KINDS, SWEEP_METRIC
@@ -15,6 +16,17 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"dlnsim: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive(text: str) -> float:
+    """A threshold option's value: a finite number > 0 (else argparse names the option)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: must be a finite number > 0")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="on a CPU, split it into N JAX devices; a sweep runs one program per device (default: one per "
         "core, at most 8; a device count set in XLA_FLAGS is kept)",
     )
-    p = _Parser(prog="dlnsim", description="Simulate deep linear networks on subspace inverse problems.")
+    p = _Parser(
+        prog="dlnsim",
+        description="Simulate deep linear networks on subspace inverse problems.",
+        epilog="Exit codes: 0 success; 1 a failure while computing, plotting or writing, or a closed stdout; "
+        "2 bad arguments or config, or an output that cannot be written (nothing computed or written); "
+        "130 interrupted (finished chunks are kept: rerun to resume).",
+    )
     from dlnsim import __version__
 
     p.add_argument("--version", action="version", version=f"dlnsim {__version__}")
@@ -132,10 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="text (default: fixed width, notes below), markdown (a pipe table and the notes) or csv "
         "(full precision, empty cells where undefined, no notes: for pandas or a spreadsheet)",
     )
-    s.add_argument("--eps1", type=float, default=0.1, metavar="X", help="Phase I threshold on on_err (default: 0.1)")
+    s.add_argument(
+        "--eps1", type=_positive, default=0.1, metavar="X", help="Phase I threshold on on_err (default: 0.1)"
+    )
     s.add_argument(
         "--eps3",
-        type=float,
+        type=_positive,
         default=None,
         metavar="X",
         help="absolute Phase III threshold on off_fro and w1_off_fro (default: 1e-2 x each run's initial value)",

@@ -36,7 +36,8 @@ def summary_table(ds_or_reduced: xr.Dataset, fmt: str = "text", **options: Any) 
     fitted ``W_1 P_perp`` decay rate over the D1 prediction, diverged/total runs. Theory
     columns (shown where defined): ``on_err*`` (whitened-code limit), predicted Phase III
     steps, ``c/c*`` (weight decay relative to the collapse threshold of the depth, with
-    the median singular value of ``B``; > 1 predicts collapse to E = 0).
+    the median singular value of ``B``; > 1 predicts that the median singular direction of
+    ``B`` collapses, and ``E = 0`` once every direction's ``c`` exceeds ``c*``).
 
     Args:
       ds_or_reduced: results of :func:`dlnsim.sweep` or of :func:`reduce`.
@@ -109,7 +110,8 @@ def _notes(red: xr.Dataset) -> list[str]:
         (
             "theory (SCIENCE.md section 3): pred III = D1 decay time (exact for III W1; off_fro usually gets there sooner), "
             "pred on_err* = whitened-code limit, "
-            "c/c* = wd / (kappa sigma_med(B)^(2/L)) / c*(L), > 1: collapse to E = 0"
+            "c/c* = wd / (kappa sigma_med(B)^(2/L)) / c*(L), > 1: the median direction of B collapses "
+            "(E = 0 once every direction's c exceeds c*)"
         ),
     ]
     cfg = config_of(red)
