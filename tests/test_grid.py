@@ -241,3 +241,13 @@ def test_size_ratio_axes_are_checked(grid, words):
     with pytest.raises(ValueError) as err:
         dlnsim.SweepConfig(problem=dlnsim.ProblemConfig(d=40, m=20, s=2), grid=grid)
     assert words in str(err.value)
+
+
+def test_training_noise_of_the_base_hparams_is_drawn():
+    """[hparams] train_noise without a grid axis makes a noisy sweep, the same as the axis."""
+    kw = dict(
+        problem=PROBLEM, model=ModelConfig(depth=2, width=8), train=TrainConfig(steps=50, log_every=50, dtype="float64")
+    )
+    base = dlnsim.sweep(SweepConfig(**kw, hparams={"lr": 0.05, "train_noise": 0.1}, grid={"seed": [0]}))
+    swept = dlnsim.sweep(SweepConfig(**kw, hparams={"lr": 0.05}, grid={"seed": [0], "train_noise": [0.1]}))
+    np.testing.assert_allclose(base.loss_data.values, swept.loss_data.sel(train_noise=0.1).values, rtol=1e-10)

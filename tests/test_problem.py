@@ -86,3 +86,17 @@ def test_clean_residual_from_the_test_root_is_the_direct_one(n_test):
     direct = np.sum((e @ np.asarray(prob.y_test) - np.asarray(prob.x_test)) ** 2)
     got = dlnsim.problem.clean_residual_sq(jnp.asarray(e) @ prob.b - prob.u, prob)
     assert float(got) == pytest.approx(direct, rel=1e-12)
+
+
+def test_noise_draws_are_independent_of_the_codes():
+    """Training noise and test noise come from keys of their own: with N = T = 2000 every
+    row correlation with the codes is ~N(0, 1/2000) (sd 0.022); a shared key makes it ~1."""
+
+    def corr(a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        return a @ b.T / np.sqrt(np.sum(a * a, 1)[:, None] * np.sum(b * b, 1)[None])
+
+    pc = ProblemConfig(d=20, m=10, s=3, n_train=2000, n_test=2000)
+    p = dlnsim.make_problem(pc, seed=0, train_noise=0.1, dtype="float64")
+    assert np.abs(corr(p.y - p.a @ p.x, p.u.T @ p.x)).max() < 0.15  # about 7 sd
+    assert np.abs(corr(p.e_test, p.u.T @ p.x_test)).max() < 0.15

@@ -267,3 +267,66 @@ def test_summary_table_as_csv_and_markdown():
     assert [c.strip() for c in md[2].strip("|").split("|")] == text[2].split()  # the same cells
     with pytest.raises(ValueError, match="fmt = 'html' is invalid"):
         R.summary_table(ds, "html")
+
+
+def test_first_step_counts_a_value_at_the_threshold():
+    """Phase I ends at the first step with on_err <= eps1 (SCIENCE.md section 4): equality counts."""
+    assert R.first_step(np.array([1.0, 0.5, 0.25, 0.125]), np.array([0, 10, 20, 30]), 0.25) == 20
+
+
+def _teacher_sweep(**changes):
+    """A whitened L = 3, s = 3 sweep (median != mean of 3 singular values; c*(3) != 1)."""
+    base = dict(
+        problem=dlnsim.ProblemConfig(d=16, m=8, s=3, n_train=20, whiten=True),
+        model=dlnsim.ModelConfig(depth=3, width=12),
+        train=dlnsim.TrainConfig(steps=10, log_every=10),
+        hparams={"lr": 0.05},
+        grid={"weight_decay": [0.02, 0.1], "seed": [0]},
+    )
+    return dlnsim.SweepConfig(**{**base, **changes})
+
+
+def test_collapse_ratio_uses_the_median_singular_value_and_the_depths_threshold():
+    cfg = _teacher_sweep()
+    runs = R.per_run(dlnsim.sweep(cfg))
+    sv = np.linalg.svd(np.asarray(dlnsim.make_problem(cfg.problem, seed=0).b, float), compute_uv=False)
+    want = np.array([0.02, 0.1]) / np.median(sv) ** (2 / 3) / dlnsim.theory.collapse_threshold(3)
+    np.testing.assert_allclose(runs.collapse_ratio.values[:, 0], want, rtol=1e-5)
+
+
+def test_sum_loss_predictions_equal_the_mean_loss_ones():
+    """The sum loss at (eta / N, lambda N) is the mean loss at (eta, lambda): the teacher
+    predictions (kappa = N for the sum loss) must agree."""
+    n = 20
+    mean = R.per_run(dlnsim.sweep(_teacher_sweep()))
+    total = R.per_run(
+        dlnsim.sweep(
+            _teacher_sweep(
+                train=dlnsim.TrainConfig(steps=10, log_every=10, loss="sum"),
+                hparams={"lr": 0.05 / n},
+                grid={"weight_decay": [0.02 * n, 0.1 * n], "seed": [0]},
+            )
+        )
+    )
+    for name in ("pred_on_err_limit", "collapse_ratio"):
+        np.testing.assert_allclose(total[name].values, mean[name].values, rtol=1e-6, err_msg=name)
+
+
+def test_every_statistic_of_a_diverged_run_is_masked():
+    """Seed 3 diverged (its histories grow): no simulated statistic counts it."""
+    good = np.exp(-1e-3 * STEPS) * np.array([[1.0], [2.0], [3.0]])
+    w1 = np.concatenate([good, np.exp(1e-2 * STEPS)[None]])
+    on = np.concatenate([np.broadcast_to(np.exp(-STEPS / 100), (3, STEPS.size)), np.ones((1, STEPS.size))])
+    ds = xr.Dataset(
+        {
+            "w1_off_fro": (("seed", "step"), w1),
+            "on_err": (("seed", "step"), on),
+            "diverged": ("seed", [False, False, False, True]),
+        },
+        coords={"seed": np.arange(4), "step": STEPS},
+    )
+    red = R.reduce(ds)
+    for name in red.data_vars:
+        if "stat" in red[name].dims and not name.startswith(("pred_", "eps3", "collapse")):
+            assert float(red[name].sel(stat="count")) <= 3, name
+    assert float(red.rate_w1_off.sel(stat="mean")) == pytest.approx(-1e-3, rel=1e-10)

@@ -254,7 +254,8 @@ def test_adamw_breaks_d1_and_has_no_closed_form_limit():
     run = _train(depth=3, lr=lr, weight_decay=wd, optimizer="adamw", problem=whitened)
     w1 = np.asarray(run.metrics.w1_off_fro)
     d1 = (1 - lr * wd) ** (np.arange(5) * 50) * w1[0]
-    assert np.max(np.abs(w1 / d1 - 1)) > 1e-2  # GD: 1e-9 (test_d1_off_subspace_decay_is_exact)
+    # GD: 1e-9 (test_d1_off_subspace_decay_is_exact); adamw: 5e-4 to 4e-2 over 12 draws
+    assert np.max(np.abs(w1 / d1 - 1)) > 1e-4
     assert np.all(np.isnan(run.metrics.limit_dist))
     assert np.all(
         np.isfinite(_train(depth=3, lr=lr, weight_decay=wd, optimizer="adam", problem=whitened).metrics.limit_dist)
@@ -352,16 +353,17 @@ def test_balance_every_k_records_the_same_values_at_its_points_and_nan_between()
             TrainConfig(balance_every=bad)
 
 
-def test_diverged_at_is_the_first_step_over_the_cap():
+@pytest.mark.parametrize("backward", ["fused", "blocked", "autodiff"])
+def test_diverged_at_is_the_first_step_over_the_cap(backward):
     """L = 1 (E = W_1) with too large a step: numpy's own GD loop finds the first step whose
-    data loss exceeds divergence_cap x the initial loss, and the run reports that step."""
+    data loss exceeds divergence_cap x the initial loss, and the run reports that step, with
+    every step kind (each checks divergence in its own code)."""
     from dlnsim.training import init_key
 
     prob = dlnsim.make_problem(SMALL, seed=7, dtype="float64")
     model, lr, wd = ModelConfig(depth=1, width=16), 2.0, 1e-2  # |1 - lr sigma_max(Y Y^T / N)| = 2.6
-    run = dlnsim.train(
-        prob, model, TrainConfig(steps=200, log_every=50, dtype="float64"), HParams(lr=lr, weight_decay=wd)
-    )
+    tc = TrainConfig(steps=200, log_every=50, dtype="float64", backward=backward)
+    run = dlnsim.train(prob, model, tc, HParams(lr=lr, weight_decay=wd))
     w = np.asarray(dlnsim.init_params(init_key(0), model, SMALL.m, SMALL.d, dtype="float64")[0])
     x, y = np.asarray(prob.x), np.asarray(prob.y)
     loss = lambda w: np.sum((w @ y - x) ** 2) / (2 * SMALL.n_train)  # noqa: E731
@@ -393,3 +395,69 @@ def test_training_noise_in_hp_that_the_problem_lacks_is_an_error():
     noisy = dlnsim.make_problem(SMALL, train_noise=0.1)  # float32 0.1: the same value
     dlnsim.train(noisy, model, TrainConfig(steps=50), HParams(train_noise=0.1))
     dlnsim.train(noisy, model, TrainConfig(steps=50), HParams())  # the default 0: the problem's noise
+
+
+def _numpy_optimizer(optimizer, w, x, y, lr, wd, beta, steps):
+    """Textbook recursions at L = 1 (mean loss): heavy ball v <- g + lambda W + beta v (optax.sgd
+    with momentum); Adam on g + lambda W (coupled L2); AdamW on g with -eta lambda W apart
+    (decoupled); optax's b2 = 0.999, eps = 1e-8."""
+    n = y.shape[1]
+    m1, m2, v = np.zeros_like(w), np.zeros_like(w), np.zeros_like(w)
+    for t in range(1, steps + 1):
+        g = (w @ y - x) @ y.T / n
+        if optimizer == "momentum":
+            v = g + wd * w + beta * v
+            w = w - lr * v
+        else:
+            g = g + wd * w if optimizer == "adam" else g
+            m1 = beta * m1 + (1 - beta) * g
+            m2 = 0.999 * m2 + 0.001 * g * g
+            step = (m1 / (1 - beta**t)) / (np.sqrt(m2 / (1 - 0.999**t)) + 1e-8)
+            w = w - lr * (step + (wd * w if optimizer == "adamw" else 0.0))
+    return w
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam", "adamw"])
+def test_optimizers_match_a_numpy_reference_at_depth_one(optimizer):
+    """60 steps at L = 1 equal the textbook recursion: heavy ball, not Nesterov; Adam's decay
+    in the gradient; AdamW's decoupled (and present)."""
+    from dlnsim.training import init_key
+
+    prob = dlnsim.make_problem(SMALL, seed=7, dtype="float64")
+    model, lr, wd, beta = ModelConfig(depth=1, width=16), 0.02, 0.05, 0.9
+    tc = TrainConfig(steps=60, log_every=60, dtype="float64", optimizer=optimizer)
+    run = dlnsim.train(prob, model, tc, HParams(lr=lr, weight_decay=wd, momentum=beta))
+    w0 = np.asarray(dlnsim.init_params(init_key(0), model, SMALL.m, SMALL.d, dtype="float64")[0])
+    ref = _numpy_optimizer(optimizer, w0, np.asarray(prob.x), np.asarray(prob.y), lr, wd, beta, 60)
+    np.testing.assert_allclose(run.params[0], ref, rtol=1e-9, atol=1e-12)
+
+
+def test_no_limit_without_weight_decay_on_noise_free_data():
+    """Whitened, noise-free, lambda = 0: E* is not the limit (D1: E P_perp keeps its initial
+    part), so limit_dist is NaN at every step."""
+    prob = dlnsim.make_problem(ProblemConfig(d=20, m=10, s=3, n_train=40, whiten=True), dtype="float64")
+    run = dlnsim.train(prob, ModelConfig(depth=2, width=8), TrainConfig(steps=50, dtype="float64"), HParams())
+    assert np.isnan(run.metrics.limit_dist).all()
+
+
+@pytest.mark.parametrize("unbalanced", ["last", "first"])
+def test_balancedness_takes_every_layer_pair(unbalanced):
+    """(I, I, 2I) and (2I, I, I): one pair is balanced, the other gives
+    ||4I - I||_F / (4 + 1) ||I||_F^2 = 3 sqrt(3) / 15 for 3x3 blocks."""
+    eye = jnp.eye(3, dtype=jnp.float64)
+    params = (eye, eye, 2 * eye) if unbalanced == "last" else (2 * eye, eye, eye)
+    assert float(dlnsim.metrics.balancedness(params)) == pytest.approx(3 * np.sqrt(3) / 15, rel=1e-12)
+
+
+def test_layers_and_init_and_teacher_streams_are_independent():
+    """Each layer draws from its own key, and the teacher's stream differs from the init's."""
+    import jax.random as jr
+
+    from dlnsim.problem import problem_key
+    from dlnsim.training import init_key
+
+    for seed in range(4):
+        assert not np.array_equal(jr.key_data(problem_key(seed)), jr.key_data(init_key(seed)))
+    ws = dlnsim.init_params(init_key(0), ModelConfig(depth=3, width=20), 20, 20, dtype="float64")
+    corr = np.corrcoef(np.stack([np.ravel(w) for w in ws]))  # 400 entries each: sd 0.05
+    assert np.abs(corr[np.triu_indices(3, 1)]).max() < 0.3
