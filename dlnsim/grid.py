@@ -341,11 +341,38 @@ def assemble(
     variables = {name: (axes + ["step", *_metric_dims(name)], data[name]) for name in Metrics._fields}
     variables["diverged"] = (axes, diverged)
     variables["diverged_at"] = (axes, diverged_at)
-    coords = {a: list(v) for a, v in cfg.grid.items()}
+    coords: dict[str, Any] = {a: list(v) for a, v in cfg.grid.items()}
     coords.update(step=steps, sigma=list(cfg.problem.test_sigmas), k=np.arange(cfg.train.n_singular))
+    coords.update(ratio_sizes(cfg))
     ds = xr.Dataset(variables, coords=coords, attrs=dict(attrs or {}))
     ds["diverged_at"].attrs["description"] = "step at which the run diverged and was frozen, -1 if never"
+    for ratio, (size, of) in RATIO_AXES.items():
+        if ratio in cfg.grid:
+            ds[size].attrs["description"] = f"{size} of each cell: {ratio} x {of}, rounded to the nearest integer"
     return ds
+
+
+def ratio_sizes(cfg: SweepConfig) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+    """The sizes that the ratio axes of the grid set (``m`` for ``m_over_d``, ``s`` for
+    ``s_over_m``), each over the grid axes it depends on: ``(dims, values)`` per size.
+
+    Example:
+      >>> cfg = SweepConfig(problem=ProblemConfig(d=40, m=20, s=2), grid={"m_over_d": [0.25, 0.5]})
+      >>> ratio_sizes(cfg)
+      {'m': (('m_over_d',), array([10, 20]))}
+    """
+    m_from = ("d", "m_over_d") if "m_over_d" in cfg.grid else ("m",)
+    depends = {"m": m_from, "s": (*m_from, "s_over_m")}
+    out = {}
+    for ratio, (size, _) in RATIO_AXES.items():
+        if ratio in cfg.grid:
+            dims = tuple(a for a in cfg.grid if a in depends[size])
+            values = np.zeros([len(cfg.grid[a]) for a in dims], np.int64)
+            for idx in np.ndindex(values.shape):
+                problem, _ = problem_and_model(cfg, {a: cfg.grid[a][i] for a, i in zip(dims, idx)})
+                values[idx] = getattr(problem, size)
+            out[size] = (dims, values)
+    return out
 
 
 def sweep(

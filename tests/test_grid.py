@@ -192,6 +192,12 @@ def test_size_ratio_axes_equal_the_sizes_they_set():
             np.testing.assert_allclose(  # the same program and keys: equal up to batch-size rounding
                 ratios.on_err.sel(m_over_d=m_over_d, s_over_m=s_over_m), sizes.on_err.sel(m=m, s=s), rtol=1e-6
             )
+    assert ratios.m.dims == ("m_over_d",) and ratios.m.values.tolist() == [10, 20]  # on record per cell
+    assert ratios.s.dims == ("m_over_d", "s_over_m") and ratios.s.values.tolist() == [[1, 2], [2, 4]]
+    rows = [r.split(",")[:4] for r in dlnsim.summary_table(ratios, "csv").splitlines()]  # the sizes as columns
+    assert rows == [["m_over_d", "s_over_m", "m", "s"], *(
+        [str(r), str(q), str(m), str(s)] for r, m, qs in ((0.25, 10, (1, 2)), (0.5, 20, (2, 4))) for q, s in zip((0.1, 0.2), qs)
+    )]  # fmt: skip
     runs = dlnsim.reduce.per_run(ratios)  # s = 1, 2 (m = 10) and 2, 4 (m = 20): differing numbers of gains
     assert np.isfinite(runs.pred_on_err_limit.values).all() and np.isfinite(runs.collapse_ratio.values).all()
     cfg = dlnsim.SweepConfig(**base, grid={"m_over_d": [0.25], "s_over_m": [0.2]})

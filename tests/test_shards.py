@@ -17,27 +17,33 @@ CFG = dlnsim.SweepConfig(
     grid={"depth": [1, 2], "weight_decay": [0.0, 0.01], "seed": [0, 1, 2]},
     chunk_size=2,
 )
+# Size-ratio axes: m = 6, 9 and s = round(0.34 m) = 2, 3, stored as coordinates m and s.
+RATIOS = dataclasses.replace(CFG, grid={"m_over_d": [0.5, 0.75], "s_over_m": [0.34], "seed": [0, 1, 2]})
 
 
-def test_merge_of_three_shards_equals_unsharded_sweep(tmp_path):
-    whole, _ = run_sweep(CFG, tmp_path / "whole.nc")
+@pytest.mark.parametrize("config", [CFG, RATIOS], ids=["sizes", "ratios"])
+def test_merge_of_three_shards_equals_unsharded_sweep(tmp_path, config):
+    whole, _ = run_sweep(config, tmp_path / "whole.nc")
     parts = [tmp_path / f"part{i}.nc" for i in range(3)]
     for i, part in enumerate(parts):
-        ds, _ = run_sweep(CFG, part, shard=(i, 3))
+        ds, _ = run_sweep(config, part, shard=(i, 3))
         assert ds.attrs["shard"] == f"{i}/3"
         assert np.isnan(ds.on_err.values).any()  # a shard holds only its slice
         red = dlnsim.reduce(ds)  # counts only the runs the shard computed
-        assert int(red.n_runs.sum()) == len(ds.attrs["shard_runs"]) < CFG.n_runs
+        assert int(red.n_runs.sum()) == len(ds.attrs["shard_runs"]) < config.n_runs
     merge_shards(parts[::-1], tmp_path / "merged.nc")
     merged, cfg = open_results(tmp_path / "merged.nc")
     reread, _ = open_results(tmp_path / "whole.nc")
-    assert cfg == CFG
+    assert cfg == config
     xr.testing.assert_identical(merged.drop_attrs(), reread.drop_attrs())
     for key, value in reread.attrs.items():
         if key not in VOLATILE_ATTRS:
             assert merged.attrs[key] == value, key
     assert set(merged.attrs) == set(reread.attrs)
     np.testing.assert_array_equal(merged.on_err.values, whole.on_err.values)
+    if config is RATIOS:  # the sizes each cell used, through the file and the merge
+        assert merged.m.dims == ("m_over_d",) and merged.m.values.tolist() == [6, 9]
+        assert merged.s.dims == ("m_over_d", "s_over_m") and merged.s.values.tolist() == [[2], [3]]
 
 
 def test_merge_refuses_incomplete_or_mixed_shards(tmp_path):

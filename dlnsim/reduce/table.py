@@ -8,11 +8,13 @@ import numpy as np
 import xarray as xr
 
 from dlnsim._checks import x64_ready
+from dlnsim.config import RATIO_AXES
 from dlnsim.reduce.runs import config_of
 from dlnsim.reduce.seeds import reduce
 
 
 FORMATS = ("text", "markdown", "csv")
+RATIO_SIZES = tuple(size for size, _ in RATIO_AXES.values())  # coordinates of a ratio sweep: m, s
 
 
 def _fmt(v: Any) -> str:
@@ -72,18 +74,20 @@ def summary_table(ds_or_reduced: xr.Dataset, fmt: str = "text", **options: Any) 
     theory_cols = ("pred III", "pred on_err*", "c/c*")
     columns = [(h, v) for h, v in columns if v in red and (h not in theory_cols or bool(med(v).notnull().any()))]
     dims = list(red["n_runs"].dims)
-    cells = []  # (grid values, column values, diverged, runs) per row
+    sizes = [c for c in RATIO_SIZES if c in red.coords and c not in dims]  # set by ratio axes, per cell
+    cells = []  # (grid values and sizes, column values, diverged, runs) per row
     for idx in np.ndindex(red["n_runs"].shape):
         sel = dict(zip(dims, idx))
         grid = [red[d].values[i].item() for d, i in zip(dims, idx)]
+        grid += [red[c].isel({d: sel[d] for d in red[c].dims}).item() for c in sizes]
         values = [float(med(v).isel(sel).values) for _, v in columns]
         cells.append((grid, values, int(red["n_diverged"].isel(sel)), int(red["n_runs"].isel(sel))))
     names = [h for h, _ in columns]
     if fmt == "csv":
-        lines = [",".join(dims + [f"{v}_median" for _, v in columns] + ["diverged", "runs"])]
+        lines = [",".join(dims + sizes + [f"{v}_median" for _, v in columns] + ["diverged", "runs"])]
         lines += [",".join(map(_csv_value, [*g, *v, n_div, n])) for g, v, n_div, n in cells]
         return "\n".join(lines) + "\n"
-    header = dims + names + ["diverged"]
+    header = dims + sizes + names + ["diverged"]
     rows = [[*map(_fmt, g), *map(_fmt, v), f"{n_div}/{n}"] for g, v, n_div, n in cells]
     notes = _notes(red)
     if fmt == "markdown":
