@@ -5,16 +5,16 @@ width, problem sizes; one compiled program each) and each group into *chunks* of
 that are trained together by ``vmap(simulate)``. A run's keys come from its own seed
 values only, so its result does not depend on which runs share its chunk.
 
-``plan`` -> ``run_chunk`` (pure compute, returns NumPy) -> ``assemble`` (xarray) is the
-whole pipeline; :func:`sweep` chains them, and the storage layer persists chunks in
-between to resume a killed sweep.
+``plan`` -> ``run_chunk`` (pure compute, returns NumPy) -> ``assemble``
+(:mod:`dlnsim.results`: xarray) is the whole pipeline; :func:`sweep` chains them, and
+the storage layer persists chunks in between to resume a killed sweep.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -37,8 +37,8 @@ from dlnsim.config import (
     static_combinations,
 )
 from dlnsim.hparams import HParams
-from dlnsim.metrics import Metrics
 from dlnsim.problem import make_problem, problem_key, raw_data, reduce_data
+from dlnsim.results import assemble, run_attrs
 from dlnsim.training import data_columns, init_key, simulate, step_kind, uses_raw_data
 
 
@@ -311,70 +311,6 @@ def run_chunk(cfg: SweepConfig, chunk: Chunk, pad: dict[int, BatchShape] | None 
     return ChunkResult(out, np.asarray(diverged)[:n], np.asarray(diverged_at)[:n], time.perf_counter() - start)
 
 
-def _metric_dims(name: str) -> tuple[str, ...]:
-    return {"noise_err": ("sigma",), "sv": ("k",)}.get(name, ())
-
-
-def assemble(
-    cfg: SweepConfig, chunks: Iterable[Chunk], results: Iterable[ChunkResult], attrs: dict[str, Any] | None = None
-) -> xr.Dataset:
-    """Places chunk results on the grid: an ``xarray.Dataset`` with one dim per axis + step.
-
-    Data variables: every :class:`Metrics` field (dims: grid axes, ``step`` and
-    ``sigma`` / ``k`` for the vector metrics), ``diverged`` and ``diverged_at``.
-    """
-    shape = cfg.shape
-    axes = list(cfg.grid)
-    data: dict[str, np.ndarray] = {}
-    diverged = np.zeros(shape, bool)
-    diverged_at = np.full(shape, -1, np.int32)
-    flat = lambda a: a.reshape((cfg.n_runs, *a.shape[len(shape) :]))  # noqa: E731  a view: runs in C order
-    for chunk, res in zip(chunks, results):
-        runs = np.asarray(chunk.runs)
-        for name, values in res.metrics.items():
-            if name not in data:
-                data[name] = np.full(shape + values.shape[1:], np.nan, values.dtype)
-            flat(data[name])[runs] = values
-        flat(diverged)[runs] = res.diverged
-        flat(diverged_at)[runs] = res.diverged_at
-    steps = np.arange(cfg.train.n_logs) * cfg.train.log_every
-    variables = {name: (axes + ["step", *_metric_dims(name)], data[name]) for name in Metrics._fields}
-    variables["diverged"] = (axes, diverged)
-    variables["diverged_at"] = (axes, diverged_at)
-    coords: dict[str, Any] = {a: list(v) for a, v in cfg.grid.items()}
-    coords.update(step=steps, sigma=list(cfg.problem.test_sigmas), k=np.arange(cfg.train.n_singular))
-    coords.update(ratio_sizes(cfg))
-    ds = xr.Dataset(variables, coords=coords, attrs=dict(attrs or {}))
-    ds["diverged_at"].attrs["description"] = "step at which the run diverged and was frozen, -1 if never"
-    for ratio, (size, of) in RATIO_AXES.items():
-        if ratio in cfg.grid:
-            ds[size].attrs["description"] = f"{size} of each cell: {ratio} x {of}, rounded to the nearest integer"
-    return ds
-
-
-def ratio_sizes(cfg: SweepConfig) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
-    """The sizes that the ratio axes of the grid set (``m`` for ``m_over_d``, ``s`` for
-    ``s_over_m``), each over the grid axes it depends on: ``(dims, values)`` per size.
-
-    Example:
-      >>> cfg = SweepConfig(problem=ProblemConfig(d=40, m=20, s=2), grid={"m_over_d": [0.25, 0.5]})
-      >>> ratio_sizes(cfg)
-      {'m': (('m_over_d',), array([10, 20]))}
-    """
-    m_from = ("d", "m_over_d") if "m_over_d" in cfg.grid else ("m",)
-    depends = {"m": m_from, "s": (*m_from, "s_over_m")}
-    out = {}
-    for ratio, (size, _) in RATIO_AXES.items():
-        if ratio in cfg.grid:
-            dims = tuple(a for a in cfg.grid if a in depends[size])
-            values = np.zeros([len(cfg.grid[a]) for a in dims], np.int64)
-            for idx in np.ndindex(values.shape):
-                problem, _ = problem_and_model(cfg, {a: cfg.grid[a][i] for a, i in zip(dims, idx)})
-                values[idx] = getattr(problem, size)
-            out[size] = (dims, values)
-    return out
-
-
 def sweep(
     cfg: SweepConfig,
     *,
@@ -387,7 +323,7 @@ def sweep(
       on_chunk: called after each chunk (progress reporting, persistence).
 
     Returns:
-      The dataset of :func:`assemble`, with the config in its attributes.
+      The dataset of :func:`dlnsim.results.assemble`, with the config in its attributes.
 
     Example:
       >>> cfg = dlnsim.SweepConfig(
@@ -408,19 +344,3 @@ def sweep(
         if on_chunk is not None:
             on_chunk(chunk, res)
     return assemble(cfg, chunks, results, attrs=run_attrs(cfg))
-
-
-def run_attrs(cfg: SweepConfig) -> dict[str, Any]:
-    """Provenance attributes: the full config (TOML text), versions, device, precision."""
-    from dlnsim import __version__
-    from dlnsim.configfile import dumps_config
-
-    dev = jax.devices()[0]
-    return {
-        "config_toml": dumps_config(cfg),
-        "dlnsim_version": __version__,
-        "jax_version": jax.__version__,
-        "device_kind": f"{dev.platform}: {dev.device_kind}",
-        "dtype": cfg.train.dtype,
-        "precision": cfg.train.precision,
-    }

@@ -32,7 +32,8 @@ import xarray as xr
 
 from dlnsim.config import SweepConfig, static_combinations
 from dlnsim.configfile import dumps_config
-from dlnsim.grid import Chunk, assemble, batch_shape, check_fits_device, plan, run_attrs, run_chunk, shard_chunks
+from dlnsim.grid import Chunk, batch_shape, check_fits_device, plan, run_chunk, shard_chunks
+from dlnsim.results import assemble, run_attrs
 from dlnsim.storage.chunks import Stored, add_runs, chunk_dir, finished_runs, gather, has_chunks, save_chunk
 from dlnsim.storage.files import ENGINE, atomic, check_output, make_dirs, open_results, write_netcdf
 

@@ -1,0 +1,102 @@
+"""A sweep's results as one ``xarray.Dataset``: chunk results placed on the grid.
+
+:func:`assemble` is the last step of the pipeline of :mod:`dlnsim.grid` (and of a resumed or
+merged sweep in :mod:`dlnsim.storage`): one dim per grid axis, then ``step`` and the vector
+metrics' ``sigma`` / ``k``; the sizes that ratio axes set as coordinates (:func:`ratio_sizes`);
+provenance attributes (:func:`run_attrs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+import xarray as xr
+
+from dlnsim.config import RATIO_AXES, SweepConfig, problem_and_model
+from dlnsim.metrics import Metrics
+
+if TYPE_CHECKING:
+    from dlnsim.grid import Chunk, ChunkResult
+
+
+def _metric_dims(name: str) -> tuple[str, ...]:
+    return {"noise_err": ("sigma",), "sv": ("k",)}.get(name, ())
+
+
+def assemble(
+    cfg: SweepConfig, chunks: Iterable[Chunk], results: Iterable[ChunkResult], attrs: dict[str, Any] | None = None
+) -> xr.Dataset:
+    """Places chunk results on the grid: an ``xarray.Dataset`` with one dim per axis + step.
+
+    Data variables: every :class:`Metrics` field (dims: grid axes, ``step`` and
+    ``sigma`` / ``k`` for the vector metrics), ``diverged`` and ``diverged_at``.
+    """
+    shape = cfg.shape
+    axes = list(cfg.grid)
+    data: dict[str, np.ndarray] = {}
+    diverged = np.zeros(shape, bool)
+    diverged_at = np.full(shape, -1, np.int32)
+    flat = lambda a: a.reshape((cfg.n_runs, *a.shape[len(shape) :]))  # noqa: E731  a view: runs in C order
+    for chunk, res in zip(chunks, results):
+        runs = np.asarray(chunk.runs)
+        for name, values in res.metrics.items():
+            if name not in data:
+                data[name] = np.full(shape + values.shape[1:], np.nan, values.dtype)
+            flat(data[name])[runs] = values
+        flat(diverged)[runs] = res.diverged
+        flat(diverged_at)[runs] = res.diverged_at
+    steps = np.arange(cfg.train.n_logs) * cfg.train.log_every
+    variables = {name: (axes + ["step", *_metric_dims(name)], data[name]) for name in Metrics._fields}
+    variables["diverged"] = (axes, diverged)
+    variables["diverged_at"] = (axes, diverged_at)
+    coords: dict[str, Any] = {a: list(v) for a, v in cfg.grid.items()}
+    coords.update(step=steps, sigma=list(cfg.problem.test_sigmas), k=np.arange(cfg.train.n_singular))
+    coords.update(ratio_sizes(cfg))
+    ds = xr.Dataset(variables, coords=coords, attrs=dict(attrs or {}))
+    ds["diverged_at"].attrs["description"] = "step at which the run diverged and was frozen, -1 if never"
+    for ratio, (size, of) in RATIO_AXES.items():
+        if ratio in cfg.grid:
+            ds[size].attrs["description"] = f"{size} of each cell: {ratio} x {of}, rounded to the nearest integer"
+    return ds
+
+
+def ratio_sizes(cfg: SweepConfig) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+    """The sizes that the ratio axes of the grid set (``m`` for ``m_over_d``, ``s`` for
+    ``s_over_m``), each over the grid axes it depends on: ``(dims, values)`` per size.
+
+    Example:
+      >>> cfg = dlnsim.SweepConfig(problem=dlnsim.ProblemConfig(d=40, m=20, s=2), grid={"m_over_d": [0.25, 0.5]})
+      >>> ratio_sizes(cfg)
+      {'m': (('m_over_d',), array([10, 20]))}
+    """
+    m_from = ("d", "m_over_d") if "m_over_d" in cfg.grid else ("m",)
+    depends = {"m": m_from, "s": (*m_from, "s_over_m")}
+    out = {}
+    for ratio, (size, _) in RATIO_AXES.items():
+        if ratio in cfg.grid:
+            dims = tuple(a for a in cfg.grid if a in depends[size])
+            values = np.zeros([len(cfg.grid[a]) for a in dims], np.int64)
+            for idx in np.ndindex(values.shape):
+                problem, _ = problem_and_model(cfg, {a: cfg.grid[a][i] for a, i in zip(dims, idx)})
+                values[idx] = getattr(problem, size)
+            out[size] = (dims, values)
+    return out
+
+
+def run_attrs(cfg: SweepConfig) -> dict[str, Any]:
+    """Provenance attributes: the full config (TOML text), versions, device, precision."""
+    from dlnsim import __version__
+    from dlnsim.configfile import dumps_config
+
+    dev = jax.devices()[0]
+    return {
+        "config_toml": dumps_config(cfg),
+        "dlnsim_version": __version__,
+        "jax_version": jax.__version__,
+        "device_kind": f"{dev.platform}: {dev.device_kind}",
+        "dtype": cfg.train.dtype,
+        "precision": cfg.train.precision,
+    }
