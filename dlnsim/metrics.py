@@ -36,15 +36,20 @@ class Metrics(NamedTuple):
       w1_off_fro: () ||W_1 P_perp||_F
       e2e_fro: () ||E||_F
       test_err: () ||f(Y_test) - X_test||_F / ||X_test||_F, clean test data
-      noise_err: (n_sigma,) relative test error at each test sigma (D4)
+      noise_err: (n_sigma,) test_err with test noise of each sigma added (D4 closed form; Monte
+        Carlo for a ReLU network)
       align_left_sin: () sin of the largest principal angle between the top-s left singular space
         of E and span(U) (accurate down to rounding, about eps)
-      align_left_cos2: () mean cos^2 of those angles
-      align_right_sin: () same for the top-s right singular space of E vs range(B)
-      align_right_cos2: () mean cos^2 of those angles
+      align_left_cos2: () mean cos^2 of the principal angles between the top-s left singular
+        space of E and span(U)
+      align_right_sin: () sin of the largest principal angle between the top-s right singular
+        space of E and range(B)
+      align_right_cos2: () mean cos^2 of the principal angles between the top-s right singular
+        space of E and range(B)
       sv: (n_singular,) top singular values of E (values below ~sqrt(m eps) sigma_max are rounding;
         NaN beyond min(d, m))
-      eff_rank: () exp(entropy of the normalised singular values of E above that floor); 0 for E = 0
+      eff_rank: () exp(entropy of the normalised singular values of E above the rounding floor
+        sqrt(m eps) sigma_max); 0 for E = 0
       balance: () max_l ||W_{l+1}^T W_{l+1} - W_l W_l^T||_F / (||W_{l+1}||_F^2 + ||W_l||_F^2)
       limit_dist: () ||E - E*||_F / ||E*||_F (||E||_F where E* = 0: collapse)
     """

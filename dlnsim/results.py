@@ -8,6 +8,8 @@ provenance attributes (:func:`run_attrs`).
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,25 @@ if TYPE_CHECKING:
 
 def _metric_dims(name: str) -> tuple[str, ...]:
     return {"noise_err": ("sigma",), "sv": ("k",)}.get(name, ())
+
+
+def metric_descriptions() -> dict[str, str]:
+    """Each metric's description, read from the Attributes section of the :class:`Metrics`
+    docstring (one source for ``help()`` and the results file's ``description`` attributes).
+
+    Example:
+      >>> metric_descriptions()["off_fro"]
+      '||E P_perp||_F'
+    """
+    out: dict[str, str] = {}
+    name = None
+    for line in inspect.cleandoc(Metrics.__doc__ or "").split("Attributes:")[1].splitlines():
+        entry = re.match(r"  (\w+): \([^)]*\) (.*)", line)  # "  name: (shape) what it is"
+        if entry:
+            name, out[entry[1]] = entry[1], entry[2]
+        elif name and line.startswith("    "):  # a continued description
+            out[name] += " " + line.strip()
+    return out
 
 
 def assemble(
@@ -56,6 +77,12 @@ def assemble(
     coords.update(step=steps, sigma=list(cfg.problem.test_sigmas), k=np.arange(cfg.train.n_singular))
     coords.update(ratio_sizes(cfg))
     ds = xr.Dataset(variables, coords=coords, attrs=dict(attrs or {}))
+    for name, text in metric_descriptions().items():
+        ds[name].attrs["description"] = text
+    ds["diverged"].attrs["description"] = (
+        f"the data loss became non-finite or exceeded divergence_cap = {cfg.train.divergence_cap:g} "
+        "times its initial value: the run was frozen there"
+    )
     ds["diverged_at"].attrs["description"] = "step at which the run diverged and was frozen, -1 if never"
     for ratio, (size, of) in RATIO_AXES.items():
         if ratio in cfg.grid:

@@ -50,6 +50,10 @@ def test_round_trip(reference):
     xr.testing.assert_identical(back, ds)  # values, dims, coords and attributes
     assert back["diverged"].dtype == bool and back["on_err"].dtype == np.float32
     assert dict(back.sizes) == {"depth": 1, "weight_decay": 2, "seed": 2, "step": 5, "sigma": 3, "k": 8}
+    # Every variable says what it is: the metrics in the words of the Metrics docstring.
+    assert all(back[name].attrs.get("description") for name in back.data_vars)
+    assert back["off_fro"].attrs["description"] == "||E P_perp||_F"
+    assert "divergence_cap = 1e+08" in back["diverged"].attrs["description"]
     # Storage adds nothing to and loses nothing from the in-memory sweep.
     xr.testing.assert_identical(back.drop_attrs(), dlnsim.sweep(CFG).drop_attrs())
 
