@@ -639,3 +639,30 @@ def test_ctrl_c_while_xla_compiles_exits_130(tmp_path):
         code = proc.wait(timeout=60)
     assert code == 130, err_path.read_text()
     assert err_path.read_text().splitlines()[-1].startswith("dlnsim: error: interrupted")
+
+
+def test_force_skips_the_check_of_another_sweeps_file(tmp_path, capsys, monkeypatch):
+    """L01 (the CLI checks the output's sweep also under --force): --force over another sweep's
+    file goes on to run the sweep (stubbed: interrupted at once, exit 130), not exit 2."""
+    out = tmp_path / "r.nc"
+    other = load_config(TINY, ["train.steps=20"])
+    xr.Dataset(attrs={"config_toml": dumps_config(other)}).to_netcdf(out, engine="h5netcdf")
+
+    def interrupted(cfg, path, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dlnsim.storage.run_sweep", interrupted)
+    monkeypatch.delenv("DLNSIM_COMPILE_CACHE", raising=False)
+    assert cli.main(["sweep", str(TINY), "-o", str(out), "--quiet"]) == 2
+    _one_error(capsys, "different sweep")
+    assert cli.main(["sweep", str(TINY), "-o", str(out), "--quiet", "--force"]) == 130
+    _one_error(capsys, "interrupted before any chunk finished")
+
+
+def test_a_run_larger_than_a_device_exits_2_in_one_line(tmp_path, capsys, monkeypatch):
+    """L02 (TooLargeError not turned into a Fail): a traceback instead of the one-line error."""
+    monkeypatch.delenv("DLNSIM_COMPILE_CACHE", raising=False)
+    args = ["sweep", str(TINY), "-o", str(tmp_path / "r.nc"), "--quiet", "--set", "model.width=10000000"]
+    assert cli.main(args) == 2
+    _one_error(capsys, "one run (depth=2) needs about", "more than a device's")
+    assert list(tmp_path.iterdir()) == []

@@ -148,3 +148,11 @@ def test_train_names_a_misplaced_argument():
 def test_hparams_names_its_fields_for_an_unknown_one():
     with pytest.raises(TypeError, match="HParams got unknown field 'learning_rate': its fields are lr, weight_decay"):
         HParams(learning_rate=0.1)
+
+
+def test_boundaries_of_the_validation_rules():
+    """C03 (n_train <= s refused), C04 (divergence_cap = 1 accepted): each rule's boundary."""
+    ProblemConfig(d=20, m=10, s=3, n_train=3)  # n_train >= s: N = s is allowed
+    with pytest.raises(ValueError, match="divergence_cap"):
+        TrainConfig(divergence_cap=1.0)  # must be > 1
+    TrainConfig(divergence_cap=1.5)

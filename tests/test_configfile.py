@@ -1,10 +1,20 @@
 """TOML config files: parsing, overrides, canonical writing, and every rejection naming its key."""
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from dlnsim.configfile import DEFAULT_TOML, ConfigError, default_config, dumps_config, load_config, load_config_text
+from dlnsim import ProblemConfig, SweepConfig, TrainConfig
+from dlnsim.configfile import (
+    SCHEMA,
+    DEFAULT_TOML,
+    ConfigError,
+    default_config,
+    dumps_config,
+    load_config,
+    load_config_text,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -149,3 +159,45 @@ def test_default_toml_is_documented_default():
     cfg = load_config_text(DEFAULT_TOML)
     assert list(cfg.grid) == ["depth", "weight_decay", "seed"]
     assert 0.0 in cfg.grid["weight_decay"] and len(cfg.grid["seed"]) >= 8
+
+
+def test_config_text_keeps_every_float_exactly():
+    """F01 (floats written with 6 significant digits): the TOML text rebuilds the very config."""
+    cfg = SweepConfig(
+        problem=ProblemConfig(d=20, m=10, s=2, test_sigmas=(0.0, 1 / 3)),
+        train=TrainConfig(divergence_cap=123456789.5),
+        hparams={"lr": 0.1 + 0.2, "init_scale": 1.0000001},
+        grid={"weight_decay": [1e-3 / 3, 2e-9], "seed": [0]},
+    )
+    again = load_config_text(dumps_config(cfg))
+    assert again == cfg and dict(again.hparams) == dict(cfg.hparams)
+
+
+def test_config_text_writes_every_field():
+    """F02 (false, zero and empty values dropped): every field of every section is written,
+    defaults and falsy values included, so the text stays right when defaults change."""
+    cfg = SweepConfig(problem=ProblemConfig(d=20, m=10, s=2), grid={"seed": [0]}, chunk_size=4)
+    doc = tomllib.loads(dumps_config(cfg))
+    for section in ("problem", "model", "train", "hparams"):
+        assert set(doc[section]) == set(SCHEMA[section]), section
+    assert doc["problem"]["whiten"] is False and doc["hparams"]["train_noise"] == 0.0
+    assert doc["sweep"] == {"teacher_per_seed": False, "chunk_size": 4}
+
+
+def test_equal_configs_have_equal_texts():
+    """F03 (integers of float axes written as integers): configs that compare equal are one
+    sweep, so their canonical texts are equal."""
+    a = SweepConfig(grid={"weight_decay": [0, 1], "seed": [0]})
+    b = SweepConfig(grid={"weight_decay": [0.0, 1.0], "seed": [0]})
+    assert a == b and dumps_config(a) == dumps_config(b)
+    assert "weight_decay = [0.0, 1.0]" in dumps_config(a)
+
+
+# ---------------------------------------------------------------- cli
+
+
+def _one_error(capsys, *words):
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and err.startswith("dlnsim: error: "), err
+    for w in words:
+        assert w in err, (w, err)

@@ -1,5 +1,6 @@
 """Memory-sized chunks and the run axis sharded over several devices give the same results."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -200,3 +201,38 @@ def test_a_run_larger_than_a_device_is_refused_before_any_work(tmp_path):
         ):
             start()
     assert not list(tmp_path.iterdir())
+
+
+def test_memory_estimate_counts_optimiser_state_raw_data_and_gram_matrices():
+    """D01 (one copy count for all optimisers), D02 (raw data sized as reduced), D08 (Gram
+    matrices w x w counted as w)."""
+    model = ModelConfig(depth=3, width=8)
+    # One step kind for all (the block step of gd on a CPU adds its own buffers): only the state differs.
+    by_opt = [
+        devices.run_bytes(PROBLEM, model, TrainConfig(optimizer=o, backward="autodiff"), raw=False)
+        for o in ("gd", "momentum", "adam")
+    ]
+    assert by_opt[0] < by_opt[1] < by_opt[2]
+    big_n = dataclasses.replace(PROBLEM, n_train=2000)
+    assert devices.run_bytes(big_n, model, TrainConfig(), raw=True) > devices.run_bytes(
+        big_n, model, TrainConfig(), raw=False
+    ) + 4 * 2000 * (PROBLEM.d + PROBLEM.m)  # at least X and Y of the 2000 samples, float32
+    wide = ModelConfig(depth=2, width=2000)  # depth 2: the balance metric's Gram products are the only w^2 terms
+    assert devices.run_bytes(PROBLEM, wide, TrainConfig(), raw=False) >= 2 * 2000**2 * 4
+
+
+def test_chunk_sizes_are_multiples_of_the_device_count(monkeypatch):
+    """D03 (no rounding to the devices), D05 (padding rounds down): with 4 devices a budget of
+    10 runs makes chunks of 8 (padding 10 to 12 would pass the budget), and 5 runs pad to 8."""
+    monkeypatch.setattr(jax, "local_device_count", lambda *a, **k: 4)
+    assert devices.chunk_size_for(100, 1050) == 8
+    assert devices.chunk_size_for(100, 350) == 3  # fewer runs than devices: as many as fit
+    assert [devices.pad_to_devices(n) for n in (1, 4, 5, 8)] == [4, 4, 8, 8]
+
+
+def test_default_budget_is_half_of_every_accelerator(monkeypatch):
+    """D06 (the device count dropped): a chunk is split over the devices, so the default budget
+    is half of each device's memory times their number."""
+    monkeypatch.setattr(devices, "_accelerator_bytes", lambda: 10**9)
+    monkeypatch.setattr(jax, "local_device_count", lambda *a, **k: 4)
+    assert devices.default_budget() == 2 * 10**9

@@ -8,6 +8,7 @@ import xarray as xr
 
 import dlnsim
 from dlnsim import HParams, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
+from dlnsim import devices
 from dlnsim import grid as grid_mod
 from dlnsim.config import problem_and_model
 from dlnsim.configfile import load_config_text
@@ -257,3 +258,57 @@ def test_training_noise_of_the_base_hparams_is_drawn():
     base = dlnsim.sweep(SweepConfig(**kw, hparams={"lr": 0.05, "train_noise": 0.1}, grid={"seed": [0]}))
     swept = dlnsim.sweep(SweepConfig(**kw, hparams={"lr": 0.05}, grid={"seed": [0], "train_noise": [0.1]}))
     np.testing.assert_allclose(base.loss_data.values, swept.loss_data.sel(train_noise=0.1).values, rtol=1e-10)
+
+
+def test_shard_count_may_equal_the_chunk_count():
+    """G03 (n > len -> n >= len): n == number of chunks is allowed, one chunk per shard, and
+    the slices of every allowed n partition the plan."""
+    chunks = [grid_mod.Chunk(i, 0, (2 * i, 2 * i + 1)) for i in range(4)]
+    for n in range(1, 5):
+        slices = [grid_mod.shard_chunks(chunks, (i, n)) for i in range(n)]
+        assert all(slices) and sorted(c.index for s in slices for c in s) == list(range(4))
+    assert grid_mod.shard_chunks(chunks, (3, 4)) == [chunks[3]]
+    with pytest.raises(ValueError, match="1 of 5 shards would hold no runs"):
+        grid_mod.shard_chunks(chunks, (0, 5))
+
+
+def test_large_seeds_in_a_sweep_equal_the_run_alone():
+    """G06 (seeds passed as int16): a grid seed near the documented bound 2**31 trains the same
+    network as dlnsim.train with that seed."""
+    model = ModelConfig(depth=2, width=8)
+    train = TrainConfig(steps=50, log_every=50, dtype="float64")
+    seed = 2**31 - 1
+    ds = dlnsim.sweep(SweepConfig(problem=PROBLEM, model=model, train=train, hparams={"lr": 0.05},
+                                  grid={"seed": [70000, seed]}))  # fmt: skip
+    prob = dlnsim.make_problem(PROBLEM, 0, dtype="float64")
+    alone = dlnsim.train(prob, model, train, dlnsim.HParams(lr=0.05), seed=seed)
+    np.testing.assert_allclose(ds.on_err.sel(seed=seed).values, alone.metrics.on_err, rtol=1e-10)
+
+
+def test_batch_shape_takes_the_most_teachers_of_any_chunk():
+    """G07 (teachers of the last chunk only): a group whose first chunk holds 2 teachers and
+    whose last holds 1 is padded to 2 teachers, so all its chunks share one program."""
+    cfg = SweepConfig(problem=PROBLEM, model=ModelConfig(depth=2, width=8), train=TRAIN64,
+                      grid={"problem_seed": [0, 1], "seed": [0, 1, 2]}, chunk_size=4)  # fmt: skip
+    chunks = grid_mod.plan(cfg)
+    assert [c.runs for c in chunks] == [(0, 1, 2, 3), (4, 5)]
+    assert grid_mod.batch_shape(cfg, chunks) == {0: grid_mod.BatchShape(runs=4, teachers=2)}
+
+
+def test_grid_values_in_any_order_label_their_own_runs():
+    """G08 (coords sorted): a grid written in descending order keeps its order, and each
+    coordinate labels the run trained with that value."""
+    base = dict(problem=PROBLEM, model=ModelConfig(depth=2, width=8), train=TRAIN64, hparams={"lr": 0.05})
+    down = dlnsim.sweep(SweepConfig(**base, grid={"weight_decay": [0.05, 0.0], "seed": [0]}))
+    up = dlnsim.sweep(SweepConfig(**base, grid={"weight_decay": [0.0, 0.05], "seed": [0]}))
+    assert list(down.weight_decay.values) == [0.05, 0.0]
+    for wd in (0.0, 0.05):
+        np.testing.assert_allclose(down.off_fro.sel(weight_decay=wd), up.off_fro.sel(weight_decay=wd), rtol=1e-10)
+
+
+def test_a_budget_of_exactly_one_run_is_enough():
+    """G12 (per_run > budget -> >=): max_memory equal to one run's estimate plans chunks of one run."""
+    cfg = SweepConfig(problem=PROBLEM, model=ModelConfig(depth=3, width=8), train=TRAIN64, grid={"seed": [0, 1, 2]})
+    per_run = devices.run_bytes(PROBLEM, cfg.model, cfg.train, raw=False)
+    chunks = grid_mod.plan(dataclasses.replace(cfg, max_memory=per_run))
+    assert [len(c.runs) for c in chunks] == [1, 1, 1]

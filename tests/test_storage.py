@@ -11,8 +11,10 @@ import xarray as xr
 
 import dlnsim
 import dlnsim.storage.sweep as storage_sweep
+from dlnsim import grid as grid_mod
 from dlnsim.configfile import dumps_config, load_config
-from dlnsim.storage.chunks import finished_runs
+from dlnsim.storage.chunks import Stored, finished_runs, gather
+from dlnsim.storage.sweep import same_sweep
 from dlnsim.storage import (
     VOLATILE_ATTRS,
     ExistingResultsError,
@@ -25,8 +27,10 @@ from dlnsim.storage import (
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+TINY = EXAMPLES / "tiny.toml"
 # One compiled group (depth 2), 4 runs in 4 chunks: compiles once per test session.
-CFG = load_config(EXAMPLES / "tiny.toml", ["grid.depth=[2]", "sweep.chunk_size=1"])
+CFG = load_config(TINY, ["grid.depth=[2]", "sweep.chunk_size=1"])
+OTHER = load_config(TINY, ["grid.depth=[2]", "sweep.chunk_size=1", "train.steps=20"])  # another sweep
 
 
 def _stable(ds: xr.Dataset) -> xr.Dataset:
@@ -82,6 +86,16 @@ def test_complete_file_is_not_recomputed(reference):
 
 class _Crash(Exception):
     pass
+
+
+def _crash_after(index):
+    """A progress callback that stops the sweep once chunk ``index`` is on disk."""
+
+    def progress(ev):
+        if ev.chunk.index == index:
+            raise _Crash
+
+    return progress
 
 
 def test_resume_recomputes_only_missing_chunks(tmp_path, reference):
@@ -396,3 +410,112 @@ def test_an_existing_directory_that_is_not_writable_is_refused(tmp_path, monkeyp
     monkeypatch.setattr("os.access", lambda path, mode: Path(path) != tmp_path)
     with pytest.raises(OutputPathError, match="cannot be written: it is not writable"):
         check_output(tmp_path, directory=True)
+
+
+def test_resume_under_a_smaller_chunk_size_takes_rows_of_the_old_files(reference, tmp_path):
+    """S01 (gather hands back a whole file for a chunk that needs some of its rows): chunks of 2
+    interrupted, resumed in chunks of 1, give the uninterrupted results."""
+    ref, _ = run_sweep(dataclasses.replace(CFG, chunk_size=2), tmp_path / "ref2.nc")  # the old plan, whole
+    out = tmp_path / "r.nc"
+    with pytest.raises(_Crash):
+        run_sweep(dataclasses.replace(CFG, chunk_size=2), out, progress=_crash_after(0))
+    events = []
+    ds, skipped = run_sweep(CFG, out, progress=events.append)
+    assert skipped == 2 and [e.skipped for e in events] == [True, True, False, False]
+    back = open_results(out)[0]
+    for name in dlnsim.Metrics._fields:
+        flat = lambda d, name=name: d[name].values.reshape(4, -1)  # noqa: E731
+        np.testing.assert_array_equal(flat(back)[:2], flat(ref)[:2], err_msg=name)  # rows of the old file
+        # Runs 2-3 in batches of one instead of two: equal to float32 rounding (the small singular
+        # values, from eigh of E^T E, only to ~eps sigma_max^2 / sigma).
+        atol = 1e-4 if name == "sv" else 1e-6
+        np.testing.assert_allclose(flat(back), flat(ref), rtol=1e-5, atol=atol, err_msg=name)
+
+
+def test_gather_shares_out_compute_time_by_rows():
+    """S02 (a file's whole time charged for each row taken): one row of each of two 2-run files
+    that took 2 s each cost 2 s, not 4 s."""
+    from dlnsim.grid import ChunkResult
+    from dlnsim.metrics import Metrics
+
+    def stored(first, seconds):
+        metrics = {k: np.array([[first], [first + 1]], np.float32) for k in Metrics._fields}
+        res = ChunkResult(metrics, np.zeros(2, bool), np.full(2, -1, np.int32), seconds)
+        return Stored(res, 10.0 + first, 20.0 + first)
+
+    a, b = stored(0, 2.0), stored(2, 2.0)
+    got = gather(grid_mod.Chunk(0, 0, (1, 2)), {0: (a, 0), 1: (a, 1), 2: (b, 0), 3: (b, 1)})
+    assert got.result.seconds == pytest.approx(2.0)
+    np.testing.assert_array_equal(got.result.metrics["on_err"][:, 0], [1, 2])
+    assert (got.started, got.finished) == (10.0, 22.0)
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["sweep.teacher_per_seed=true", "hparams.lr=0.06", "problem.n_test=17", "train.balance_every=3", "model.init=he"],
+)
+def test_every_setting_but_the_batching_is_part_of_a_sweeps_identity(override):
+    """S04 (teacher_per_seed treated as batching): a changed setting is another sweep, whose
+    chunks must not be resumed; only chunk_size and max_memory are not."""
+    text = dumps_config(CFG)
+    assert not same_sweep(text, dumps_config(load_config(TINY, ["grid.depth=[2]", "sweep.chunk_size=1", override])))
+    assert same_sweep(text, dumps_config(dataclasses.replace(CFG, chunk_size=None, max_memory="1GB")))
+
+
+def test_teacher_per_seed_does_not_resume_chunks_of_shared_teachers(tmp_path):
+    """S04 end to end: chunks of a shared-teacher run are refused to a teacher-per-seed rerun."""
+    out = tmp_path / "r.nc"
+    with pytest.raises(_Crash):
+        run_sweep(CFG, out, progress=_crash_after(0))
+    with pytest.raises(ExistingResultsError, match="teacher_per_seed"):
+        run_sweep(dataclasses.replace(CFG, teacher_per_seed=True), out)
+
+
+def test_a_finished_file_keeps_another_sweeps_chunks(reference, tmp_path):
+    """S08 (leftover cleanup removes every chunk directory): the file at the path is complete
+    for this sweep, the chunk directory belongs to another sweep's unfinished run: kept."""
+    path, _, _ = reference
+    out = tmp_path / "r.nc"
+    out.write_bytes(path.read_bytes())
+    side = chunk_dir(out)
+    side.mkdir()
+    (side / "config.toml").write_text(dumps_config(OTHER))
+    (side / "chunk-0000000-00001-00000000.npz").write_bytes(b"another sweep's")
+    _, skipped = run_sweep(CFG, out)
+    assert skipped == 4 and (side / "chunk-0000000-00001-00000000.npz").exists()
+
+
+def test_force_recomputes_chunks_of_an_unfinished_run_of_the_same_sweep(reference, tmp_path, monkeypatch):
+    """S10 (force keeps the chunk directory): --force recomputes every run, also those an
+    interrupted run of this very sweep left on disk."""
+    out = tmp_path / "r.nc"
+    with pytest.raises(_Crash):
+        run_sweep(CFG, out, progress=_crash_after(1))
+    events = []
+    _, skipped = run_sweep(CFG, out, force=True, progress=events.append)
+    assert skipped == 0 and not any(e.skipped for e in events)
+
+
+def test_wall_time_is_recorded_per_group(tmp_path):
+    """S12 (all wall time booked to group 0): each of two groups records its own compute time."""
+    ds, _ = run_sweep(load_config(TINY), tmp_path / "r.nc")
+    walls = json.loads(ds.attrs["group_wall_seconds"])
+    assert json.loads(ds.attrs["groups"]) == [{"depth": 1}, {"depth": 2}] and len(walls) == 2 and min(walls) > 0
+
+
+def test_merge_refuses_shards_of_different_sweeps(reference, tmp_path):
+    """H01 (merge compares slice counts only): two halves whose configs differ are refused."""
+    path, _, _ = reference
+    ds = open_results(path)[0]
+    parts = []
+    for i, cfg in enumerate((CFG, OTHER)):
+        part = ds.assign_attrs(
+            shard=f"{i}/2",
+            shard_runs=np.arange(2 * i, 2 * i + 2),
+            config_toml=dumps_config(cfg) + f"# shard {i}/2: this file holds slice {i} of 2 of the sweep's chunks\n",
+        )
+        part.to_netcdf(tmp_path / f"part{i}.nc", engine="h5netcdf")
+        parts.append(tmp_path / f"part{i}.nc")
+    with pytest.raises(ValueError, match="is a shard of a different sweep"):
+        merge_shards(parts, tmp_path / "m.nc")
+    assert not (tmp_path / "m.nc").exists()
