@@ -30,7 +30,8 @@ def _metric_dims(name: str) -> tuple[str, ...]:
 
 def metric_descriptions() -> dict[str, str]:
     """Each metric's description, read from the Attributes section of the :class:`Metrics`
-    docstring (one source for ``help()`` and the results file's ``description`` attributes).
+    docstring (one source for ``help()`` and the results file's ``description`` attributes);
+    none under ``python -OO``, which strips docstrings.
 
     Example:
       >>> metric_descriptions()["off_fro"]
@@ -38,7 +39,8 @@ def metric_descriptions() -> dict[str, str]:
     """
     out: dict[str, str] = {}
     name = None
-    for line in inspect.cleandoc(Metrics.__doc__ or "").split("Attributes:")[1].splitlines():
+    _, _, section = inspect.cleandoc(Metrics.__doc__ or "").partition("Attributes:")
+    for line in section.splitlines():
         entry = re.match(r"  (\w+): \([^)]*\) (.*)", line)  # "  name: (shape) what it is"
         if entry:
             name, out[entry[1]] = entry[1], entry[2]

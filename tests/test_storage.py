@@ -62,6 +62,16 @@ def test_round_trip(reference):
     xr.testing.assert_identical(back.drop_attrs(), dlnsim.sweep(CFG).drop_attrs())
 
 
+def test_metric_descriptions_without_docstrings():
+    """Under python -OO (docstrings stripped) a sweep's variables simply have no description."""
+    import subprocess
+    import sys
+
+    code = "from dlnsim.results import metric_descriptions; print(metric_descriptions())"
+    out = subprocess.run([sys.executable, "-OO", "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "{}", out.stderr
+
+
 def test_provenance_attributes(reference):
     path, _, _ = reference
     ds, cfg = open_results(path)

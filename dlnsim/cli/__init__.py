@@ -54,7 +54,8 @@ def entry() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``dlnsim`` and ``python -m dlnsim``; returns the exit code."""
+    """The command line on ``argv`` (default: ``sys.argv``); returns the exit code (tests call
+    it in-process; :func:`entry` is the script)."""
     try:
         with interrupts():
             args = build_parser().parse_args(argv)
