@@ -11,7 +11,8 @@ The dashed line in each panel is the memory-bandwidth bound of the reduced path
 
 Usage:
   python benchmarks/scaling.py                      # CPU defaults, a few minutes
-  python benchmarks/scaling.py --out results/scaling.json --png docs/img/scaling_cpu.png
+  python benchmarks/scaling.py --quick --out results/scaling.json   # and results/scaling.png
+  python benchmarks/scaling.py --tiny --out /tmp/s.json             # seconds; used by the tests
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ import dlnsim
 BASE = {
     "cpu": Sizes(d=100, m=50, s=5, depth=5, width=100, n_train=200),
     "gpu": Sizes(d=200, m=100, s=5, depth=5, width=400, n_train=1000),
+    "tiny": Sizes(d=8, m=4, s=2, depth=3, width=8, n_train=16),
 }
-BASE_RUNS = {"cpu": 32, "gpu": 256}
+BASE_RUNS = {"cpu": 32, "gpu": 256, "tiny": 4}
 # (steps on the reduced path, steps on the raw path): the raw path costs ~N/r times more per step.
-STEPS = {"cpu": (100, 10), "gpu": (1000, 100)}
+STEPS = {"cpu": (100, 10), "gpu": (1000, 100), "tiny": (20, 5)}
 AXES = {
+    "tiny": {"runs": [1, 4], "width": [4, 8]},  # seconds, for the tests
     "cpu": {
         "runs": [1, 4, 16, 64, 256],
         "width": [25, 50, 100, 200, 400],
@@ -59,14 +62,14 @@ def measure(sizes: Sizes, runs: int, steps: int, path: str, repeats: int) -> dic
     return throughput.time_dlnsim(sizes, runs, steps, data=path, repeats=repeats)
 
 
-def run(device_class: str, axes: dict[str, list[int]], repeats: int, log=print) -> list[dict[str, Any]]:
-    base, base_runs = BASE[device_class], BASE_RUNS[device_class]
+def run(preset: str, axes: dict[str, list[int]], repeats: int, log=print) -> list[dict[str, Any]]:
+    base, base_runs = BASE[preset], BASE_RUNS[preset]
     points = []
     for axis, values in axes.items():
         for value in values:
             runs = value if axis == "runs" else base_runs
             sizes = base if axis == "runs" else dataclasses.replace(base, **{axis: value})
-            for path, steps in zip(("reduced", "raw"), STEPS[device_class]):
+            for path, steps in zip(("reduced", "raw"), STEPS[preset]):
                 r = measure(sizes, runs, steps, path, repeats)
                 log(
                     f"{axis}={value} {path}: {r['network_steps_per_s']:.4g} network-steps/s (compile {r['compile_s']:.2f} s)"
@@ -141,7 +144,9 @@ def plot(result: dict[str, Any], png: Path) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, help="write the points as JSON here")
-    ap.add_argument("--png", type=Path, help="draw the picture here (default docs/img/scaling_<device>.png)")
+    ap.add_argument(
+        "--png", type=Path, help="draw the picture here (default: beside --out, else results/scaling_<device>.png)"
+    )
     # One call minus its compile time read the same point at 13.5k and 26k network-steps/s in
     # one run (2 CPU cores, 2026-12-01): points last about a second, so the default is a
     # warm-up call and the fastest of 2 more.
@@ -152,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="calls per point (default 3: the fastest after a warm-up; 1: first call minus compile time)",
     )
     ap.add_argument("--quick", action="store_true", help="three values per axis")
+    ap.add_argument("--tiny", action="store_true", help="toy sizes, two axes of two values (seconds; for the tests)")
     ap.add_argument(
         "--cpu-devices",
         type=int,
@@ -161,8 +167,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     dlnsim.use_cpu_cores(args.cpu_devices)  # before any JAX computation, as `dlnsim sweep` does
 
-    device_class = "cpu" if jax.devices()[0].platform == "cpu" else "gpu"
-    axes = AXES[device_class]
+    platform = "cpu" if jax.devices()[0].platform == "cpu" else "gpu"
+    preset = "tiny" if args.tiny else platform
+    axes = AXES[preset]
     if args.quick:
         axes = {k: [v[0], v[len(v) // 2], v[-1]] for k, v in axes.items()}
     env = throughput.environment(use_torch=False, torch_dev=None)
@@ -172,15 +179,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "versions": env["versions"],
         "dtype": "float32",
         "precision": "highest",
-        "base": dataclasses.asdict(BASE[device_class]),
-        "base_runs": BASE_RUNS[device_class],
-        "steps": {"reduced": STEPS[device_class][0], "raw": STEPS[device_class][1]},
-        "bandwidth": throughput.copy_bandwidth((256 if device_class == "cpu" else 2048) * 2**20),
+        "base": dataclasses.asdict(BASE[preset]),
+        "base_runs": BASE_RUNS[preset],
+        "steps": {"reduced": STEPS[preset][0], "raw": STEPS[preset][1]},
+        "bandwidth": throughput.copy_bandwidth({"tiny": 8, "cpu": 256, "gpu": 2048}[preset] * 2**20),
     }
     log = lambda msg: print(msg, flush=True)  # noqa: E731
-    result["points"] = run(device_class, axes, args.repeats, log)
+    result["points"] = run(preset, axes, args.repeats, log)
     result = throughput._jsonable(result)
-    png = args.png or Path(__file__).resolve().parents[1] / "docs" / "img" / f"scaling_{device_class}.png"
+    png = args.png or (args.out.with_suffix(".png") if args.out else Path("results") / f"scaling_{platform}.png")
     plot(result, png)
     print(f"wrote {png}")
     if args.out:

@@ -124,3 +124,44 @@ def test_throughput_tiny_writes_complete_json(tmp_path):
     assert set(pre["logging"]) >= set(LOGGING_FIELDS)
     for k in LOGGING_FIELDS:
         assert isinstance(pre["logging"][k], int | float), k
+
+
+def test_scaling_writes_every_point_and_the_picture(tmp_path, monkeypatch):
+    """The scaling benchmark's loop, JSON and picture, over its tiny preset, with each
+    measurement stubbed (``throughput.time_dlnsim`` is what the test above runs for real)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import scaling
+    finally:
+        sys.path.remove(str(BENCH))
+    calls = []
+
+    def measure(sizes, runs, steps, path, repeats):
+        calls.append((sizes.width, runs, steps, path, repeats))
+        rate = runs * 1e3 / sizes.width * (1 if path == "reduced" else 0.1)
+        return dict(steps=steps, seconds=1.0, compile_s=0.5, network_steps_per_s=rate, steady_state="stub")
+
+    monkeypatch.setattr(scaling, "measure", measure)
+    out = tmp_path / "scaling.json"
+    scaling.main(["--tiny", "--repeats", "1", "--out", str(out)])
+
+    # Each axis value around the base (width 8, 4 runs), on both paths with their own steps.
+    assert calls == [
+        (8, 1, 20, "reduced", 1),
+        (8, 1, 5, "raw", 1),
+        (8, 4, 20, "reduced", 1),
+        (8, 4, 5, "raw", 1),
+        (4, 4, 20, "reduced", 1),
+        (4, 4, 5, "raw", 1),
+        (8, 4, 20, "reduced", 1),
+        (8, 4, 5, "raw", 1),
+    ]
+    res = json.loads(out.read_text())
+    assert res["schema"] == "dlnsim-scaling/1" and _positive(res["bandwidth"]["bytes_per_s"])
+    assert res["base"]["width"] == 8 and res["base_runs"] == 4
+    width4 = next(p for p in res["points"] if p["axis"] == "width" and p["value"] == 4 and p["path"] == "raw")
+    # float32 weights of the d=8, m=4, depth-3, width-4 network: 4x4 + 4x4 + 8x4.
+    assert width4["weight_bytes_per_network"] == 4 * (16 + 16 + 32)
+    assert width4["network_steps_per_s"] == 100.0 and width4["runs"] == 4 and width4["sizes"]["width"] == 4
+    # The picture goes beside the JSON unless --png says otherwise.
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -175,6 +175,15 @@ def test_bad_config_subprocess(env, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
 
 
+def test_a_cpu_device_count_that_cannot_apply_is_noted(env):
+    """XLA_FLAGS's device count is kept over --cpu-devices, and the user is told so."""
+    flags = "--xla_force_host_platform_device_count=3"
+    res = _dlnsim({**env, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}, "info", "--cpu-devices", "2")
+    assert res.returncode == 0, res.stderr
+    assert "3 x cpu" in res.stdout
+    assert res.stderr.startswith("dlnsim: note: --cpu-devices 2 not applied"), res.stderr
+
+
 MINIMAL = TINY.read_text()
 BAD = [
     # (case, file text, extra arguments, key path the message must name)

@@ -74,10 +74,17 @@ def setup_jax(args: argparse.Namespace, *, x64: bool = False) -> str | None:
 
     from dlnsim.devices import use_cpu_cores
 
+    requested = getattr(args, "cpu_devices", None)
     try:  # first: only possible before JAX starts its backends
-        use_cpu_cores(getattr(args, "cpu_devices", None))
+        split = use_cpu_cores(requested)
     except ValueError as e:
         raise Fail(f"--cpu-devices: {e}") from None
+    if requested not in (None, 1) and not split:
+        print(
+            f"dlnsim: note: --cpu-devices {requested} not applied: the CPU device count is already set "
+            "(XLA_FLAGS=--xla_force_host_platform_device_count or jax_num_cpu_devices), and kept",
+            file=sys.stderr,
+        )
     cache = getattr(args, "compile_cache", None) or os.environ.get(CACHE_ENV) or None
     if cache:
         Path(cache).mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="on a CPU, split it into N JAX devices; a sweep runs one program per device (default: one per "
-        "core, at most 8; a device count set in XLA_FLAGS is kept)",
+        "core, at most 8; a device count set in XLA_FLAGS is kept, with a note)",
     )
     p = _Parser(
         prog="dlnsim",
