@@ -21,7 +21,7 @@ import dlnsim
 from dlnsim import cli
 from dlnsim.cli.progress import Reporter
 from dlnsim.configfile import dumps_config, load_config
-from dlnsim.storage import VOLATILE_ATTRS, Progress, chunk_dir, open_results
+from dlnsim.storage import VOLATILE_ATTRS, Progress, chunk_dir, open_results, run_sweep
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY = EXAMPLES / "tiny.toml"  # 2 groups (depth 1, 2), 4 chunks of 2 runs
@@ -666,6 +666,25 @@ def test_force_skips_the_check_of_another_sweeps_file(tmp_path, capsys, monkeypa
     _one_error(capsys, "different sweep")
     assert cli.main(["sweep", str(TINY), "-o", str(out), "--quiet", "--force"]) == 130
     _one_error(capsys, "interrupted before any chunk finished")
+
+
+def test_an_interrupted_forced_sweep_resumes_without_force(tmp_path, capsys, monkeypatch):
+    """As the interrupt message says: over another sweep's file, a --force run stopped after a
+    chunk resumes without --force (not refused as another sweep's file) and replaces the file."""
+    out = tmp_path / "r.nc"
+    other = load_config(TINY, ["train.steps=20"])
+    xr.Dataset(attrs={"config_toml": dumps_config(other)}).to_netcdf(out, engine="h5netcdf")
+    cfg = load_config(TINY)
+
+    def stop_after_first(ev):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cfg, out, force=True, progress=stop_after_first)
+    monkeypatch.delenv("DLNSIM_COMPILE_CACHE", raising=False)
+    assert cli.main(["sweep", str(TINY), "-o", str(out)]) == 0
+    assert "1 of 4 chunks skipped" in capsys.readouterr().out  # the first, as computed before
+    assert open_results(out)[1] == cfg and not chunk_dir(out).exists()
 
 
 def test_a_run_larger_than_a_device_exits_2_in_one_line(tmp_path, capsys, monkeypatch):

@@ -57,6 +57,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         chunk_dir,
         has_chunks,
         holds_sweep,
+        resumes_forced,
         run_sweep,
     )
 
@@ -78,8 +79,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             )
         if shard is None:
             check_output(final.with_suffix(".png"))  # the picture, drawn at the end
-        if not args.force and (out != final or shard is None):  # (a plain shard checks its own part file)
-            holds_sweep(final, dumps_config(cfg))
+        # Another sweep's file is refused (a plain shard checks its own part file), unless an
+        # interrupted --force run of this sweep is to replace it.
+        text = dumps_config(cfg)
+        if not args.force and (out != final or shard is None) and not (shard is None and resumes_forced(final, text)):
+            holds_sweep(final, text)
     except (OutputPathError, ExistingResultsError) as e:
         raise Fail(str(e)) from None
     quiet = args.quiet

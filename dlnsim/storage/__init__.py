@@ -24,7 +24,14 @@ Modules: :mod:`~dlnsim.storage.files` (atomic writes, the NetCDF file),
 from dlnsim.storage.chunks import chunk_dir, has_chunks
 from dlnsim.storage.files import ENGINE, OutputPathError, check_output, make_dirs, open_results
 from dlnsim.storage.shards import merge_shards, shard_runs
-from dlnsim.storage.sweep import VOLATILE_ATTRS, ExistingResultsError, Progress, holds_sweep, run_sweep
+from dlnsim.storage.sweep import (
+    VOLATILE_ATTRS,
+    ExistingResultsError,
+    Progress,
+    holds_sweep,
+    resumes_forced,
+    run_sweep,
+)
 
 __all__ = [
     "ENGINE",
@@ -39,6 +46,7 @@ __all__ = [
     "make_dirs",
     "merge_shards",
     "open_results",
+    "resumes_forced",
     "run_sweep",
     "shard_runs",
 ]

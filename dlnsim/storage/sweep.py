@@ -136,6 +136,13 @@ def holds_sweep(out: str | Path, text: str) -> bool:
     return True
 
 
+def resumes_forced(out: str | Path, text: str) -> bool:
+    """Whether an interrupted ``force`` run of the sweep ``text`` left chunks beside ``out``:
+    a rerun without ``force`` resumes it and replaces whatever file ``out`` holds."""
+    partial = _partial_config(Path(out))
+    return partial is not None and same_sweep(partial, text) and (chunk_dir(out) / _FORCED).exists()
+
+
 def _not_results(out: Path, reason: str) -> ExistingResultsError:
     return ExistingResultsError(
         f"{out} exists and is not a dlnsim results file ({reason}); write elsewhere, "
@@ -262,11 +269,11 @@ def run_sweep(
     if force:  # recompute; an old file at out stays until the new one replaces it (atomically)
         _remove_dir(side)
     else:
-        partial = _partial_config(out)
-        mine = partial is not None and same_sweep(partial, text)
         # An interrupted --force run of this sweep is resumed and replaces whatever out holds.
-        resume_forced = mine and (side / _FORCED).exists()
+        resume_forced = resumes_forced(out, text)
         if not resume_forced:
+            partial = _partial_config(out)
+            mine = partial is not None and same_sweep(partial, text)
             if holds_sweep(out, text):  # raises for another sweep's file
                 # Chunks of this sweep are leftovers of a run killed after writing its file.
                 _remove_leftovers(out, side, keep_chunks=partial is not None and not mine)
