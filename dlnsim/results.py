@@ -92,6 +92,49 @@ def assemble(
     return ds
 
 
+def check_layout(ds: xr.Dataset, cfg: SweepConfig) -> None:
+    """Checks that ``ds`` has the layout :func:`assemble` gives the sweep ``cfg``: every
+    variable with its dims and kind of values, the coordinates of the grid axes, ``step``,
+    ``sigma`` and ``k``, and a shard's attributes, so a file edited by hand or cut down is
+    refused when read rather than summarised wrongly.
+
+    Raises:
+      ValueError: naming the first thing that differs.
+    """
+    axes = list(cfg.grid)
+    expect = {name: (*axes, "step", *_metric_dims(name)) for name in Metrics._fields}
+    expect.update(diverged=tuple(axes), diverged_at=tuple(axes))
+    kinds = {"diverged": ("b", "flags"), "diverged_at": ("iu", "integers")}
+    for name, dims in expect.items():
+        if name not in ds.data_vars:
+            raise ValueError(f"no variable {name!r}")
+        if ds[name].dims != dims:
+            raise ValueError(f"{name} has dims {ds[name].dims} where its config_toml gives {dims}")
+        kind, what = kinds.get(name, ("f", "floats"))
+        if ds[name].dtype.kind not in kind:
+            raise ValueError(f"{name} holds {ds[name].dtype} values, not {what}")
+    coords: dict[str, Any] = dict(cfg.grid)
+    coords.update(step=np.arange(cfg.train.n_logs) * cfg.train.log_every, sigma=cfg.problem.test_sigmas)
+    coords["k"] = np.arange(cfg.train.n_singular)
+    for name, values in coords.items():
+        have, want = ds[name].values, np.asarray(values, float)
+        if have.dtype.kind not in "iuf" or have.shape != want.shape or not np.allclose(have, want, rtol=1e-12, atol=0):
+            raise ValueError(f"{name} = {_values(have)} where its config_toml gives {name} = {_values(want)}")
+    if "shard" in ds.attrs:
+        shard = re.fullmatch(r"(\d+)/(\d+)", str(ds.attrs["shard"]))
+        runs = np.atleast_1d(np.asarray(ds.attrs.get("shard_runs", [-1])))
+        if not shard or int(shard[1]) >= int(shard[2]):
+            raise ValueError(f"shard = {ds.attrs['shard']!r} is not I/N with 0 <= I < N")
+        if runs.dtype.kind not in "iu" or runs.min() < 0 or runs.max() >= cfg.n_runs:
+            raise ValueError(f"a shard file needs shard_runs, run indices in [0, {cfg.n_runs})")
+
+
+def _values(a: np.ndarray) -> str:
+    """A coordinate's values, in short."""
+    shown = ", ".join(f"{v:g}" if a.dtype.kind in "iuf" else repr(v) for v in a[:8]) + (", ..." if a.size > 8 else "")
+    return shown or "(none)"
+
+
 def ratio_sizes(cfg: SweepConfig) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
     """The sizes that the ratio axes of the grid set (``m`` for ``m_over_d``, ``s`` for
     ``s_over_m``), each over the grid axes it depends on: ``(dims, values)`` per size.

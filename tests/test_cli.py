@@ -393,6 +393,12 @@ def test_merge_refuses_another_sweep_and_names_bad_parts(runs, tmp_path, capsys)
     _one_error(capsys, "shard 0/2", "merge the shards first")
     assert not (tmp_path / "pics").exists()
 
+    # A file cut down by hand: not summarised as if the runs it lacks had not been swept.
+    ds.isel(seed=[0]).to_netcdf(tmp_path / "cut.nc", engine="h5netcdf")
+    for cmd in ("summary", "plot"):
+        assert cli.main([cmd, str(tmp_path / "cut.nc")]) == 2
+        _one_error(capsys, "cut.nc is not a dlnsim results file (seed = 0 where its config_toml gives seed = 0, 1)")
+
     (tmp_path / "corrupt.nc").write_text("not netcdf")
     for bad, words in (
         ("nope.nc", ["no results file at", "nope.nc"]),

@@ -518,7 +518,7 @@ def test_merge_refuses_shards_of_different_sweeps(reference, tmp_path):
     path, _, _ = reference
     ds = open_results(path)[0]
     parts = []
-    for i, cfg in enumerate((CFG, OTHER)):
+    for i, cfg in enumerate((CFG, load_config(TINY, ["grid.depth=[2]", "sweep.chunk_size=1", "hparams.lr=0.04"]))):
         part = ds.assign_attrs(
             shard=f"{i}/2",
             shard_runs=np.arange(2 * i, 2 * i + 2),
@@ -526,6 +526,40 @@ def test_merge_refuses_shards_of_different_sweeps(reference, tmp_path):
         )
         part.to_netcdf(tmp_path / f"part{i}.nc", engine="h5netcdf")
         parts.append(tmp_path / f"part{i}.nc")
-    with pytest.raises(ValueError, match="is a shard of a different sweep"):
+    with pytest.raises(
+        ValueError,
+        match=r"part1.nc is a shard of a different sweep .*\(hparams.lr: 0.05 in part0.nc, 0.04 in part1.nc\)",
+    ):
         merge_shards(parts, tmp_path / "m.nc")
     assert not (tmp_path / "m.nc").exists()
+
+
+# An edit of a results file (ds, its config's text) -> what the refusal names.
+EDITS = {
+    "variable dropped": (lambda ds, t: (ds.drop_vars("on_err"), t), "no variable 'on_err'"),
+    "seeds cut down": (lambda ds, t: (ds.isel(seed=[0]), t), "seed = 0 where its config_toml gives seed = 0, 1"),
+    "axis renamed": (lambda ds, t: (ds.rename(seed="sd"), t), "has dims"),
+    "axes transposed": (lambda ds, t: (ds.transpose("seed", ...), t), "has dims"),
+    "flags as floats": (lambda ds, t: (ds.assign(diverged=ds.diverged.astype(float)), t), "diverged holds float64"),
+    "no noise levels": (lambda ds, t: (ds.isel(sigma=[]), t), "sigma = (none)"),
+    "config edited": (lambda ds, t: (ds, t.replace("steps = 40", "steps = 80")), "step = 0, 10, 20, 30, 40 where"),
+    "shard without its runs": (lambda ds, t: (ds.assign_attrs(shard="0/2"), t), "needs shard_runs"),
+    "shard not I/N": (lambda ds, t: (ds.assign_attrs(shard="2/2", shard_runs=[0]), t), "not I/N"),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_a_file_whose_data_does_not_fit_its_config_is_refused(reference, tmp_path, edit):
+    """Edited by hand or cut down, a results file is refused when read (summarising it would
+    report on runs it lacks or misread its axes), and at a sweep's output, which it does not
+    hold, although its config says so (nothing is recomputed or overwritten without --force)."""
+    path, _, _ = reference
+    assert "steps = 40" in dumps_config(CFG)
+    ds, text = EDITS[edit][0](open_results(path)[0], dumps_config(CFG))
+    bad = tmp_path / "bad.nc"
+    ds.assign_attrs(config_toml=text).to_netcdf(bad, engine="h5netcdf")
+    with pytest.raises(ValueError, match=re.escape(EDITS[edit][1])):
+        open_results(bad)
+    if edit != "config edited":  # (that file holds another sweep: refused as such)
+        with pytest.raises(ExistingResultsError, match="is not a dlnsim results file .*" + re.escape(EDITS[edit][1])):
+            run_sweep(CFG, bad)

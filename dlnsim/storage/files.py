@@ -19,6 +19,7 @@ import xarray as xr
 
 from dlnsim.config import SweepConfig
 from dlnsim.configfile import load_config_text
+from dlnsim.results import check_layout
 
 ENGINE = "h5netcdf"
 
@@ -130,7 +131,17 @@ def open_results(path: str | Path) -> tuple[xr.Dataset, SweepConfig]:
 
     Returns:
       ``(dataset, config)``; the config is parsed from the ``config_toml`` attribute.
+
+    Raises:
+      OSError: no file, or not one HDF5 can read.
+      ValueError: no ``config_toml`` attribute (not written by dlnsim), a config that does not
+        parse or validate, or data that does not have the layout of its config
+        (:func:`dlnsim.results.check_layout`: edited by hand, or cut down).
     """
     with xr.open_dataset(path, engine=ENGINE) as f:
         ds = f.load()
-    return ds, load_config_text(ds.attrs["config_toml"], source=f"{path} (config_toml)")
+    if "config_toml" not in ds.attrs:
+        raise ValueError("no config_toml attribute: not written by dlnsim")
+    cfg = load_config_text(ds.attrs["config_toml"], source=f"{path} (config_toml)")
+    check_layout(ds, cfg)
+    return ds, cfg

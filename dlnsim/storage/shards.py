@@ -11,7 +11,7 @@ import xarray as xr
 from dlnsim.config import SweepConfig
 from dlnsim.configfile import dumps_config
 from dlnsim.storage.files import check_output, make_dirs, open_results, write_netcdf
-from dlnsim.storage.sweep import holds_sweep, same_settings
+from dlnsim.storage.sweep import differences, holds_sweep, same_settings
 
 _SHARD_ATTRS = ("shard", "shard_runs")  # set by run_sweep(shard=...), absent from the merged file
 
@@ -42,8 +42,10 @@ def merge_shards(paths: list[str | Path], out_path: str | Path, *, force: bool =
     seen: dict[int, Path] = {}
     for path, ds, _ in parts:
         i, n_i = _shard_of(path, ds)
-        if not same_settings(ds.attrs["config_toml"], first.attrs["config_toml"]) or n_i != n:
-            raise ValueError(f"{path} is a shard of a different sweep than {path0}")
+        old, new = first.attrs["config_toml"], ds.attrs["config_toml"]
+        if not same_settings(old, new) or n_i != n:
+            diff = differences(old, new, (f"in {path0.name}", f"in {path.name}")) or f"{n} shards there, {n_i} here"
+            raise ValueError(f"{path} is a shard of a different sweep than {path0} ({diff})")
         if i in seen:
             raise ValueError(f"{path} and {seen[i]} are both shard {i}/{n}")
         seen[i] = path

@@ -88,10 +88,11 @@ def _settings(text: str) -> dict[str, Any]:
     return settings
 
 
-def _differences(old: str, new: str, limit: int = 4) -> str:
+def differences(old: str, new: str, where: tuple[str, str] = ("there", "here"), limit: int = 4) -> str:
+    """The settings in which two config texts differ, in words (``where`` names the two)."""
     a, b = _settings(old), _settings(new)
     keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
-    parts = [f"{k}: {a.get(k, '(unset)')} there, {b.get(k, '(unset)')} here" for k in keys[:limit]]
+    parts = [f"{k}: {a.get(k, '(unset)')} {where[0]}, {b.get(k, '(unset)')} {where[1]}" for k in keys[:limit]]
     more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
     return "; ".join(parts) + more
 
@@ -114,7 +115,7 @@ def same_sweep(old: str, new: str) -> bool:
 
 def _refuse(where: Path, old: str, new: str) -> ExistingResultsError:
     # Equal settings: the texts differ in the shard line only (a shard file vs the whole sweep).
-    diff = _differences(old, new) or f"{_slice(old)} there, {_slice(new)} here"
+    diff = differences(old, new) or f"{_slice(old)} there, {_slice(new)} here"
     return ExistingResultsError(
         f"{where} holds results of a different sweep ({diff}); "
         "write elsewhere, or pass force=True (--force) to discard them"
@@ -277,7 +278,10 @@ def run_sweep(
             if holds_sweep(out, text):  # raises for another sweep's file
                 # Chunks of this sweep are leftovers of a run killed after writing its file.
                 _remove_leftovers(out, side, keep_chunks=partial is not None and not mine)
-                return open_results(out)[0], len(chunks)
+                try:
+                    return open_results(out)[0], len(chunks)
+                except (OSError, KeyError, ValueError) as e:  # its config's, but not its data's layout
+                    raise _not_results(out, " ".join(str(e).split())) from None
             if partial is not None and not mine:
                 raise _refuse(side, partial, text)
     check_fits_device(cfg)  # a run larger than a device: refused before any work
