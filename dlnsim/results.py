@@ -92,6 +92,18 @@ def assemble(
     return ds
 
 
+def run_shapes(cfg: SweepConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of each metric's values for one run of the sweep ``cfg`` (logged steps, then
+    noise levels or singular values).
+
+    Example:
+      >>> run_shapes(dlnsim.SweepConfig(train=dlnsim.TrainConfig(steps=100, log_every=50)))["sv"]
+      (3, 8)
+    """
+    extra = {"sigma": len(cfg.problem.test_sigmas), "k": cfg.train.n_singular}
+    return {name: (cfg.train.n_logs, *(extra[d] for d in _metric_dims(name))) for name in Metrics._fields}
+
+
 def check_layout(ds: xr.Dataset, cfg: SweepConfig) -> None:
     """Checks that ``ds`` has the layout :func:`assemble` gives the sweep ``cfg``: every
     variable with its dims and kind of values, the coordinates of the grid axes, ``step``,

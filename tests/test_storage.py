@@ -14,6 +14,7 @@ import dlnsim.storage.sweep as storage_sweep
 from dlnsim import grid as grid_mod
 from dlnsim.configfile import dumps_config, load_config
 from dlnsim.storage.chunks import Stored, finished_runs, gather
+from dlnsim.results import run_shapes
 from dlnsim.storage.sweep import same_sweep
 from dlnsim.storage import (
     VOLATILE_ATTRS,
@@ -132,7 +133,8 @@ def test_resume_recomputes_only_missing_chunks(tmp_path, reference):
     # Nor is a file whose name does not say the runs it holds (renamed or foreign).
     (tmp_path / "renamed").mkdir()
     (tmp_path / "renamed" / names[1]).write_bytes((side / names[0]).read_bytes())  # run 0 named run 1
-    assert sorted(finished_runs(side)) == [0] and finished_runs(tmp_path / "renamed") == {}
+    shapes = run_shapes(CFG)
+    assert sorted(finished_runs(side, shapes)) == [0] and finished_runs(tmp_path / "renamed", shapes) == {}
 
     events = []
     ds, skipped = run_sweep(CFG, out, progress=events.append)
@@ -142,6 +144,36 @@ def test_resume_recomputes_only_missing_chunks(tmp_path, reference):
     xr.testing.assert_identical(_stable(ds), _stable(ref))
     xr.testing.assert_identical(_stable(open_results(out)[0]), _stable(ref))
     assert not side.exists()
+
+
+TAMPERED = {  # a chunk file's arrays -> the same file, damaged in a way np.load does not notice
+    "metric of another shape": lambda a: a | {"metric_on_err": a["metric_on_err"][:, :3]},
+    "metric as text": lambda a: a | {"metric_on_err": np.full(a["metric_on_err"].shape, "x")},
+    "flags as floats": lambda a: a | {"diverged": a["diverged"].astype(float)},
+    "time as text": lambda a: a | {"seconds": np.array("soon")},
+}
+
+
+@pytest.mark.parametrize("tamper", TAMPERED)
+def test_a_chunk_file_that_does_not_fit_the_sweep_is_recomputed(tmp_path, reference, tamper):
+    """As a damaged file is: its runs are computed again, never a crash at the resume."""
+    _, ref, _ = reference
+
+    def crash_after_first(ev):
+        if ev.chunk.index == 1:
+            raise _Crash
+
+    out = tmp_path / "r.nc"
+    with pytest.raises(_Crash):
+        run_sweep(CFG, out, progress=crash_after_first)
+    first = sorted(chunk_dir(out).glob("chunk-*.npz"))[0]
+    with np.load(first) as z:
+        arrays = TAMPERED[tamper](dict(z))
+    np.savez(first, **arrays)
+    assert sorted(finished_runs(chunk_dir(out), run_shapes(CFG))) == [1]
+    ds, skipped = run_sweep(CFG, out)
+    assert skipped == 1
+    xr.testing.assert_identical(_stable(ds), _stable(ref))
 
 
 def test_another_chunk_plan_resumes_from_the_old_chunk_files(reference, tmp_path, monkeypatch):

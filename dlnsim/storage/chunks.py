@@ -4,7 +4,7 @@
 finished chunk, named by the runs it holds (``chunk-FIRST-COUNT-CRC.npz``: the first flat run
 index, the number of runs and a CRC-32 of the run indices, so files of different run sets
 never share a name), each written atomically. A file is only used if it loads with
-``allow_pickle=False`` and holds the runs its name says. A sweep resumed under another chunk
+``allow_pickle=False``, holds the runs its name says and has the sweep's shapes. A sweep resumed under another chunk
 plan (another chunk size or memory budget) gathers each chunk's finished runs from whichever
 files hold them and computes only the others.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -65,30 +65,38 @@ class Stored(NamedTuple):
     finished: float  # unix time it ended
 
 
-def _read(path: Path) -> tuple[np.ndarray, Stored] | None:
-    """A chunk file's runs and contents, or None if unreadable or inconsistent."""
+def _read(path: Path, shapes: Mapping[str, tuple[int, ...]]) -> tuple[np.ndarray, Stored] | None:
+    """A chunk file's runs and contents, or None if unreadable or inconsistent (each metric
+    ``shapes[name]`` per run, in floats; flags and steps of divergence per run)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             runs = z["runs"]
-            metrics = {k: z[f"metric_{k}"] for k in Metrics._fields}
-            if runs.ndim != 1 or len(runs) == 0 or any(v.shape[0] != len(runs) for v in metrics.values()):
+            if runs.ndim != 1 or len(runs) == 0 or runs.dtype.kind not in "iu":
                 return None
             if _chunk_path(path.parent, Chunk(0, 0, tuple(runs.tolist()))) != path:
                 return None  # not the runs its name says (a renamed or foreign file)
-            if z["diverged"].shape != runs.shape or z["diverged_at"].shape != runs.shape:
+            metrics = {k: z[f"metric_{k}"] for k in Metrics._fields}
+            if any(v.shape != (len(runs), *shapes[k]) or v.dtype.kind != "f" for k, v in metrics.items()):
                 return None
-            res = ChunkResult(metrics, z["diverged"], z["diverged_at"], float(z["seconds"]))
+            diverged, diverged_at = z["diverged"], z["diverged_at"]
+            if (diverged.shape, diverged_at.shape) != (runs.shape,) * 2 or (
+                diverged.dtype.kind,
+                diverged_at.dtype.kind,
+            ) != ("b", "i"):
+                return None
+            res = ChunkResult(metrics, diverged, diverged_at, float(z["seconds"]))
             return runs, Stored(res, float(z["started"]), float(z["finished"]))
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
-        return None  # what np.load raises on a damaged or foreign file
+    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile):
+        return None  # what np.load raises on a damaged or foreign file, float() on a non-number
 
 
-def finished_runs(side: Path) -> dict[int, tuple[Stored, int]]:
+def finished_runs(side: Path, shapes: Mapping[str, tuple[int, ...]]) -> dict[int, tuple[Stored, int]]:
     """Run index -> the contents of a readable chunk file in ``side`` that holds it (any chunk
-    plan) and its row there. Each file is read once."""
+    plan) and its row there; ``shapes``: each metric's shape per run
+    (:func:`dlnsim.results.run_shapes`). Each file is read once."""
     index: dict[int, tuple[Stored, int]] = {}
     for path in sorted(side.glob("chunk-*.npz")):
-        read = _read(path)
+        read = _read(path, shapes)
         if read is not None:
             add_runs(index, read[0].tolist(), read[1])
     return index

@@ -33,7 +33,7 @@ import xarray as xr
 from dlnsim.config import SweepConfig, static_combinations
 from dlnsim.configfile import dumps_config
 from dlnsim.grid import Chunk, batch_shape, check_fits_device, plan, run_chunk, shard_chunks
-from dlnsim.results import assemble, run_attrs
+from dlnsim.results import assemble, run_attrs, run_shapes
 from dlnsim.storage.chunks import Stored, add_runs, chunk_dir, finished_runs, gather, has_chunks, save_chunk
 from dlnsim.storage.files import ENGINE, atomic, check_output, make_dirs, open_results, write_netcdf
 
@@ -299,7 +299,7 @@ def run_sweep(
 
     stored: list[Stored] = []
     skipped = runs_done = 0
-    finished = finished_runs(side)  # also the runs of another chunk plan's files
+    finished = finished_runs(side, run_shapes(cfg))  # also the runs of another chunk plan's files
     n_runs = sum(len(c.runs) for c in chunks)
     to_compute = sum(r not in finished for c in chunks for r in c.runs)
     for chunk in chunks:
