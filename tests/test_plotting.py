@@ -205,3 +205,21 @@ def test_title_names_a_relu_network(tmp_path):
             "on_err",
             tmp_path / "x.png",
         )
+
+
+def test_a_picture_that_cannot_be_written_leaves_nothing_and_names_its_file(ds, tmp_path, monkeypatch):
+    """Written like the results (a temporary renamed over the name): a full disk leaves no
+    partial picture behind, and the error names the picture."""
+    import errno
+    import os
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    out = tmp_path / "pics" / "d.svg"
+    with pytest.raises(OSError, match="No space left on device") as err:
+        plotting.phase_diagram(ds, "weight_decay", "depth", "on_err", out)
+    assert err.value.filename == str(out) and list(out.parent.iterdir()) == []
+    monkeypatch.undo()
+    assert plotting.phase_diagram(ds, "weight_decay", "depth", "on_err", out).read_text().startswith("<?xml")

@@ -179,10 +179,15 @@ def over_seeds(da: xr.DataArray, diverged: xr.DataArray, how: str) -> xr.DataArr
 
 
 def save(fig: Figure, path: str | Path) -> Path:
-    """Writes ``fig`` (PNG unless the path's extension says otherwise); returns the path."""
+    """Writes ``fig`` (PNG unless the path's extension says otherwise) atomically, as the
+    results are: a failed write (a full disk) leaves no partial picture and names the file;
+    returns the path."""
+    from dlnsim.storage.files import atomic
+
     path = Path(path)
     if not path.suffix:
         path = path.with_suffix(".png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130, bbox_inches="tight")
+    with atomic(path) as f:
+        fig.savefig(f, format=path.suffix[1:].lower(), dpi=130, bbox_inches="tight")
     return path

@@ -66,45 +66,47 @@ def make_dirs(path: Path, *dirs: Path) -> None:
 
 
 @contextlib.contextmanager
-def _replacing(path: Path) -> Iterator[str]:
-    """A temporary file next to ``path`` to write; on success, renamed over ``path`` durably."""
+def atomic(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Opens a temporary file next to ``path``; on success, fsyncs and renames it over ``path``.
+
+    Raises:
+      OSError: naming ``path`` (a full disk, say); the temporary file is removed and ``path``
+        is untouched.
+    """
     fd, tmp = _mkstemp(path)
     os.close(fd)
     try:
-        yield tmp
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # a write's error names no file
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
     _fsync_dir(path.parent)
-
-
-@contextlib.contextmanager
-def atomic(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Opens a temporary file next to ``path``; on success, fsyncs and renames it over ``path``."""
-    with _replacing(path) as tmp, open(tmp, mode) as f:
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def write_netcdf(ds: xr.Dataset, path: Path) -> None:
     """Writes ``ds`` to ``path`` atomically (a temporary file renamed over it).
 
+    The HDF5 image is made in memory and written as bytes: HDF5 never meets a failing disk
+    (a full disk while HDF5 closed a file left an object whose clean-up segfaulted the
+    process; h5py 3.16, h5netcdf 1.8, xarray 2026.9).
+
     Raises:
-      OSError: naming ``path``, for any failure of the write (HDF5 reports a full disk as a
-        ``RuntimeError``); the temporary file is removed and ``path`` is untouched.
+      OSError: naming ``path``, for any failure of the write; the temporary file is removed
+        and ``path`` is untouched.
     """
-    with _replacing(path) as tmp:
-        try:
-            ds.to_netcdf(tmp, engine=ENGINE)
-        except (OSError, RuntimeError) as e:
-            raise OSError(
-                getattr(e, "errno", None), f"cannot write the results ({' '.join(str(e).split())})", str(path)
-            ) from None
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+    image = ds.to_netcdf(engine=ENGINE)
+    try:
+        with atomic(path) as f:
+            f.write(image)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write the results: {e.strerror}", e.filename) from None
 
 
 def _fsync_dir(path: Path) -> None:
