@@ -39,6 +39,7 @@ from dlnsim import HParams, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
         (lambda: HParams(init_scale=-1.0), "init_scale"),
         (lambda: HParams(train_noise=-0.1), "train_noise"),
         (lambda: HParams(momentum=1.0), "momentum"),  # heavy-ball beta / Adam's b1 in [0, 1)
+        (lambda: HParams(lr=True), "lr"),  # a bool is not a number here
         (lambda: SweepConfig(grid={"momentum": [0.0, 0.5]}), "momentum"),  # plain GD would ignore it
         (lambda: SweepConfig(grid={"colour": [1]}), "grid"),
         (lambda: SweepConfig(grid={"seed": []}), "grid.seed"),
@@ -148,6 +149,13 @@ def test_train_names_a_misplaced_argument():
 def test_hparams_names_its_fields_for_an_unknown_one():
     with pytest.raises(TypeError, match="HParams got unknown field 'learning_rate': its fields are lr, weight_decay"):
         HParams(learning_rate=0.1)
+
+
+def test_hparams_defaults_and_closed_bounds():
+    """The documented defaults (README: lr 0.02), the closed ends of the bounds (0 is allowed for
+    everything but lr) and all five fields given by position (as grid.py and training.py do)."""
+    assert HParams() == (0.02, 0.0, 1.0, 0.0, 0.9)
+    assert HParams(1e-3, 0.0, 0.0, 0.0, 0.0) == HParams(lr=1e-3, init_scale=0.0, momentum=0.0)
 
 
 def test_boundaries_of_the_validation_rules():

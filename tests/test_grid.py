@@ -220,6 +220,16 @@ def test_size_ratio_axes_round_halves_up():
     )
 
 
+def test_ratio_sizes_follow_every_axis_they_depend_on():
+    """m = m_over_d x d over a swept d too; s = s_over_m x m over all three axes."""
+    from dlnsim.results import ratio_sizes
+
+    grid = {"d": [40, 80], "m_over_d": [0.25, 0.5], "s_over_m": [0.1]}
+    sizes = ratio_sizes(SweepConfig(problem=ProblemConfig(d=40, m=20, s=2), grid=grid))
+    assert sizes["m"][0] == ("d", "m_over_d") and sizes["m"][1].tolist() == [[10, 20], [20, 40]]
+    assert sizes["s"][0] == ("d", "m_over_d", "s_over_m") and sizes["s"][1].tolist() == [[[1], [2]], [[2], [4]]]
+
+
 def test_config_files_with_ratio_axes_check_the_cells_not_the_base_sizes():
     """A size axis next to a ratio axis is valid or not with the cell's other sizes: the file
     (or a results file's config text) loads when every cell is a valid problem."""

@@ -223,3 +223,42 @@ def test_a_picture_that_cannot_be_written_leaves_nothing_and_names_its_file(ds, 
     assert err.value.filename == str(out) and list(out.parent.iterdir()) == []
     monkeypatch.undo()
     assert plotting.phase_diagram(ds, "weight_decay", "depth", "on_err", out).read_text().startswith("<?xml")
+
+
+def test_the_slice_a_picture_shows(ds):
+    """Axes a picture does not show sit at their first value, a vector metric at the noisiest
+    sigma and the top singular value, and a selection names only what the metric has; a
+    stored value is matched up to rounding and returned as stored (what .sel needs); only a
+    selection whose runs all diverged has nothing to show."""
+    from dlnsim.plotting import _common
+
+    assert _common.default_select(ds, "noise_err", None) == {"sigma": 0.5}
+    assert _common.default_select(ds, "sv", None) == {"k": 0}
+    sub, fixed = _common.fix(ds, ("weight_decay", "depth"), {"sigma": 0.5}, metric="on_err")
+    assert fixed == ["lr=0.05"] and float(sub.lr) == 0.05 and float(sub.sigma) == 0.5
+    _, fixed = _common.fix(ds, ("weight_decay", "depth"), {"sigma": 0.1}, metric="noise_err")
+    assert fixed == ["lr=0.05", "sigma=0.1"]
+    assert _common.stored(np.array([0.0, 0.1 + 0.2]), 0.3) == 0.1 + 0.2
+    assert _common.metric_label("final_on_err") == _common.LABELS["on_err"]
+    _common.require_runs(ds.sel(depth=2))  # half of these runs diverged (lr = 20): still a picture
+    with pytest.raises(ValueError, match="nothing to plot"):
+        _common.require_runs(ds.sel(lr=20.0))
+
+
+def test_title_leaves_out_the_sizes_and_settings_a_sweep_varies():
+    """m_over_d sets m (s stays fixed), a swept depth is no base value: neither is in the title."""
+    import xarray as xr
+
+    from dlnsim.plotting import _common
+
+    cfg = dlnsim.SweepConfig(
+        problem=dlnsim.ProblemConfig(d=40, m=20, s=2, n_train=30),
+        model=dlnsim.ModelConfig(depth=3, width=12),
+        grid={"m_over_d": [0.25, 0.5], "depth": [2, 4]},
+    )
+    runs = xr.Dataset(
+        {"diverged": (("m_over_d", "depth"), np.zeros((2, 2), bool))},
+        coords={"m_over_d": [0.25, 0.5], "depth": [2, 4]},
+        attrs={"config_toml": dlnsim.dumps_config(cfg)},
+    )
+    assert _common.context(runs, []).split(", ")[:4] == ["d=40", "s=2", "N=30", "w=12"]

@@ -41,6 +41,9 @@ def test_rate_fit_recovers_exponential():
     ratio = red["rate_ratio_w1_off"].sel(stat="mean").values
     np.testing.assert_allclose(ratio[:, 1:], 1.0, rtol=1e-10)
     assert np.all(np.isnan(ratio[:, 0]))  # no weight decay: no predicted rate to compare with
+    # ... even when the measured rate is not exactly 0 (a drift would give +-inf over pred = 0).
+    drift = ds.assign(w1_off_fro=ds.w1_off_fro * np.exp(-1e-4 * ds.step))
+    assert np.all(np.isnan(R.per_run(drift).rate_ratio_w1_off.sel(weight_decay=0.0).values))
 
 
 def test_imbalance_rate_leaves_out_the_rounding_floor():
@@ -65,6 +68,9 @@ def test_rate_fit_windows_and_floor():
     kink = np.where(t < 500, np.exp(-0.01 * t), np.exp(-5 - 0.03 * (t - 500)))
     assert R.fit_rate(kink, t, window=(0, 490)) == pytest.approx(-0.01, rel=1e-10)
     assert R.fit_rate(kink, t, window=10) == pytest.approx(-0.03, rel=1e-10)
+    # Both ends of a window count: the last 2 points, steps 500 to 510 (one point alone gives NaN).
+    assert R.fit_rate(kink, t, window=2) == pytest.approx(-0.03, rel=1e-10)
+    assert R.fit_rate(kink, t, window=(500, 510)) == pytest.approx(-0.03, rel=1e-10)
     assert math.isnan(R.fit_rate(np.zeros_like(t), t))
 
 
@@ -102,7 +108,8 @@ def test_diverged_runs_masked_and_counted():
     assert float(final.sel(stat="mean")) == pytest.approx(math.exp(-10.0), rel=1e-12)
     assert float(final.sel(stat="ci95_hi")) == pytest.approx(math.exp(-10.0), rel=1e-12)  # zero spread
     # Predictions are not masked: the theory does not depend on the run having diverged.
-    assert float(red.pred_rate.sel(stat="count").item()) == 5
+    for name in ("pred_rate", "pred_steps_phase3", "eps3", "eps3_w1"):
+        assert float(red[name].sel(stat="count").item()) == 5, name
     # A run that diverged at once (NaN initial loss, e.g. init_scale = 1e30) was computed
     # too; a shard file's runs of other slices are NaN and not diverged.
     ds["loss_data"] = xr.ones_like(ds["on_err"])
@@ -132,6 +139,8 @@ def test_seed_statistics_and_t_quantiles():
     stats = pytest.importorskip("scipy.stats")
     df = np.array([1, 2, 7, 30, 31, 45, 100, 1000])
     np.testing.assert_allclose(R.t975(df), stats.t.ppf(0.975, df), rtol=1e-6)
+    table = np.arange(1, 31)  # the table's 10 digits up to df = 30 (the expansion is off by ~1e-6 there)
+    np.testing.assert_allclose(R.t975(table), stats.t.ppf(0.975, table), rtol=1e-8)
     assert np.isnan(R.t975(0))
 
 
@@ -204,7 +213,8 @@ def test_adamw_sweep_gets_no_d1_or_limit_predictions():
 
 def test_noisy_training_data_gets_no_d1_prediction():
     """With training noise Y^T P_perp != 0 and D1 does not hold: no D1 rate, ratio or Phase
-    III time for those runs (the noise-free runs keep theirs)."""
+    III time for those runs (the noise-free runs keep theirs), and no collapse ratio. The
+    limit's on_err* needs whitened codes too: NaN for every run of this teacher."""
     cfg = dlnsim.SweepConfig(
         problem=dlnsim.ProblemConfig(d=16, m=8, s=2, n_train=20),
         model=dlnsim.ModelConfig(depth=2, width=12),
@@ -216,6 +226,9 @@ def test_noisy_training_data_gets_no_d1_prediction():
     for name in ("pred_rate", "pred_steps_phase3", "rate_ratio_w1_off"):
         assert np.all(np.isfinite(runs[name].sel(train_noise=0.0))), name
         assert np.all(np.isnan(runs[name].sel(train_noise=0.1))), name
+    assert np.all(np.isfinite(runs.collapse_ratio.sel(train_noise=0.0)))
+    assert np.all(np.isnan(runs.collapse_ratio.sel(train_noise=0.1)))
+    assert np.all(np.isnan(runs.pred_on_err_limit))
 
 
 def test_reduce_inputs_are_checked():
@@ -263,10 +276,25 @@ def test_summary_table_as_csv_and_markdown():
         assert row["rate_ratio_w1_off_median"] == ("" if np.isnan(cell) else repr(float(cell)))
     assert (rows[0]["diverged"], rows[0]["runs"]) == ("1", "3")
     text, md = R.summary_table(ds).splitlines(), R.summary_table(ds, "markdown").splitlines()
-    assert md[0].split(" | ")[0] == "| lr" and md[1].startswith("|---|") and len(md) == 2 + 6 + 1 + 4
+    assert md[0].split(" | ")[0] == "| lr" and len(md) == 2 + 6 + 1 + 4
     assert [c.strip() for c in md[2].strip("|").split("|")] == text[2].split()  # the same cells
+    cells = text[2].split()  # lr = 0.02, weight_decay = 0: 3 digits; no D1 rate ratio, "-"
+    assert md[1] == "|" + "---|" * len(cells)  # one delimiter per column, or no Markdown table
+    assert cells[2] == f"{float(red.final_on_err.sel(stat='median')[0, 0]):.3g}" and cells[-2] == "-"
     with pytest.raises(ValueError, match="fmt = 'html' is invalid"):
         R.summary_table(ds, "html")
+
+
+def test_summary_table_shows_partly_defined_theory_columns_and_swept_sizes_once():
+    """A theory column defined in some cells only (c/c* is NaN at L = 1) is shown, "-" in the
+    others; a size swept directly (m) is one column, not a second one of a ratio axis's sizes."""
+    red = R.reduce(_synthetic(seeds=2))
+    red["collapse_ratio"].loc[dict(stat="median", lr=0.05)] = 0.5
+    lines = R.summary_table(red).splitlines()
+    assert lines[0].split()[-2:] == ["c/c*", "diverged"]
+    assert [ln.split()[-2] for ln in lines[2:8]] == ["-"] * 3 + ["0.5"] * 3
+    sizes = _synthetic(seeds=2).rename(lr="m").assign_coords(m=[10, 20])
+    assert R.summary_table(sizes, "csv").splitlines()[0].split(",")[:3] == ["m", "weight_decay", "final_on_err_median"]
 
 
 def test_first_step_counts_a_value_at_the_threshold():
@@ -287,11 +315,11 @@ def _teacher_sweep(**changes):
 
 
 def test_collapse_ratio_uses_the_median_singular_value_and_the_depths_threshold():
-    cfg = _teacher_sweep()
+    cfg = _teacher_sweep(grid={"weight_decay": [0.02, 0.1], "depth": [4], "seed": [0]})  # base depth: 3
     runs = R.per_run(dlnsim.sweep(cfg))
     sv = np.linalg.svd(np.asarray(dlnsim.make_problem(cfg.problem, seed=0).b, float), compute_uv=False)
-    want = np.array([0.02, 0.1]) / np.median(sv) ** (2 / 3) / dlnsim.theory.collapse_threshold(3)
-    np.testing.assert_allclose(runs.collapse_ratio.values[:, 0], want, rtol=1e-5)
+    want = np.array([0.02, 0.1]) / np.median(sv) ** (2 / 4) / dlnsim.theory.collapse_threshold(4)  # the run's L
+    np.testing.assert_allclose(runs.collapse_ratio.values[:, 0, 0], want, rtol=1e-5)
 
 
 def test_sum_loss_predictions_equal_the_mean_loss_ones():

@@ -58,6 +58,7 @@ def test_round_trip(reference):
     # Every variable says what it is: the metrics in the words of the Metrics docstring.
     assert all(back[name].attrs.get("description") for name in back.data_vars)
     assert back["off_fro"].attrs["description"] == "||E P_perp||_F"
+    assert back["sv"].attrs["description"].endswith("NaN beyond min(d, m))")  # a description over two lines
     assert "divergence_cap = 1e+08" in back["diverged"].attrs["description"]
     # Storage adds nothing to and loses nothing from the in-memory sweep.
     xr.testing.assert_identical(back.drop_attrs(), dlnsim.sweep(CFG).drop_attrs())

@@ -60,6 +60,7 @@ def test_limit_gain_solves_its_equation(depth):
     assert np.all((above - 1) + np.asarray(c)[:, None] * above ** (2 / depth - 1) > 0)
     if depth >= 3:  # past c* the nonzero root is gone: collapse to 0
         assert float(theory.limit_gain(jnp.asarray(c_star * 1.001), depth)) == 0.0
+    assert float(theory.limit_gain(jnp.asarray(0.0), depth)) == 1.0  # no weight decay: h = 1 (exact fit)
 
 
 def _e_star(problem, wd, depth):
@@ -151,6 +152,16 @@ def test_ridge_at_depth_one():
     e = np.asarray(run.params[0])
     ridge = np.asarray(theory.ridge(problem.x, problem.y, wd))
     assert np.linalg.norm(e - ridge) / np.linalg.norm(ridge) < 1e-8
+
+
+def test_ridge_closed_form_for_both_losses():
+    """X Y^T (Y Y^T + n lambda I)^-1, n = N for the mean loss and 1 for the sum loss (whose
+    gradient has no 1/N), against numpy."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((6, 40)), rng.standard_normal((4, 40))
+    for loss, n in (("mean", 40), ("sum", 1)):
+        want = x @ y.T @ np.linalg.inv(y @ y.T + n * 0.3 * np.eye(4))
+        np.testing.assert_allclose(theory.ridge(jnp.asarray(x), jnp.asarray(y), 0.3, loss), want, rtol=1e-10)
 
 
 def test_noise_error_closed_form_matches_monte_carlo():
