@@ -427,6 +427,8 @@ def test_unwritable_output_paths_are_one_line_errors(runs, tmp_path, capsys, mon
         (["sweep", TINY, "-o", f"{tmp_path / 'newdir'}/"], ["newdir/ names a directory", "newdir/sweep.nc"]),
         (["merge", runs["whole"], "-o", f"{tmp_path / 'newdir'}/"], ["names a directory"]),
         (["sweep", TINY, "-o", tmp_path / "somedir" / "r.nc", "--quiet"], ["r.png is a directory"]),
+        (["reproduce", "limit", "-o", tmp_path / "notes"], ["-o:", "notes is a file, not a directory"]),
+        (["info", "--compile-cache", tmp_path / "notes"], ["--compile-cache", "cannot be the compilation cache"]),
     ]
     (tmp_path / "somedir" / "r.png").mkdir()
     if Path("/proc/self").is_dir():  # Linux: nothing can be created in /proc, not even by root

@@ -83,9 +83,14 @@ def setup_jax(args: argparse.Namespace, *, x64: bool = False) -> str | None:
             "(XLA_FLAGS=--xla_force_host_platform_device_count or jax_num_cpu_devices), and kept",
             file=sys.stderr,
         )
-    cache = getattr(args, "compile_cache", None) or os.environ.get(CACHE_ENV) or None
+    given = getattr(args, "compile_cache", None)
+    cache = given or os.environ.get(CACHE_ENV) or None
     if cache:
-        Path(cache).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(cache).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            source = f"--compile-cache {cache}" if given else f"{CACHE_ENV}={cache}"
+            raise Fail(f"{source}: cannot be the compilation cache directory ({e.strerror or e})") from None
         jax.config.update("jax_compilation_cache_dir", str(cache))
         # Cache every program: a sweep's groups each compile in seconds, below JAX's 1 s default.
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

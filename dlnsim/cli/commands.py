@@ -278,6 +278,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from dlnsim import reproduce
+    from dlnsim.storage import OutputPathError, check_output
 
+    try:  # before any work
+        check_output(args.output_dir, directory=True)
+    except OutputPathError as e:
+        raise Fail(f"-o: {e}") from None
     setup_jax(args, x64=reproduce.needs_x64(args.name))
     return reproduce.main(args, log=lambda msg: print(msg, flush=True))
