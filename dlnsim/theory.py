@@ -176,10 +176,14 @@ def noise_error(clean_sq: Array, e2e_fro_sq: Array, signal_sq: Array, sigmas: Ar
 
 
 def phase3_steps(w1_off_fro_0: Array, lr: Array, weight_decay: Array, eps: float) -> Array:
-    """Predicted steps until ``||W_1 P_perp||_F <= eps`` under D1 (inf with no weight decay).
+    """Predicted steps until ``||W_1 P_perp||_F <= eps`` under D1 (inf with no weight decay;
+    0 where it starts there, e.g. at init scale 0).
 
     ``||W_1(t) P_perp|| = (1 - eta lambda)^t ||W_1(0) P_perp||``, so
     ``t = ln(eps / ||W_1(0) P_perp||) / ln(1 - eta lambda)``.
     """
+    w0, eps = jnp.asarray(w1_off_fro_0), jnp.asarray(eps)
     rate = jnp.log1p(-lr * weight_decay)
-    return jnp.where(rate < 0, jnp.log(eps / w1_off_fro_0) / jnp.where(rate < 0, rate, -1.0), jnp.inf)
+    above = w0 > eps
+    steps = jnp.log(eps / jnp.where(above, w0, 1.0)) / jnp.where(rate < 0, rate, -1.0)
+    return jnp.where(above, jnp.where(rate < 0, steps, jnp.inf), 0.0)

@@ -5,6 +5,7 @@ limited by the number of steps (the slowest direction decays like (1 - eta lambd
 """
 
 import math
+import warnings
 
 import jax.numpy as jnp
 import numpy as np
@@ -141,6 +142,17 @@ def test_d1_decay_exact_and_phase3_steps(whitened_run):
     assert steps == pytest.approx(math.log(1e-3) / math.log1p(-LR * WD), rel=1e-12)
     first = t[np.argmax(w1 <= eps)]
     assert steps <= first < steps + tc.log_every  # the first logged step past the prediction
+
+
+def test_phase3_steps_at_the_edges():
+    """No decay: never (inf); starting at or under eps (init scale 0: 0 <= 0): no steps, and
+    no floating-point warning from 0 / 0."""
+    w0, eps = np.array([2.0, 2.0, 0.5, 0.0, 0.0]), np.array([1.0, 1.0, 1.0, 0.0, 0.0])
+    lr, wd = np.array([0.1, 0.1, 0.1, 0.1, 0.1]), np.array([0.5, 0.0, 0.5, 0.5, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        steps = np.asarray(theory.phase3_steps(w0, lr, wd, eps))
+    np.testing.assert_allclose(steps, [math.log(0.5) / math.log1p(-0.05), np.inf, 0, 0, 0], rtol=1e-6)
 
 
 def test_ridge_at_depth_one():
