@@ -180,7 +180,9 @@ class TrainConfig:
         _plain_fields(self)
         c = "TrainConfig"
         check_int(c, "log_every", self.log_every, 1)
-        check_int(c, "steps", self.steps, self.log_every)
+        check_int(c, "steps", self.steps, 1)
+        if self.steps < self.log_every:
+            fail(c, "steps", self.steps, f"must be at least log_every = {self.log_every}")
         if self.steps % self.log_every:
             fail(c, "steps", self.steps, f"must be a multiple of log_every = {self.log_every}")
         check_choice(c, "optimizer", self.optimizer, OPTIMIZERS)
@@ -302,10 +304,9 @@ class SweepConfig:
         if "momentum" in grid and self.train.optimizer == "gd":
             fail(
                 c,
-                "grid",
-                "momentum",
-                "momentum is swept but train.optimizer = 'gd' does not use it: "
-                "set train.optimizer to 'momentum', 'adam' or 'adamw'",
+                "grid.momentum",
+                list(grid["momentum"]),
+                "train.optimizer = 'gd' does not use momentum: set train.optimizer to 'momentum', 'adam' or 'adamw'",
             )
         _check_representable(self.hparams, grid, self.train.dtype)
         if not isinstance(self.teacher_per_seed, bool):

@@ -24,7 +24,7 @@ from dlnsim import HParams, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
         (lambda: ModelConfig(width=0), "width"),
         (lambda: ModelConfig(init="glorot"), "init"),
         (lambda: ModelConfig(activation="tanh"), "activation"),
-        (lambda: TrainConfig(steps=10, log_every=20), "steps"),  # steps >= log_every
+        (lambda: TrainConfig(steps=10, log_every=20), "steps = 10 is invalid: must be at least log_every = 20"),
         (lambda: TrainConfig(steps=100, log_every=0), "log_every"),
         (lambda: TrainConfig(steps=100, log_every=30), "steps"),  # multiple of log_every
         (lambda: TrainConfig(optimizer="lbfgs"), "optimizer"),

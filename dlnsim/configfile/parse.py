@@ -138,7 +138,7 @@ def _reraise(key: str, err: ValueError) -> ConfigError:
     msg = _CLASS_PREFIX.sub(lambda m: _SECTION_OF[m.group(1)] + ".", str(err))
     if key.startswith("grid."):  # "hparams.lr = -1.0 is invalid" came from a grid value
         axis = key[len("grid.") :]
-        msg = re.sub(rf"^\w+\.{axis} = ", f"{key} value ", msg)
+        msg = re.sub(rf"^(?!grid\.)\w+\.{axis} = ", f"{key} value ", msg)
     return ConfigError(key, msg if msg.startswith(key) else f"{key}: {msg}")
 
 
