@@ -300,7 +300,12 @@ class SweepConfig:
         object.__setattr__(self, "grid", _Grid(grid))
         for ratio, (size, _) in RATIO_AXES.items():
             if ratio in grid and size in grid:
-                fail(c, "grid", ratio, f"sets {size}, which grid.{size} sweeps too: sweep one of the two")
+                fail(
+                    c,
+                    f"grid.{ratio}",
+                    list(grid[ratio]),
+                    f"sets {size}, which grid.{size} sweeps too: sweep one of the two",
+                )
         if "momentum" in grid and self.train.optimizer == "gd":
             fail(
                 c,
@@ -363,14 +368,14 @@ def _check_representable(hparams: Mapping[str, float], grid: Mapping[str, Sequen
     from dlnsim.hparams import HParams
 
     dt = np.dtype(dtype)
-    values = [(f"hparams.{k}", v) for k, v in hparams.items() if k not in grid]
-    values += [(f"grid.{a}", v) for a in HParams._fields if a in grid for v in grid[a]]
+    values = [(f"hparams.{k} =", v) for k, v in hparams.items() if k not in grid]
+    values += [(f"grid.{a} value", v) for a in HParams._fields if a in grid for v in grid[a]]
     for where, v in values:
         with np.errstate(over="ignore"):
             cast = float(np.asarray(v, dt))
         if not np.isfinite(cast) or (v != 0 and abs(cast) < np.finfo(dt).tiny):  # XLA flushes subnormals to 0
             raise ValueError(
-                f"SweepConfig.{where} value {v!r} is invalid: it is {cast:g} in {dtype} (train.dtype); "
+                f"SweepConfig.{where} {v!r} is invalid: it is {cast:g} in {dtype} (train.dtype); "
                 f"must be a number {dtype} represents (magnitude {np.finfo(dt).tiny:.3g} to {np.finfo(dt).max:.3g})"
             )
 

@@ -123,6 +123,20 @@ BAD = [
     ("out of range hparam", MINIMAL, ["hparams.lr=-0.1"], "hparams.lr", "> 0"),
     ("bad choice", MINIMAL, ["train.optimizer=lbfgs"], "train.optimizer", "'gd'"),
     ("not a multiple", MINIMAL, ["train.steps=45"], "train.steps", "multiple of log_every"),
+    (
+        "base value float32 cannot hold",
+        MINIMAL,
+        ["hparams.lr=1e40"],
+        "hparams.lr",
+        "hparams.lr = 1e+40 is invalid: it is inf",
+    ),
+    (
+        "ratio and its size",
+        MINIMAL,
+        ["grid.m_over_d=[0.5]", "grid.m=[6]"],
+        "grid.m_over_d",
+        "grid.m_over_d = [0.5] is invalid",
+    ),
     ("log past the end", MINIMAL, ["train.log_every=100"], "train.steps", "at least log_every = 100"),
     (
         "momentum with gd",

@@ -122,13 +122,16 @@ def _check_structure(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-_CLASS_PREFIX = re.compile(r"\b(ProblemConfig|ModelConfig|TrainConfig|HParams|SweepConfig\.grid|SweepConfig)\.")
+_CLASS_PREFIX = re.compile(
+    r"\b(ProblemConfig|ModelConfig|TrainConfig|HParams|SweepConfig\.grid|SweepConfig\.hparams|SweepConfig)\."
+)
 _SECTION_OF = {
     "ProblemConfig": "problem",
     "ModelConfig": "model",
     "TrainConfig": "train",
     "HParams": "hparams",
     "SweepConfig.grid": "grid",
+    "SweepConfig.hparams": "hparams",
     "SweepConfig": "sweep",
 }
 
@@ -166,8 +169,9 @@ def _build(doc: dict[str, dict[str, Any]]) -> SweepConfig:
     try:
         SweepConfig(**base)
     except ValueError as e:
-        field = re.search(r"SweepConfig\.(\w+)", str(e))
-        raise _reraise(f"sweep.{field.group(1)}" if field else "sweep", e) from None
+        field = re.search(r"SweepConfig\.(hparams\.\w+|\w+)", str(e))  # hparams.lr: a base value's dtype
+        key = field.group(1) if field else ""
+        raise _reraise(key if key.startswith("hparams.") else f"sweep.{key}".rstrip("."), e) from None
     # One axis at a time first, so an error names the axis it comes from; not the problem sizes
     # when a ratio axis sets some of them (a size is valid or not with the cell's other sizes).
     ratios = any(a in RATIO_AXES for a in typed["grid"])
@@ -180,8 +184,9 @@ def _build(doc: dict[str, dict[str, Any]]) -> SweepConfig:
             raise _reraise(f"grid.{axis}", e) from None
     try:
         return SweepConfig(**base, grid=typed["grid"])
-    except ValueError as e:
-        raise _reraise("grid", e) from None
+    except ValueError as e:  # axes valid alone, not together
+        field = re.search(r"SweepConfig\.grid\.(\w+)", str(e))
+        raise _reraise(f"grid.{field.group(1)}" if field else "grid", e) from None
 
 
 # An override value that is not TOML but a plain word is that word: --set train.optimizer=adam.
