@@ -137,7 +137,7 @@ def check_layout(ds: xr.Dataset, cfg: SweepConfig) -> None:
         runs = np.atleast_1d(np.asarray(ds.attrs.get("shard_runs", [-1])))
         if not shard or int(shard[1]) >= int(shard[2]):
             raise ValueError(f"shard = {ds.attrs['shard']!r} is not I/N with 0 <= I < N")
-        if runs.dtype.kind not in "iu" or runs.min() < 0 or runs.max() >= cfg.n_runs:
+        if runs.dtype.kind not in "iu" or runs.size == 0 or runs.min() < 0 or runs.max() >= cfg.n_runs:
             raise ValueError(f"a shard file needs shard_runs, run indices in [0, {cfg.n_runs})")
 
 

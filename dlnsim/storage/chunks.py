@@ -4,9 +4,9 @@
 finished chunk, named by the runs it holds (``chunk-FIRST-COUNT-CRC.npz``: the first flat run
 index, the number of runs and a CRC-32 of the run indices, so files of different run sets
 never share a name), each written atomically. A file is only used if it loads with
-``allow_pickle=False``, holds the runs its name says and has the sweep's shapes. A sweep resumed under another chunk
-plan (another chunk size or memory budget) gathers each chunk's finished runs from whichever
-files hold them and computes only the others.
+``allow_pickle=False``, holds the runs its name says and has the sweep's shapes. A sweep
+resumed under another chunk plan (another chunk size or memory budget) gathers each chunk's
+finished runs from whichever files hold them and computes only the others.
 """
 
 from __future__ import annotations
@@ -79,10 +79,9 @@ def _read(path: Path, shapes: Mapping[str, tuple[int, ...]]) -> tuple[np.ndarray
             if any(v.shape != (len(runs), *shapes[k]) or v.dtype.kind != "f" for k, v in metrics.items()):
                 return None
             diverged, diverged_at = z["diverged"], z["diverged_at"]
-            if (diverged.shape, diverged_at.shape) != (runs.shape,) * 2 or (
-                diverged.dtype.kind,
-                diverged_at.dtype.kind,
-            ) != ("b", "i"):
+            if diverged.shape != runs.shape or diverged_at.shape != runs.shape:
+                return None
+            if diverged.dtype.kind != "b" or diverged_at.dtype.kind != "i":
                 return None
             res = ChunkResult(metrics, diverged, diverged_at, float(z["seconds"]))
             return runs, Stored(res, float(z["started"]), float(z["finished"]))
