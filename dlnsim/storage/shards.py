@@ -44,7 +44,8 @@ def merge_shards(paths: list[str | Path], out_path: str | Path, *, force: bool =
         i, n_i = _shard_of(path, ds)
         old, new = first.attrs["config_toml"], ds.attrs["config_toml"]
         if not same_settings(old, new) or n_i != n:
-            diff = differences(old, new, (f"in {path0.name}", f"in {path.name}")) or f"{n} shards there, {n_i} here"
+            where = (f"in {path0.name}", f"in {path.name}")
+            diff = differences(old, new, where) or f"{n} shards {where[0]}, {n_i} {where[1]}"
             raise ValueError(f"{path} is a shard of a different sweep than {path0} ({diff})")
         if i in seen:
             raise ValueError(f"{path} and {seen[i]} are both shard {i}/{n}")
