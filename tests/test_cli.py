@@ -641,6 +641,14 @@ def test_interrupts_keep_an_ignored_sigint_ignored():
         signal.signal(signal.SIGINT, old)
 
 
+# `python -m dlnsim ARGS` as a foreground command, whose Ctrl-C is Python's KeyboardInterrupt, also
+# where the suite runs as a background job (children inherit its ignored SIGINT, which Python keeps).
+_FOREGROUND = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'dlnsim', *sys.argv[1:]])"
+)
+
+
 def test_ctrl_c_while_xla_compiles_exits_130(tmp_path):
     # A KeyboardInterrupt out of XLA's compiler left jaxlib in a state in which the
     # interpreter's clean-up segfaulted (exit 139): the script now ends at once (cli.entry).
@@ -649,13 +657,10 @@ def test_ctrl_c_while_xla_compiles_exits_130(tmp_path):
     err_path = tmp_path / "err.txt"
     with open(err_path, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dlnsim", "sweep", str(TINY), "-o", str(tmp_path / "r.nc")],
+            [sys.executable, "-c", _FOREGROUND, "sweep", str(TINY), "-o", str(tmp_path / "r.nc")],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=err,
-            # A foreground command's Ctrl-C, also where the suite runs as a background job
-            # (whose children inherit an ignored SIGINT, which Python keeps).
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + TIMEOUT
         while "runs (" not in err_path.read_text():  # the header: the first compile starts now
