@@ -58,7 +58,6 @@ def assemble(
     ``sigma`` / ``k`` for the vector metrics), ``diverged`` and ``diverged_at``.
     """
     shape = cfg.shape
-    axes = list(cfg.grid)
     data: dict[str, np.ndarray] = {}
     diverged = np.zeros(shape, bool)
     diverged_at = np.full(shape, -1, np.int32)
@@ -71,12 +70,9 @@ def assemble(
             flat(data[name])[runs] = values
         flat(diverged)[runs] = res.diverged
         flat(diverged_at)[runs] = res.diverged_at
-    steps = np.arange(cfg.train.n_logs) * cfg.train.log_every
-    variables = {name: (axes + ["step", *_metric_dims(name)], data[name]) for name in Metrics._fields}
-    variables["diverged"] = (axes, diverged)
-    variables["diverged_at"] = (axes, diverged_at)
-    coords: dict[str, Any] = {a: list(v) for a, v in cfg.grid.items()}
-    coords.update(step=steps, sigma=list(cfg.problem.test_sigmas), k=np.arange(cfg.train.n_singular))
+    dims, coords = _layout(cfg)
+    data.update(diverged=diverged, diverged_at=diverged_at)
+    variables = {name: (dims[name], data[name]) for name in dims}
     coords.update(ratio_sizes(cfg))
     ds = xr.Dataset(variables, coords=coords, attrs=dict(attrs or {}))
     for name, text in metric_descriptions().items():
@@ -90,6 +86,21 @@ def assemble(
         if ratio in cfg.grid:
             ds[size].attrs["description"] = f"{size} of each cell: {ratio} x {of}, rounded to the nearest integer"
     return ds
+
+
+def _layout(cfg: SweepConfig) -> tuple[dict[str, tuple[str, ...]], dict[str, Any]]:
+    """The dims of each variable of the sweep ``cfg``'s dataset, and the values of its grid
+    axes, ``step``, ``sigma`` and ``k`` (what :func:`assemble` writes and :func:`check_layout` checks)."""
+    axes = tuple(cfg.grid)
+    dims = {name: (*axes, "step", *_metric_dims(name)) for name in Metrics._fields}
+    dims.update(diverged=axes, diverged_at=axes)
+    coords: dict[str, Any] = {a: list(v) for a, v in cfg.grid.items()}
+    coords.update(
+        step=np.arange(cfg.train.n_logs) * cfg.train.log_every,
+        sigma=list(cfg.problem.test_sigmas),
+        k=np.arange(cfg.train.n_singular),
+    )
+    return dims, coords
 
 
 def run_shapes(cfg: SweepConfig) -> dict[str, tuple[int, ...]]:
@@ -113,9 +124,7 @@ def check_layout(ds: xr.Dataset, cfg: SweepConfig) -> None:
     Raises:
       ValueError: naming the first thing that differs.
     """
-    axes = list(cfg.grid)
-    expect = {name: (*axes, "step", *_metric_dims(name)) for name in Metrics._fields}
-    expect.update(diverged=tuple(axes), diverged_at=tuple(axes))
+    expect, coords = _layout(cfg)
     kinds = {"diverged": ("b", "flags"), "diverged_at": ("iu", "integers")}
     for name, dims in expect.items():
         if name not in ds.data_vars:
@@ -125,9 +134,6 @@ def check_layout(ds: xr.Dataset, cfg: SweepConfig) -> None:
         kind, what = kinds.get(name, ("f", "floats"))
         if ds[name].dtype.kind not in kind:
             raise ValueError(f"{name} holds {ds[name].dtype} values, not {what}")
-    coords: dict[str, Any] = dict(cfg.grid)
-    coords.update(step=np.arange(cfg.train.n_logs) * cfg.train.log_every, sigma=cfg.problem.test_sigmas)
-    coords["k"] = np.arange(cfg.train.n_singular)
     for name, values in coords.items():
         have, want = ds[name].values, np.asarray(values, float)
         if have.dtype.kind not in "iuf" or have.shape != want.shape or not np.allclose(have, want, rtol=1e-12, atol=0):
