@@ -15,9 +15,14 @@ import argparse
 import json
 import platform
 import resource
+import sys
 import time
+from pathlib import Path
 
 import jax
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpu_devices
 
 import dlnsim
 from dlnsim import devices, grid
@@ -34,14 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--max-memory", default="1GB")
     ap.add_argument("--out", help="write the figures as JSON here")
-    ap.add_argument(
-        "--cpu-devices",
-        type=int,
-        metavar="N",
-        help="JAX CPU devices, as the dlnsim commands set them (default: one per core)",
-    )
-    args = ap.parse_args(argv)
-    dlnsim.use_cpu_cores(args.cpu_devices)  # before any JAX computation, as `dlnsim sweep` does
+    args = cpu_devices.parse(ap, argv)  # before any JAX computation, as `dlnsim sweep` does
 
     cfg = dlnsim.SweepConfig(
         problem=dlnsim.ProblemConfig(d=20, m=10, s=2, n_train=200, n_test=100),

@@ -26,11 +26,11 @@ from typing import Any
 import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpu_devices
 import peers
 import throughput
 from throughput import Sizes
 
-import dlnsim
 
 BASE = {
     "cpu": Sizes(d=100, m=50, s=5, depth=5, width=100, n_train=200),
@@ -158,14 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     ap.add_argument("--quick", action="store_true", help="three values per axis")
     ap.add_argument("--tiny", action="store_true", help="toy sizes, two axes of two values (seconds; for the tests)")
-    ap.add_argument(
-        "--cpu-devices",
-        type=int,
-        metavar="N",
-        help="JAX CPU devices, as the dlnsim commands set them (default: one per core)",
-    )
-    args = ap.parse_args(argv)
-    dlnsim.use_cpu_cores(args.cpu_devices)  # before any JAX computation, as `dlnsim sweep` does
+    args = cpu_devices.parse(ap, argv)  # before any JAX computation, as `dlnsim sweep` does
 
     platform = "cpu" if jax.devices()[0].platform == "cpu" else "gpu"
     preset = "tiny" if args.tiny else platform

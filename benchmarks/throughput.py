@@ -72,6 +72,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpu_devices
 import peers
 
 import dlnsim
@@ -658,14 +659,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--bandwidth-mb", type=int, help="array size of the copy-bandwidth probe (default 256 CPU, 2048 GPU)"
     )
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
-    ap.add_argument(
-        "--cpu-devices",
-        type=int,
-        metavar="N",
-        help="JAX CPU devices, as the dlnsim commands set them (default: one per core)",
-    )
-    args = ap.parse_args(argv)
-    dlnsim.use_cpu_cores(args.cpu_devices)  # before any JAX computation, as `dlnsim sweep` does
+    args = cpu_devices.parse(ap, argv)  # before any JAX computation, as `dlnsim sweep` does
 
     platform_name = jax.devices()[0].platform
     device_class = "cpu" if platform_name == "cpu" else "gpu"
