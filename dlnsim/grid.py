@@ -24,7 +24,7 @@ import xarray as xr
 from jax.sharding import PartitionSpec
 
 from dlnsim import devices
-from dlnsim._checks import check_x64
+from dlnsim._checks import check_x64, parse_bytes
 from dlnsim.blocked import compiler_options
 from dlnsim.config import (
     RATIO_AXES,
@@ -32,7 +32,6 @@ from dlnsim.config import (
     ModelConfig,
     ProblemConfig,
     SweepConfig,
-    parse_bytes,
     problem_and_model,
     static_combinations,
 )
