@@ -83,23 +83,28 @@ def _alignments(pairs: list[tuple[Array, Array]]) -> list[tuple[Array, Array]]:
 
     The sines are the singular values of ``(I - ref ref^T) basis``; the largest is the square
     root of the top eigenvalue of its (s, s) Gram, which has relative accuracy (one stacked
-    call for all pairs, :func:`dlnsim._lapack.eigvalsh_max`). ``sqrt(1 - cos_min^2)`` would
-    stop at about ``sqrt(eps)`` (3e-4 in float32) for nearly aligned spaces. The mean cos^2
-    is ``||ref^T basis||_F^2 / s``, the sum of the squared cosines.
+    eigh for all pairs, see _spectrum). ``sqrt(1 - cos_min^2)`` would stop at about
+    ``sqrt(eps)`` (3e-4 in float32) for nearly aligned spaces. The mean cos^2 is
+    ``||ref^T basis||_F^2 / s``, the sum of the squared cosines.
     """
     overlaps = [ref.T @ basis for basis, ref in pairs]
     residuals = [basis - ref @ o for (basis, ref), o in zip(pairs, overlaps)]
-    tops = lapack.eigvalsh_max(jnp.stack([r.T @ r for r in residuals]))
-    return [(jnp.sqrt(jnp.maximum(t, 0.0)), _sq(o) / o.shape[1]) for t, o in zip(tops, overlaps)]
+    evals, _ = lapack.eigh(jnp.stack([r.T @ r for r in residuals]))
+    return [(jnp.sqrt(jnp.maximum(e[-1], 0.0)), _sq(o) / o.shape[1]) for e, o in zip(evals, overlaps)]
 
 
 def _spectrum(e2e: Array, off: Array, prec: str) -> tuple[Array, Array, Array]:
     """Singular values (descending) and right singular vectors of E, and ``||E P_perp||_2^2``.
 
-    An eigh of ``E^T E``, and the top eigenvalue alone of ``(E P_perp)^T (E P_perp)``
-    (:func:`dlnsim._lapack.eigvalsh_max`, no eigenvectors: 4-5x cheaper than a second
-    eigh on a CPU). Batched on GPUs, one matrix per LAPACK call on CPUs
-    (:mod:`dlnsim._lapack`: batched CPU calls can deadlock XLA's thread pool).
+    One eigh of the stacked ``E^T E`` and ``(E P_perp)^T (E P_perp)``: batched on GPUs,
+    one matrix per LAPACK call on CPUs (:mod:`dlnsim._lapack`: batched CPU calls can
+    deadlock XLA's thread pool).
+
+    Not the top eigenvalue alone of the second Gram (tridiagonal form, then bisection):
+    that ran the metrics 1.2-1.4x faster but added 1.1-1.5 s of compile time per static
+    group, and the built-in sweep took 30-32 s instead of 21-24 s (2 AMD EPYC cores,
+    2026-12-07). A sweep compiles once per group and logs a few dozen times, so compile
+    time weighs more here than the decompositions' run time.
 
     An (m, m) symmetric eigenproblem instead of an SVD of the (d, m) map: 5-50x faster on
     CPU LAPACK and on GPUs. Values come out with absolute error ~sqrt(eps) * sigma_max
@@ -107,9 +112,9 @@ def _spectrum(e2e: Array, off: Array, prec: str) -> tuple[Array, Array, Array]:
     ones and the singular spaces are accurate.
     """
     p = precision(prec)
-    evals, evecs = lapack.eigh(jnp.matmul(e2e.T, e2e, precision=p))
-    off_top = lapack.eigvalsh_max(jnp.matmul(off.T, off, precision=p))
-    return jnp.sqrt(jnp.maximum(evals[::-1], 0.0)), evecs[:, ::-1], jnp.maximum(off_top, 0.0)
+    grams = jnp.stack([jnp.matmul(e2e.T, e2e, precision=p), jnp.matmul(off.T, off, precision=p)])
+    evals, evecs = lapack.eigh(grams)
+    return jnp.sqrt(jnp.maximum(evals[0, ::-1], 0.0)), evecs[0, :, ::-1], jnp.maximum(evals[1, -1], 0.0)
 
 
 def _entropy(sv: Array) -> Array:
