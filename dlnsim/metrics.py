@@ -101,10 +101,10 @@ def _spectrum(e2e: Array, off: Array, prec: str) -> tuple[Array, Array, Array]:
     deadlock XLA's thread pool).
 
     Not the top eigenvalue alone of the second Gram (tridiagonal form, then bisection):
-    that ran the metrics 1.2-1.4x faster but added 1.1-1.5 s of compile time per static
-    group, and the built-in sweep took 30-32 s instead of 21-24 s (2 AMD EPYC cores,
-    2026-12-07). A sweep compiles once per group and logs a few dozen times, so compile
-    time weighs more here than the decompositions' run time.
+    that ran the metrics 1.15-1.4x faster (m = 100 to 30) but added 1.1-1.5 s of compile
+    time per static group, and the built-in sweep took 30-32 s instead of 21-24 s (2 AMD
+    EPYC cores, 2026-12-07). A sweep compiles once per group and logs a few dozen times, so
+    compile time weighs more here than the decompositions' run time.
 
     An (m, m) symmetric eigenproblem instead of an SVD of the (d, m) map: 5-50x faster on
     CPU LAPACK and on GPUs. Values come out with absolute error ~sqrt(eps) * sigma_max
