@@ -29,6 +29,9 @@ if "XLA_FLAGS" not in os.environ:
 # On a GPU, several JAX processes share the device (two xdist workers, the CLI and notebook
 # subprocesses they start): none may grab 75% of its memory up front.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# The CLI keeps a compilation cache in the user's home by default: the tests never write there
+# (tests/test_cli.py gives its subprocesses a temporary one).
+os.environ["DLNSIM_COMPILE_CACHE"] = "off"
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

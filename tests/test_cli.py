@@ -119,10 +119,9 @@ def test_sweep_writes_results_picture_and_summary(runs):
     assert ds.attrs["config_toml"] and cfg.grid == load_config(TINY).grid
 
 
-def test_summary_plot_info(runs, capsys, monkeypatch):
+def test_summary_plot_info(runs, capsys):
     # In-process: the same main() as the console script (the sweeps above ran it as
     # `python -m dlnsim`), without a subprocess start-up each.
-    monkeypatch.delenv("DLNSIM_COMPILE_CACHE", raising=False)
     d, results = runs["dir"], runs["whole"]
     assert cli.main(["summary", str(results)]) == 0
     out = capsys.readouterr().out
@@ -161,8 +160,56 @@ def test_summary_plot_info(runs, capsys, monkeypatch):
 
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
-    for word in ("dlnsim", "jax / jaxlib", "devices", "matmul precision", "compilation cache", "off (enable"):
+    for word in ("dlnsim", "jax / jaxlib", "devices", "matmul precision", "compilation cache", "off (turn it on"):
         assert word in out
+
+
+def test_the_sweeps_filled_the_compile_cache(env, runs):
+    """Each of tiny.toml's two groups went into the cache once, under the size cap (JAX
+    keeps an access time per entry only when a cap is set)."""
+    cache = Path(env["DLNSIM_COMPILE_CACHE"])
+    entries = {p.name.removesuffix("-cache") for p in cache.glob("*-cache")}
+    assert len(entries) >= 2, sorted(cache.iterdir())
+    assert entries == {p.name.removesuffix("-atime") for p in cache.glob("*-atime")}
+
+
+def test_compile_cache_choice(monkeypatch, tmp_path):
+    """--compile-cache, else $DLNSIM_COMPILE_CACHE, else $XDG_CACHE_HOME/dlnsim/jax (else
+    ~/.cache/dlnsim/jax); "off" in either place turns it off."""
+    from dlnsim.cli._common import compile_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("DLNSIM_COMPILE_CACHE")
+    assert compile_cache(None) == (tmp_path / "xdg" / "dlnsim" / "jax", "default")
+    monkeypatch.setenv("DLNSIM_COMPILE_CACHE", "")  # empty: as unset
+    assert compile_cache(None) == (tmp_path / "xdg" / "dlnsim" / "jax", "default")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert compile_cache(None)[0] == tmp_path / "home" / ".cache" / "dlnsim" / "jax"
+    monkeypatch.setenv("DLNSIM_COMPILE_CACHE", str(tmp_path / "env"))
+    assert compile_cache(None) == (tmp_path / "env", f"DLNSIM_COMPILE_CACHE={tmp_path / 'env'}")
+    assert compile_cache(str(tmp_path / "flag")) == (tmp_path / "flag", f"--compile-cache {tmp_path / 'flag'}")
+    assert compile_cache("Off")[0] is None and compile_cache("~/c")[0] == tmp_path / "home" / "c"
+    monkeypatch.setenv("DLNSIM_COMPILE_CACHE", "off")
+    assert compile_cache(None) == (None, "DLNSIM_COMPILE_CACHE=off")
+    assert compile_cache(str(tmp_path / "flag"))[0] == tmp_path / "flag"  # the flag wins
+
+
+def test_the_default_compile_cache_is_on_and_optional(env, tmp_path):
+    """With nothing set the CLI caches under $XDG_CACHE_HOME; a default place that cannot be
+    created is a note, not an error (an explicit one is an error: test_unwritable_output_paths...)."""
+    plain = {k: v for k, v in env.items() if k != "DLNSIM_COMPILE_CACHE"}
+    res = _dlnsim({**plain, "XDG_CACHE_HOME": str(tmp_path / "xdg")}, "info")
+    assert res.returncode == 0, res.stderr
+    line = next(x for x in res.stdout.splitlines() if x.startswith("compilation cache"))
+    assert str(tmp_path / "xdg" / "dlnsim" / "jax") in line and "at most 1 GiB" in line, line
+    assert (tmp_path / "xdg" / "dlnsim" / "jax").is_dir()
+    (tmp_path / "file").write_text("not a directory")
+    res = _dlnsim({**plain, "XDG_CACHE_HOME": str(tmp_path / "file")}, "info")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.startswith("dlnsim: note: no compilation cache: cannot create"), res.stderr
+    line = next(x for x in res.stdout.splitlines() if x.startswith("compilation cache"))
+    assert line.split(None, 2)[2].startswith("off (turn it on"), line
 
 
 def test_bad_config_subprocess(env, tmp_path):
@@ -216,8 +263,7 @@ BAD = [
 
 
 @pytest.mark.parametrize("case, text, extra, key", BAD, ids=[b[0] for b in BAD])
-def test_bad_config_exits_2_naming_the_key(case, text, extra, key, tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("DLNSIM_COMPILE_CACHE", raising=False)
+def test_bad_config_exits_2_naming_the_key(case, text, extra, key, tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text(text)
     assert cli.main(["sweep", str(cfg), "-o", str(tmp_path / "res" / "r.nc"), *extra]) == 2
@@ -226,8 +272,7 @@ def test_bad_config_exits_2_naming_the_key(case, text, extra, key, tmp_path, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]  # nothing written
 
 
-def test_other_sweep_into_existing_results_is_refused(runs, capsys, monkeypatch):
-    monkeypatch.delenv("DLNSIM_COMPILE_CACHE", raising=False)
+def test_other_sweep_into_existing_results_is_refused(runs, capsys):
     before = runs["whole"].read_bytes()
     assert cli.main(["sweep", str(TINY), "-o", str(runs["whole"]), "--set", "train.steps=20"]) == 2
     err = _one_error(capsys, "different sweep", "train.steps: 40 there, 20 here", "--force")  # no header first
@@ -410,8 +455,7 @@ def test_merge_refuses_another_sweep_and_names_bad_parts(runs, tmp_path, capsys)
     assert not (tmp_path / "m.nc").exists()
 
 
-def test_unwritable_output_paths_are_one_line_errors(runs, tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("DLNSIM_COMPILE_CACHE", raising=False)
+def test_unwritable_output_paths_are_one_line_errors(runs, tmp_path, capsys):
     (tmp_path / "notes").write_text("a file")
     (tmp_path / "somedir").mkdir()
     cases = [
@@ -652,7 +696,7 @@ _FOREGROUND = (
 def test_ctrl_c_while_xla_compiles_exits_130(tmp_path):
     # A KeyboardInterrupt out of XLA's compiler left jaxlib in a state in which the
     # interpreter's clean-up segfaulted (exit 139): the script now ends at once (cli.entry).
-    env = {k: v for k, v in os.environ.items() if k != "DLNSIM_COMPILE_CACHE"}  # a cold compile: seconds
+    env = {**os.environ, "DLNSIM_COMPILE_CACHE": "off"}  # a cold compile: seconds
     env["PYTHONUNBUFFERED"] = "1"
     err_path = tmp_path / "err.txt"
     with open(err_path, "w") as err:
@@ -684,14 +728,13 @@ def test_force_skips_the_check_of_another_sweeps_file(tmp_path, capsys, monkeypa
         raise KeyboardInterrupt
 
     monkeypatch.setattr("dlnsim.storage.run_sweep", interrupted)
-    monkeypatch.delenv("DLNSIM_COMPILE_CACHE", raising=False)
     assert cli.main(["sweep", str(TINY), "-o", str(out), "--quiet"]) == 2
     _one_error(capsys, "different sweep")
     assert cli.main(["sweep", str(TINY), "-o", str(out), "--quiet", "--force"]) == 130
     _one_error(capsys, "interrupted before any chunk finished")
 
 
-def test_an_interrupted_forced_sweep_resumes_without_force(tmp_path, capsys, monkeypatch):
+def test_an_interrupted_forced_sweep_resumes_without_force(tmp_path, capsys):
     """As the interrupt message says: over another sweep's file, a --force run stopped after a
     chunk resumes without --force (not refused as another sweep's file) and replaces the file."""
     out = tmp_path / "r.nc"
@@ -704,15 +747,13 @@ def test_an_interrupted_forced_sweep_resumes_without_force(tmp_path, capsys, mon
 
     with pytest.raises(KeyboardInterrupt):
         run_sweep(cfg, out, force=True, progress=stop_after_first)
-    monkeypatch.delenv("DLNSIM_COMPILE_CACHE", raising=False)
     assert cli.main(["sweep", str(TINY), "-o", str(out)]) == 0
     assert "1 of 4 chunks skipped" in capsys.readouterr().out  # the first, as computed before
     assert open_results(out)[1] == cfg and not chunk_dir(out).exists()
 
 
-def test_a_run_larger_than_a_device_exits_2_in_one_line(tmp_path, capsys, monkeypatch):
+def test_a_run_larger_than_a_device_exits_2_in_one_line(tmp_path, capsys):
     """L02 (TooLargeError not turned into a Fail): a traceback instead of the one-line error."""
-    monkeypatch.delenv("DLNSIM_COMPILE_CACHE", raising=False)
     args = ["sweep", str(TINY), "-o", str(tmp_path / "r.nc"), "--quiet", "--set", "model.width=10000000"]
     assert cli.main(args) == 2
     _one_error(capsys, "one run (depth=2) needs about", "more than a device's")

@@ -11,6 +11,10 @@ from typing import Any
 
 DEFAULT_OUT = "results/sweep.nc"
 CACHE_ENV = "DLNSIM_COMPILE_CACHE"
+CACHE_OFF = ("off", "none", "no", "false", "0")  # --compile-cache / DLNSIM_COMPILE_CACHE values that turn it off
+# The cache keeps at most this much; JAX evicts the least recently used programs first. The
+# built-in sweep's four groups take about 1 MB, a paper-size group a few MB.
+CACHE_MAX_BYTES = 2**30
 INTERRUPTED = 130  # exit code after Ctrl-C (128 + SIGINT, as shells report it)
 # The phase-diagram picture written by `dlnsim sweep`: the noisy test error at the largest
 # test sigma (the quantity of the paper's Figure 1). Small weight decay leaves E P_perp large,
@@ -65,9 +69,34 @@ def shard_note(ds: Any) -> str:
     return f"shard {ds.attrs['shard']} of a sweep: {done} of its {ds.diverged.size} runs, the others NaN"
 
 
-def setup_jax(args: argparse.Namespace, *, x64: bool = False) -> str | None:
+def default_cache_dir() -> Path | None:
+    """Where the CLI keeps JAX's persistent compilation cache unless told otherwise:
+    ``$XDG_CACHE_HOME/dlnsim/jax``, by default ``~/.cache/dlnsim/jax`` (None without a
+    home directory)."""
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    except RuntimeError:  # no $HOME and no password-database entry
+        return None
+    return Path(base) / "dlnsim" / "jax"
+
+
+def compile_cache(given: str | None) -> tuple[Path | None, str]:
+    """The compilation cache directory (None: off) and what chose it: ``--compile-cache``,
+    else ``$DLNSIM_COMPILE_CACHE`` (unset or empty: not given), else the default; the
+    value ``off`` (or none, no, false, 0) turns the cache off."""
+    if given:
+        value, source = given, f"--compile-cache {given}"
+    elif os.environ.get(CACHE_ENV):
+        value = os.environ[CACHE_ENV]
+        source = f"{CACHE_ENV}={value}"
+    else:
+        return default_cache_dir(), "default"
+    return (None if value.strip().lower() in CACHE_OFF else Path(value).expanduser()), source
+
+
+def setup_jax(args: argparse.Namespace, *, x64: bool = False) -> Path | None:
     """Applies the CLI's jax.config settings (CPU devices, cache, x64, dispatch); returns the
-    compilation cache dir (or None)."""
+    compilation cache dir (or None: off)."""
     import jax
 
     from dlnsim.devices import use_cpu_cores
@@ -83,17 +112,21 @@ def setup_jax(args: argparse.Namespace, *, x64: bool = False) -> str | None:
             "(XLA_FLAGS=--xla_force_host_platform_device_count or jax_num_cpu_devices), and kept",
             file=sys.stderr,
         )
-    given = getattr(args, "compile_cache", None)
-    cache = given or os.environ.get(CACHE_ENV) or None
-    if cache:
+    cache, source = compile_cache(getattr(args, "compile_cache", None))
+    if cache is not None:
         try:
-            Path(cache).mkdir(parents=True, exist_ok=True)
+            cache.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            source = f"--compile-cache {cache}" if given else f"{CACHE_ENV}={cache}"
-            raise Fail(f"{source}: cannot be the compilation cache directory ({e.strerror or e})") from None
+            reason = e.strerror or str(e)
+            if source != "default":
+                raise Fail(f"{source}: cannot be the compilation cache directory ({reason})") from None
+            print(f"dlnsim: note: no compilation cache: cannot create {cache} ({reason})", file=sys.stderr)
+            cache = None
+    if cache is not None:
         jax.config.update("jax_compilation_cache_dir", str(cache))
         # Cache every program: a sweep's groups each compile in seconds, below JAX's 1 s default.
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
     if x64:
         jax.config.update("jax_enable_x64", True)
     # JAX's CPU async dispatch can lose a wake-up and hang forever with idle threads

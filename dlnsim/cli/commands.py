@@ -14,7 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dlnsim.cli._common import CACHE_ENV, INTERRUPTED, SWEEP_METRIC, Fail, error, read_results, setup_jax, shard_note
+from dlnsim.cli._common import (
+    CACHE_ENV,
+    CACHE_MAX_BYTES,
+    INTERRUPTED,
+    SWEEP_METRIC,
+    Fail,
+    error,
+    read_results,
+    setup_jax,
+    shard_note,
+)
 from dlnsim.cli.plot import pick_axes
 from dlnsim.cli.progress import Reporter
 
@@ -268,12 +278,23 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("default dtype", f'{TrainConfig().dtype} (float64 available: train.dtype = "float64")'),
         ("matmul precision", f'{TrainConfig().precision} (dlnsim default; train.precision = "default" for fast TF32)'),
         ("jax default matmul precision", str(jax.config.jax_default_matmul_precision)),
-        ("compilation cache", cache or f"off (enable with --compile-cache DIR or {CACHE_ENV}=DIR)"),
+        ("compilation cache", cache_line(cache)),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k.ljust(width)}  {v}")
     return 0
+
+
+def cache_line(cache: Path | None) -> str:
+    """The compilation cache in words, for ``dlnsim info``."""
+    if cache is None:
+        return f"off (turn it on with --compile-cache DIR or {CACHE_ENV}=DIR)"
+    used = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file())
+    return (
+        f"{cache} ({used / 1e6:.1f} MB of at most {CACHE_MAX_BYTES / 2**30:.0f} GiB; "
+        f"--compile-cache off or {CACHE_ENV}=off turns it off)"
+    )
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

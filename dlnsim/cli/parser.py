@@ -34,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
         "--compile-cache",
-        metavar="DIR",
-        help=f"persistent JAX compilation cache directory (default: ${CACHE_ENV}, else off)",
+        metavar="DIR|off",
+        help=f"persistent JAX compilation cache directory, or off (default: ${CACHE_ENV}, else "
+        "~/.cache/dlnsim/jax); a rerun with new traced values (lr, weight decay, seeds...) skips compiling",
     )
     common.add_argument(
         "--cpu-devices",
