@@ -26,7 +26,7 @@ import cpu_devices
 
 import dlnsim
 from dlnsim import devices, grid
-from dlnsim.training import uses_raw_data
+from dlnsim.step import uses_raw_data
 
 
 def _peak_rss_bytes() -> int:

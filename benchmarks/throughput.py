@@ -78,7 +78,7 @@ import peers
 import dlnsim
 from dlnsim import onchip
 from dlnsim.blocked import MAX_WIDTH, compiler_options
-from dlnsim.training import block_step_fits, step_kind
+from dlnsim.step import block_step_fits, step_kind
 
 SCHEMA = "dlnsim-throughput/1"
 METHODS = (

@@ -60,11 +60,11 @@ from dlnsim.backward import descend_ahead, forward_pass, gd_step, per_network_pr
 from dlnsim import blocked
 from dlnsim.model import Params, init_params
 from dlnsim.problem import reduce_data
-from dlnsim.training import block_step_fits
+from dlnsim.step import block_step_fits
 
 Array = jax.Array
 VARIANTS = ("fused", "ahead_dot", "ahead_rows", "blocked", "blocked_ahead")
-BLOCKED = ("blocked", "blocked_ahead")  # run axis last: small networks only (dlnsim.training.block_step_fits)
+BLOCKED = ("blocked", "blocked_ahead")  # run axis last: small networks only (dlnsim.step.block_step_fits)
 # (runs, steps, calls) per (size, device class): calls after the compile, the fastest counts
 BUDGETS = {
     ("paper", "gpu"): (256, 1000, 3),
@@ -220,7 +220,7 @@ def run_size(
     ref = None
     for v in VARIANTS:
         if v in BLOCKED and not block_step_fits(dlnsim.ModelConfig(depth=sz.depth, width=sz.width), sz.m, sz.d, sz.s):
-            result["variants"][v] = {"error": "not run: too wide for the block step (dlnsim.training.block_step_fits)"}
+            result["variants"][v] = {"error": "not run: too wide for the block step (dlnsim.step.block_step_fits)"}
             continue
         try:
             entry, (params, losses) = measure(v, sz, runs, steps, calls)

@@ -26,7 +26,7 @@ _API: dict[str, str | None] = {
     "Run": "dlnsim.training",
     "SweepConfig": "dlnsim.config",
     "TrainConfig": "dlnsim.config",
-    "TrainState": "dlnsim.training",
+    "TrainState": "dlnsim.step",
     "dumps_config": "dlnsim.configfile",
     "end_to_end": "dlnsim.model",
     "forward": "dlnsim.model",
@@ -90,4 +90,5 @@ if TYPE_CHECKING:
     )
     from dlnsim.reduce import summary_table as summary_table
     from dlnsim.storage import open_results as open_results, run_sweep as run_sweep
-    from dlnsim.training import Run as Run, TrainState as TrainState, simulate as simulate, train as train
+    from dlnsim.step import TrainState as TrainState
+    from dlnsim.training import Run as Run, simulate as simulate, train as train

@@ -21,7 +21,7 @@ from dlnsim.backward import FUSE_MAX_COLUMNS
 from dlnsim.config import ModelConfig, ProblemConfig, TrainConfig
 from dlnsim.model import layer_shapes
 from dlnsim.onchip import pow2
-from dlnsim.training import data_columns, step_kind
+from dlnsim.step import data_columns, step_kind
 
 # Default per-chunk budget on CPU hosts. Memory is rarely the limit there, cache is: at the
 # paper's sizes 256 runs in chunks of 32 train at 560 network-steps/s, in one chunk at 309

@@ -38,7 +38,8 @@ from dlnsim.config import (
 from dlnsim.hparams import HParams
 from dlnsim.problem import make_problem, problem_key, raw_data, reduce_data
 from dlnsim.results import assemble, run_attrs
-from dlnsim.training import data_columns, init_key, simulate, step_kind, uses_raw_data
+from dlnsim.step import data_columns, step_kind, uses_raw_data
+from dlnsim.training import init_key, simulate
 
 
 class Chunk(NamedTuple):

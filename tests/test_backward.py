@@ -27,9 +27,10 @@ from dlnsim.blocked import (
     supported,
 )
 from dlnsim.model import init_params
-from dlnsim.training import init_key, step_kind
+from dlnsim.step import step_kind
+from dlnsim.training import init_key
 
-train_mod = importlib.import_module("dlnsim.training")
+step_mod = importlib.import_module("dlnsim.step")
 
 SMALL = ProblemConfig(d=24, m=12, s=3, n_train=40, n_test=50)
 
@@ -168,8 +169,8 @@ def test_one_network_alone_takes_the_per_network_step_under_auto(monkeypatch):
     of 8 but takes the fused step (which test_training_runs_match_autodiff checks)."""
     traced = []
     for name in ("gd_step", "gd_step_block_ahead"):
-        real = getattr(train_mod, name)
-        monkeypatch.setattr(train_mod, name, lambda *a, _n=name, _f=real, **k: traced.append(_n) or _f(*a, **k))
+        real = getattr(step_mod, name)
+        monkeypatch.setattr(step_mod, name, lambda *a, _n=name, _f=real, **k: traced.append(_n) or _f(*a, **k))
     prob = dlnsim.make_problem(SMALL, seed=3)
     model, train = ModelConfig(depth=3, width=12), TrainConfig(steps=100, log_every=50)
 
@@ -345,7 +346,7 @@ def test_the_step_updates_the_weights_in_place(layout):
 
 
 def test_the_carried_block_step_updates_the_weights_in_place():
-    """The sweep's block step (dlnsim.training.make_block_step: activations carried, divergence
+    """The sweep's block step (dlnsim.step.make_block_step: activations carried, divergence
     freeze selected before the next forward pass) copies no weight inside its scan. (With the
     freeze selected after the forward pass instead, XLA copied every layer at each step and
     the block step ran 4x slower; with each h_l' computed before the update that reads h_l,
@@ -361,8 +362,8 @@ def test_the_carried_block_step_updates_the_weights_in_place():
     data = dlnsim.problem.Data(y, x, jnp.zeros(runs, f32))
     hp = HParams(lr=jnp.full(runs, 0.02, f32), weight_decay=jnp.full(runs, 1e-3, f32))
     zeros = jnp.zeros(runs, jnp.int32)
-    state = train_mod.TrainState(zeros, params, (), jnp.zeros(runs, bool), zeros - 1, jnp.ones(runs, f32))
-    step = train_mod.make_block_step(TrainConfig(), n)
+    state = step_mod.TrainState(zeros, params, (), jnp.zeros(runs, bool), zeros - 1, jnp.ones(runs, f32))
+    step = step_mod.make_block_step(TrainConfig(), n)
 
     def run(state):
         carry = (state, blocked.forward_block(state.params, data.y))
@@ -377,4 +378,4 @@ def test_make_step_refuses_the_block_step():
     """The block step has its own maker (its arrays are run-axis-last); make_step would
     otherwise fall through to jax.grad on them."""
     with pytest.raises(ValueError, match="make_block_step"):
-        train_mod.make_step(ModelConfig(depth=2, width=4), TrainConfig(), 10, "blocked")
+        step_mod.make_step(ModelConfig(depth=2, width=4), TrainConfig(), 10, "blocked")

@@ -17,7 +17,8 @@ import pytest
 
 import dlnsim
 from dlnsim import HParams, ModelConfig, ProblemConfig, TrainConfig, onchip
-from dlnsim.training import TrainState, init_key, make_step, training_data
+from dlnsim.step import TrainState, make_step, training_data
+from dlnsim.training import init_key
 
 
 def _fn(w, v, flag, k):

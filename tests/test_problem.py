@@ -7,7 +7,7 @@ import pytest
 
 import dlnsim
 from dlnsim import ModelConfig, ProblemConfig
-from dlnsim.training import _data_loss
+from dlnsim.step import _data_loss
 
 F64 = dict(rtol=1e-10, atol=0)
 

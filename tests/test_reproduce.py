@@ -15,7 +15,7 @@ from dlnsim import ModelConfig, TrainConfig, cli, reproduce
 from dlnsim.model import init_params
 from dlnsim.problem import make_problem, raw_data
 from dlnsim.reproduce import _common, fig1, limit
-from dlnsim.training import _data_loss, uses_raw_data
+from dlnsim.step import _data_loss, uses_raw_data
 
 
 @pytest.fixture(scope="module")

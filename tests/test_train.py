@@ -7,7 +7,7 @@ import pytest
 
 import dlnsim
 from dlnsim import HParams, ModelConfig, ProblemConfig, TrainConfig
-from dlnsim.training import TrainState, _frozen, training_data
+from dlnsim.step import TrainState, _frozen, training_data
 
 SMALL = ProblemConfig(d=24, m=12, s=3, n_train=40, n_test=50)
 # Tolerance table (STYLE.md Tests): float32 ~1e-5 relative, float64 ~1e-10.
