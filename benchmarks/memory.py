@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cpu_devices
 
 import dlnsim
-from dlnsim import devices, grid
+from dlnsim import devices, plan
 from dlnsim.step import uses_raw_data
 
 
@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> dict:
         grid={"seed": range(args.runs // 10), "weight_decay": [0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]},
         max_memory=args.max_memory,
     )
-    chunks = grid.plan(cfg)
-    problem_cfg, model = grid.group_configs(cfg, 0)
+    chunks = plan.plan(cfg)
+    problem_cfg, model = plan.group_configs(cfg, 0)
     per_run = devices.run_bytes(problem_cfg, model, cfg.train, uses_raw_data(model, cfg.train))
     rss0 = _peak_rss_bytes()
     start = time.perf_counter()

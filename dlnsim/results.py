@@ -21,7 +21,8 @@ from dlnsim.config import RATIO_AXES, SweepConfig, problem_and_model
 from dlnsim.metrics import Metrics
 
 if TYPE_CHECKING:
-    from dlnsim.grid import Chunk, ChunkResult
+    from dlnsim.grid import ChunkResult
+    from dlnsim.plan import Chunk
 
 
 def _metric_dims(name: str) -> tuple[str, ...]:

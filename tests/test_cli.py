@@ -315,7 +315,7 @@ def test_progress_bar_on_a_terminal():
         def isatty(self):
             return True
 
-    from dlnsim.grid import plan
+    from dlnsim.plan import plan
 
     cfg = load_config(TINY)
     chunks = plan(cfg)
@@ -335,7 +335,7 @@ def test_progress_bar_on_a_terminal():
 def test_progress_of_a_shard_counts_its_own_chunks_and_runs():
     """Under --shard 1/2 the tiny sweep's chunks 2 and 4 are this job's chunks 1/2 and 2/2,
     and its bar ends at the shard's 4 runs, not at 4 of the sweep's 8."""
-    from dlnsim.grid import plan, shard_chunks
+    from dlnsim.plan import plan, shard_chunks
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -360,7 +360,7 @@ def test_eta_counts_only_the_runs_still_to_compute(monkeypatch):
     """After a change of chunk plan, runs on disk inside later chunks cost nothing: 2 runs
     computed in 10 s and 2 of the 6 runs left still to compute make an ETA of 10 s, not 30 s."""
     from dlnsim.cli import progress as progress_mod
-    from dlnsim.grid import plan
+    from dlnsim.plan import plan
 
     cfg = load_config(TINY)
     chunks = plan(cfg)
@@ -377,7 +377,7 @@ def test_eta_counts_only_the_runs_still_to_compute(monkeypatch):
 def test_max_memory_flag_sets_the_chunk_budget(tmp_path):
     """--max-memory is sweep.max_memory: without a chunk size, a budget of two runs' estimated
     bytes cuts each of the tiny sweep's two groups (4 runs) into chunks of at most 2 runs."""
-    from dlnsim import devices, grid
+    from dlnsim import devices, plan
     from dlnsim.cli.commands import _load
 
     path = tmp_path / "c.toml"
@@ -387,17 +387,17 @@ def test_max_memory_flag_sets_the_chunk_budget(tmp_path):
         return _load(cli.build_parser().parse_args(["sweep", str(path), *extra]))
 
     assert load("--max-memory", "512MiB").max_memory == "512MiB"
-    assert len(grid.plan(load("--max-memory", "512MiB"))) == 2  # one chunk per group
+    assert len(plan.plan(load("--max-memory", "512MiB"))) == 2  # one chunk per group
     cfg = load()
-    problem_cfg, model = grid.group_configs(cfg, 1)
+    problem_cfg, model = plan.group_configs(cfg, 1)
     per_run = devices.run_bytes(problem_cfg, model, cfg.train, False)
-    chunks = grid.plan(load("--max-memory", f"{2 * per_run}B"))
+    chunks = plan.plan(load("--max-memory", f"{2 * per_run}B"))
     assert len(chunks) >= 4 and max(len(c.runs) for c in chunks) <= 2
     # A chunk_size in the file gives way to the flag (else the flag would do nothing).
     path.write_text(MINIMAL.replace("chunk_size = 2", "chunk_size = 1"))
-    assert len(grid.plan(load())) == 8
+    assert len(plan.plan(load())) == 8
     cfg = load("--max-memory", "512MiB")
-    assert cfg.chunk_size is None and len(grid.plan(cfg)) == 2
+    assert cfg.chunk_size is None and len(plan.plan(cfg)) == 2
 
 
 def _one_error(capsys, *words):

@@ -11,7 +11,7 @@ import pytest
 
 import dlnsim
 from dlnsim import ModelConfig, ProblemConfig, SweepConfig, TrainConfig, devices
-from dlnsim import grid as grid_mod
+from dlnsim import plan as plan_mod
 
 PROBLEM = ProblemConfig(d=16, m=8, s=2, n_train=24, n_test=20)
 GRID = {"seed": [0, 1, 2], "weight_decay": [0.0, 1e-3, 1e-2]}
@@ -49,7 +49,7 @@ def test_memory_estimate_scales_with_the_network():
 def test_chunks_fit_the_memory_budget():
     per_run = devices.run_bytes(PROBLEM, ModelConfig(depth=3, width=8), _cfg().train, raw=False)
     cfg = _cfg(max_memory=int(per_run * 4.5))
-    chunks = grid_mod.plan(cfg)
+    chunks = plan_mod.plan(cfg)
     assert max(len(c.runs) for c in chunks) == 4 and sum(len(c.runs) for c in chunks) == 9
     # Results do not depend on the chunks: test_grid's chunk-size tests (1, 7, all at once).
 
@@ -194,10 +194,10 @@ def test_a_run_larger_than_a_device_is_refused_before_any_work(tmp_path):
     """Not an allocation failure mid-sweep (width 10^7 needs ~3e6 GB); planning alone (as for
     reading a finished file back) does not refuse it."""
     cfg = dlnsim.SweepConfig(model=ModelConfig(depth=3, width=10**7), grid={"depth": [2, 3]})
-    grid_mod.plan(cfg)
+    plan_mod.plan(cfg)
     for start in (lambda: dlnsim.sweep(cfg), lambda: dlnsim.run_sweep(cfg, tmp_path / "r.nc")):
         with pytest.raises(
-            grid_mod.TooLargeError, match=r"one run \(depth=2\) needs about .* GB, more than a device's"
+            plan_mod.TooLargeError, match=r"one run \(depth=2\) needs about .* GB, more than a device's"
         ):
             start()
     assert not list(tmp_path.iterdir())

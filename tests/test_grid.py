@@ -10,6 +10,7 @@ import dlnsim
 from dlnsim import HParams, ModelConfig, ProblemConfig, SweepConfig, TrainConfig
 from dlnsim import devices
 from dlnsim import grid as grid_mod
+from dlnsim import plan as plan_mod
 from dlnsim.config import problem_and_model
 from dlnsim.configfile import load_config_text
 
@@ -166,7 +167,7 @@ def test_run_teacher_is_the_problem_the_sweep_trained_on():
     )
     ds = dlnsim.sweep(cfg)
     run = {"d": 14, "seed": 3, "train_noise": 0.1}
-    t = grid_mod.run_teacher(cfg, run)
+    t = plan_mod.run_teacher(cfg, run)
     assert (t.problem.d, t.seed, t.train_noise) == (14, 3, 0.1)
     problem = dlnsim.make_problem(t.problem, key=t.key(), train_noise=t.train_noise, dtype="float64")
     hp = dlnsim.HParams(lr=0.05, weight_decay=0.01, train_noise=0.1)
@@ -273,13 +274,13 @@ def test_training_noise_of_the_base_hparams_is_drawn():
 def test_shard_count_may_equal_the_chunk_count():
     """G03 (n > len -> n >= len): n == number of chunks is allowed, one chunk per shard, and
     the slices of every allowed n partition the plan."""
-    chunks = [grid_mod.Chunk(i, 0, (2 * i, 2 * i + 1)) for i in range(4)]
+    chunks = [plan_mod.Chunk(i, 0, (2 * i, 2 * i + 1)) for i in range(4)]
     for n in range(1, 5):
-        slices = [grid_mod.shard_chunks(chunks, (i, n)) for i in range(n)]
+        slices = [plan_mod.shard_chunks(chunks, (i, n)) for i in range(n)]
         assert all(slices) and sorted(c.index for s in slices for c in s) == list(range(4))
-    assert grid_mod.shard_chunks(chunks, (3, 4)) == [chunks[3]]
+    assert plan_mod.shard_chunks(chunks, (3, 4)) == [chunks[3]]
     with pytest.raises(ValueError, match="1 of 5 shards would hold no runs"):
-        grid_mod.shard_chunks(chunks, (0, 5))
+        plan_mod.shard_chunks(chunks, (0, 5))
 
 
 def test_large_seeds_in_a_sweep_equal_the_run_alone():
@@ -300,9 +301,9 @@ def test_batch_shape_takes_the_most_teachers_of_any_chunk():
     whose last holds 1 is padded to 2 teachers, so all its chunks share one program."""
     cfg = SweepConfig(problem=PROBLEM, model=ModelConfig(depth=2, width=8), train=TRAIN64,
                       grid={"problem_seed": [0, 1], "seed": [0, 1, 2]}, chunk_size=4)  # fmt: skip
-    chunks = grid_mod.plan(cfg)
+    chunks = plan_mod.plan(cfg)
     assert [c.runs for c in chunks] == [(0, 1, 2, 3), (4, 5)]
-    assert grid_mod.batch_shape(cfg, chunks) == {0: grid_mod.BatchShape(runs=4, teachers=2)}
+    assert plan_mod.batch_shape(cfg, chunks) == {0: plan_mod.BatchShape(runs=4, teachers=2)}
 
 
 def test_grid_values_in_any_order_label_their_own_runs():
@@ -320,5 +321,5 @@ def test_a_budget_of_exactly_one_run_is_enough():
     """G12 (per_run > budget -> >=): max_memory equal to one run's estimate plans chunks of one run."""
     cfg = SweepConfig(problem=PROBLEM, model=ModelConfig(depth=3, width=8), train=TRAIN64, grid={"seed": [0, 1, 2]})
     per_run = devices.run_bytes(PROBLEM, cfg.model, cfg.train, raw=False)
-    chunks = grid_mod.plan(dataclasses.replace(cfg, max_memory=per_run))
+    chunks = plan_mod.plan(dataclasses.replace(cfg, max_memory=per_run))
     assert [len(c.runs) for c in chunks] == [1, 1, 1]

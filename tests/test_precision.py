@@ -11,7 +11,7 @@ import pytest
 from jax.extend.core import ClosedJaxpr, Jaxpr
 
 import dlnsim
-from dlnsim import grid, problem
+from dlnsim import grid, plan, problem
 
 HIGHEST = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
 
@@ -56,12 +56,12 @@ def _sweep_programs(precision: str, noises: list[float]) -> tuple[list, list]:
         train=dlnsim.TrainConfig(steps=20, log_every=10, dtype="float32", precision=precision),
         grid={"seed": [0, 1], "train_noise": noises},
     )
-    (chunk,) = grid.plan(cfg)
-    problem_cfg, model = grid.group_configs(cfg, chunk.group)
-    pad = grid.batch_shape(cfg, [chunk])[chunk.group]
+    (chunk,) = plan.plan(cfg)
+    problem_cfg, model = plan.group_configs(cfg, chunk.group)
+    pad = plan.batch_shape(cfg, [chunk])[chunk.group]
     keys, noise_draws, which, seeds, hp = grid._batch_inputs(cfg, chunk.runs, pad)
     draw = functools.partial(
-        grid._make_problems.__wrapped__, problem_cfg=problem_cfg, dtype="float32", raw=False, noisy=grid._noisy(cfg)
+        grid._make_problems.__wrapped__, problem_cfg=problem_cfg, dtype="float32", raw=False, noisy=plan.noisy(cfg)
     )
     drawn = jax.make_jaxpr(draw, return_shape=True)(keys, noise_draws)
     train = functools.partial(grid._train_batch, model=model, train=cfg.train)

@@ -15,7 +15,7 @@ from dlnsim import grid as grid_mod
 from dlnsim.configfile import dumps_config, load_config
 from dlnsim.storage.chunks import Stored, finished_runs, gather
 from dlnsim.results import run_shapes
-from dlnsim.storage.sweep import same_sweep
+from dlnsim.storage.identity import same_sweep
 from dlnsim.storage import (
     VOLATILE_ATTRS,
     ExistingResultsError,

@@ -94,6 +94,17 @@ def compile_cache(given: str | None) -> tuple[Path | None, str]:
     return (None if value.strip().lower() in CACHE_OFF else Path(value).expanduser()), source
 
 
+def cache_line(cache: Path | None) -> str:
+    """The compilation cache in words, for ``dlnsim info``."""
+    if cache is None:
+        return f"off (turn it on with --compile-cache DIR or {CACHE_ENV}=DIR)"
+    used = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file())
+    return (
+        f"{cache} ({used / 1e6:.1f} MB of at most {CACHE_MAX_BYTES / 2**30:.0f} GiB; "
+        f"--compile-cache off or {CACHE_ENV}=off turns it off)"
+    )
+
+
 def setup_jax(args: argparse.Namespace, *, x64: bool = False) -> Path | None:
     """Applies the CLI's jax.config settings (CPU devices, cache, x64, dispatch); returns the
     compilation cache dir (or None: off)."""

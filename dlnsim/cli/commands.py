@@ -14,17 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dlnsim.cli._common import (
-    CACHE_ENV,
-    CACHE_MAX_BYTES,
-    INTERRUPTED,
-    SWEEP_METRIC,
-    Fail,
-    error,
-    read_results,
-    setup_jax,
-    shard_note,
-)
+from dlnsim.cli._common import INTERRUPTED, SWEEP_METRIC, Fail, cache_line, error, read_results, setup_jax, shard_note
 from dlnsim.cli.plot import pick_axes
 from dlnsim.cli.progress import Reporter
 
@@ -59,7 +49,7 @@ def _summary_text(ds: Any, fmt: str = "text", **thresholds: Any) -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from dlnsim.configfile import dumps_config
-    from dlnsim.grid import TooLargeError, plan, shard_chunks
+    from dlnsim.plan import TooLargeError, plan, shard_chunks
     from dlnsim.storage import (
         ExistingResultsError,
         OutputPathError,
@@ -284,17 +274,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     for k, v in rows:
         print(f"{k.ljust(width)}  {v}")
     return 0
-
-
-def cache_line(cache: Path | None) -> str:
-    """The compilation cache in words, for ``dlnsim info``."""
-    if cache is None:
-        return f"off (turn it on with --compile-cache DIR or {CACHE_ENV}=DIR)"
-    used = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file())
-    return (
-        f"{cache} ({used / 1e6:.1f} MB of at most {CACHE_MAX_BYTES / 2**30:.0f} GiB; "
-        f"--compile-cache off or {CACHE_ENV}=off turns it off)"
-    )
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from dlnsim import theory
 from dlnsim.config import GRID_AXES, ProblemConfig, SweepConfig
 from dlnsim.hparams import HParams
 from dlnsim.metrics import Metrics
-from dlnsim.grid import run_teacher
+from dlnsim.plan import run_teacher
 from dlnsim.problem import make_problem
 
 EPS3_REL = 1e-2  # default Phase III threshold, relative to the run's initial off_fro

@@ -13,7 +13,7 @@ import xarray as xr
 
 from dlnsim.config import SweepConfig
 from dlnsim.configfile import load_config
-from dlnsim.grid import run_teacher
+from dlnsim.plan import run_teacher
 from dlnsim.problem import make_problem
 from dlnsim.storage import run_sweep
 
@@ -72,7 +72,7 @@ def sweep(ctx: Context, cfg: SweepConfig, stem: str) -> xr.Dataset:
 
 def b_singular_values(cfg: SweepConfig, run: Mapping[str, Any]) -> np.ndarray:
     """Singular values of ``B = A U`` of the teacher a run of ``cfg`` trained on, from the
-    run's grid values (axes it lacks at their base values, as :func:`dlnsim.grid.run_teacher`)."""
+    run's grid values (axes it lacks at their base values, as :func:`dlnsim.plan.run_teacher`)."""
     t = run_teacher(cfg, run)
     b = make_problem(t.problem, key=t.key(), dtype=cfg.train.dtype).b
     return np.linalg.svd(np.asarray(b, float), compute_uv=False)

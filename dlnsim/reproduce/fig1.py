@@ -17,7 +17,7 @@ from dlnsim import theory
 from dlnsim.config import SweepConfig
 from dlnsim.hparams import HParams
 from dlnsim.metrics import noise_error_mc
-from dlnsim.grid import run_teacher
+from dlnsim.plan import run_teacher
 from dlnsim.problem import make_problem
 from dlnsim.reproduce import _common as c
 from dlnsim.reproduce import figures

@@ -17,21 +17,16 @@ killed at any moment leaves a complete file or none), and loading never executes
 NetCDF through ``xarray.open_dataset`` and ``.npz`` with ``allow_pickle=False``.
 
 Modules: :mod:`~dlnsim.storage.files` (atomic writes, the NetCDF file),
-:mod:`~dlnsim.storage.chunks` (the sidecar chunk files), :mod:`~dlnsim.storage.sweep`
-(the resumable sweep), :mod:`~dlnsim.storage.shards` (merging shard files).
+:mod:`~dlnsim.storage.chunks` (the sidecar chunk files), :mod:`~dlnsim.storage.identity`
+(which sweep a file holds), :mod:`~dlnsim.storage.sweep` (the resumable sweep),
+:mod:`~dlnsim.storage.shards` (merging shard files).
 """
 
 from dlnsim.storage.chunks import chunk_dir, has_chunks
 from dlnsim.storage.files import ENGINE, OutputPathError, check_output, make_dirs, open_results
 from dlnsim.storage.shards import merge_shards, shard_runs
-from dlnsim.storage.sweep import (
-    VOLATILE_ATTRS,
-    ExistingResultsError,
-    Progress,
-    holds_sweep,
-    resumes_forced,
-    run_sweep,
-)
+from dlnsim.storage.identity import ExistingResultsError, holds_sweep, resumes_forced
+from dlnsim.storage.sweep import VOLATILE_ATTRS, Progress, run_sweep
 
 __all__ = [
     "ENGINE",

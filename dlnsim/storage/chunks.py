@@ -19,7 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dlnsim.grid import Chunk, ChunkResult
+from dlnsim.grid import ChunkResult
+from dlnsim.plan import Chunk
 from dlnsim.metrics import Metrics
 from dlnsim.storage.files import atomic
 

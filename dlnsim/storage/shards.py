@@ -11,7 +11,7 @@ import xarray as xr
 from dlnsim.config import SweepConfig
 from dlnsim.configfile import dumps_config
 from dlnsim.storage.files import check_output, make_dirs, open_results, write_netcdf
-from dlnsim.storage.sweep import differences, holds_sweep, same_settings
+from dlnsim.storage.identity import differences, holds_sweep, same_settings
 
 _SHARD_ATTRS = ("shard", "shard_runs")  # set by run_sweep(shard=...), absent from the merged file
 

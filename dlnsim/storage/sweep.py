@@ -3,8 +3,8 @@
 While a sweep runs, every finished chunk is persisted in the sidecar directory
 ``RESULTS.nc.chunks/`` (:mod:`dlnsim.storage.chunks`). Re-running the same sweep
 recomputes only the missing chunks; a different config at the same path is refused
-(:class:`ExistingResultsError`) unless forced. The final NetCDF file is written once
-every chunk is done, and the sidecar directory is removed.
+(:class:`~dlnsim.storage.identity.ExistingResultsError`) unless forced. The final NetCDF
+file is written once every chunk is done, and the sidecar directory is removed.
 
 The final file's data, coordinates and attributes depend only on the config, the
 software versions and the device, except for the attributes in
@@ -19,10 +19,8 @@ import datetime
 import glob
 import json
 import os
-import re
 import shutil
 import time
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,10 +30,21 @@ import xarray as xr
 
 from dlnsim.config import SweepConfig, static_combinations
 from dlnsim.configfile import dumps_config
-from dlnsim.grid import Chunk, batch_shape, check_fits_device, plan, run_chunk, shard_chunks
+from dlnsim.grid import run_chunk
+from dlnsim.plan import Chunk, batch_shape, check_fits_device, plan, shard_chunks
 from dlnsim.results import assemble, run_attrs, run_shapes
-from dlnsim.storage.chunks import Stored, add_runs, chunk_dir, finished_runs, gather, has_chunks, save_chunk
-from dlnsim.storage.files import ENGINE, atomic, check_output, make_dirs, open_results, write_netcdf
+from dlnsim.storage.chunks import Stored, add_runs, chunk_dir, finished_runs, gather, save_chunk
+from dlnsim.storage.files import atomic, check_output, make_dirs, open_results, write_netcdf
+from dlnsim.storage.identity import (
+    FORCED,
+    SHARD_LINE,
+    holds_sweep,
+    not_results,
+    partial_config,
+    refuse,
+    resumes_forced,
+    same_sweep,
+)
 
 # Attributes that record when the work was done: they differ between two runs of the
 # same sweep, and between an interrupted-and-resumed run and an uninterrupted one.
@@ -43,14 +52,6 @@ VOLATILE_ATTRS = ("start_time", "end_time", "group_wall_seconds")
 # The random part of a temporary's name (tempfile.mkstemp: 8 characters), so that the
 # temporaries of r.nc are not confused with those of r.nc.bak.
 _RANDOM = "?" * 8
-# Marks the chunk directory of a --force run: resumed without force, it still replaces the file.
-_FORCED = "forced"
-# Appended to a shard's config text: its chunks and file are told apart from other slices'.
-_SHARD_LINE = "# shard {0}/{1}: this file holds slice {0} of {1} of the sweep's chunks\n"
-
-
-class ExistingResultsError(ValueError):
-    """The output path already holds results (or a partial sweep) of a different config."""
 
 
 class Progress(NamedTuple):
@@ -65,124 +66,6 @@ class Progress(NamedTuple):
     steps: int  # optimiser steps per run
     computed: int  # runs of this chunk computed now (the others were on disk)
     to_compute: int  # runs of later chunks still to compute (runs on disk excluded)
-
-
-# ---------------------------------------------------------------- config identity
-
-
-def _flatten(text: str) -> dict[str, Any]:
-    doc = tomllib.loads(text)
-    return {f"{s}.{k}": v for s, table in doc.items() for k, v in table.items()}
-
-
-# How runs are batched: results never depend on it, so a sweep resumes, and a finished file
-# is recognised, under another chunk size or memory budget (the new plan's chunks take their
-# finished runs from the old plan's files).
-_BATCHING = ("sweep.chunk_size", "sweep.max_memory")
-
-
-def _settings(text: str) -> dict[str, Any]:
-    settings = {k: v for k, v in _flatten(text).items() if k not in _BATCHING}
-    # The grid's axis order fixes the run numbering of the chunk files and the dims' order.
-    settings["grid axis order"] = [k.removeprefix("grid.") for k in settings if k.startswith("grid.")]
-    return settings
-
-
-def differences(old: str, new: str, where: tuple[str, str] = ("there", "here"), limit: int = 4) -> str:
-    """The settings in which two config texts differ, in words (``where`` names the two)."""
-    a, b = _settings(old), _settings(new)
-    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
-    parts = [f"{k}: {a.get(k, '(unset)')} {where[0]}, {b.get(k, '(unset)')} {where[1]}" for k in keys[:limit]]
-    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
-    return "; ".join(parts) + more
-
-
-def _slice(text: str) -> str:
-    """What part of its sweep a config text describes: a shard's slice or the whole sweep."""
-    match = re.search(r"^# shard (\d+/\d+):", text, re.MULTILINE)
-    return f"shard {match.group(1)}" if match else "the whole sweep"
-
-
-def same_settings(old: str, new: str) -> bool:
-    """Whether two config texts hold the same settings, how runs are batched aside."""
-    return _settings(old) == _settings(new)
-
-
-def same_sweep(old: str, new: str) -> bool:
-    """Whether two config texts describe the same results (the same slice, batching aside)."""
-    return same_settings(old, new) and _slice(old) == _slice(new)
-
-
-def _refuse(where: Path, old: str, new: str) -> ExistingResultsError:
-    # Equal settings: the texts differ in the shard line only (a shard file vs the whole sweep).
-    diff = differences(old, new) or f"{_slice(old)} there, {_slice(new)} here"
-    return ExistingResultsError(
-        f"{where} holds results of a different sweep ({diff}); "
-        "write elsewhere, or pass force=True (--force) to discard them"
-    )
-
-
-def holds_sweep(out: str | Path, text: str) -> bool:
-    """Whether the file ``out`` holds the results of config text ``text`` (False: no file).
-
-    Raises:
-      ExistingResultsError: ``out`` holds a different sweep, or is no results file.
-    """
-    out = Path(out)
-    if not out.exists():
-        return False
-    old = _existing_config(out)
-    if not same_sweep(old, text):
-        raise _refuse(out, old, text)
-    return True
-
-
-def resumes_forced(out: str | Path, text: str) -> bool:
-    """Whether an interrupted ``force`` run of the sweep ``text`` left chunks beside ``out``:
-    a rerun without ``force`` resumes it and replaces whatever file ``out`` holds."""
-    partial = _partial_config(Path(out))
-    return partial is not None and same_sweep(partial, text) and (chunk_dir(out) / _FORCED).exists()
-
-
-def _not_results(out: Path, reason: str) -> ExistingResultsError:
-    return ExistingResultsError(
-        f"{out} exists and is not a dlnsim results file ({reason}); write elsewhere, "
-        "or pass force=True (--force) to overwrite it"
-    )
-
-
-def _existing_config(out: Path) -> str:
-    """The config text of the results file ``out`` (checked to parse)."""
-    try:
-        with xr.open_dataset(out, engine=ENGINE) as ds:
-            text = str(ds.attrs["config_toml"])
-    except (OSError, KeyError, ValueError) as e:
-        raise _not_results(out, " ".join(str(e).split())) from None  # HDF5 messages span lines
-    try:
-        _flatten(text)
-    except tomllib.TOMLDecodeError as e:
-        raise _not_results(out, f"its config_toml attribute is not TOML: {e}") from None
-    return text
-
-
-def _partial_config(out: Path) -> str | None:
-    """The config text of an interrupted run's chunk directory, None where it holds no finished
-    chunk (a run that stopped before its first chunk: nothing to keep, so nothing to refuse)."""
-    side = chunk_dir(out)
-    if not has_chunks(out):
-        return None
-    try:
-        text = (side / "config.toml").read_text(encoding="utf-8")
-        _flatten(text)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ExistingResultsError(
-            f"{side} holds chunks of a sweep whose config.toml cannot be read ({' '.join(str(e).split())}); "
-            "write elsewhere, or pass force=True (--force) to discard them"
-        ) from None
-    return text
-
-
-# ---------------------------------------------------------------- the sweep
 
 
 def _remove_leftovers(out: Path, side: Path, keep_chunks: bool = False) -> None:
@@ -263,7 +146,7 @@ def run_sweep(
     """
     out = check_output(out_path)
     side = chunk_dir(out)
-    text = dumps_config(cfg) + (_SHARD_LINE.format(*shard) if shard else "")
+    text = dumps_config(cfg) + (SHARD_LINE.format(*shard) if shard else "")
     all_chunks = plan(cfg)
     chunks = shard_chunks(all_chunks, shard)
     resume_forced = False
@@ -273,7 +156,7 @@ def run_sweep(
         # An interrupted --force run of this sweep is resumed and replaces whatever out holds.
         resume_forced = resumes_forced(out, text)
         if not resume_forced:
-            partial = _partial_config(out)
+            partial = partial_config(out)
             mine = partial is not None and same_sweep(partial, text)
             if holds_sweep(out, text):  # raises for another sweep's file
                 # Chunks of this sweep are leftovers of a run killed after writing its file.
@@ -281,9 +164,9 @@ def run_sweep(
                 try:
                     return open_results(out)[0], len(chunks)
                 except (OSError, KeyError, ValueError) as e:  # its config's, but not its data's layout
-                    raise _not_results(out, " ".join(str(e).split())) from None
+                    raise not_results(out, " ".join(str(e).split())) from None
             if partial is not None and not mine:
-                raise _refuse(side, partial, text)
+                raise refuse(side, partial, text)
     check_fits_device(cfg)  # a run larger than a device: refused before any work
     # Padding comes from the whole plan, so a shard runs the very programs a single run does.
     pad = batch_shape(cfg, all_chunks)
@@ -292,10 +175,10 @@ def run_sweep(
     with atomic(side / "config.toml") as f:
         f.write(text.encode())
     if force:
-        with atomic(side / _FORCED) as f:
+        with atomic(side / FORCED) as f:
             f.write(b"this run replaces the results file; rerun without --force to resume it\n")
     elif not resume_forced:  # a marker without chunks of this sweep: not this run's to honour
-        (side / _FORCED).unlink(missing_ok=True)
+        (side / FORCED).unlink(missing_ok=True)
 
     stored: list[Stored] = []
     skipped = runs_done = 0
