@@ -212,6 +212,21 @@ def test_the_default_compile_cache_is_on_and_optional(env, tmp_path):
     assert line.split(None, 2)[2].startswith("off (turn it on"), line
 
 
+def test_summary_of_a_float64_file_has_its_theory_columns(env, tmp_path):
+    """The teachers of a float64 sweep are redrawn in float64 for the theory columns: a
+    `dlnsim summary` process turns x64 on for such a file (its columns were NaN, "-")."""
+    cfg = load_config(TINY, ["train.dtype='float64'"])
+    ds, _ = run_sweep(cfg, tmp_path / "r64.nc")  # this process has x64 (conftest.py)
+    expected = dlnsim.reduce(ds).pred_on_err_limit.sel(stat="median").values  # (depth, weight_decay)
+    assert np.isfinite(expected).all()
+    res = _dlnsim(env, "summary", tmp_path / "r64.nc", "--format", "csv")
+    assert res.returncode == 0, res.stderr
+    header, *rows = res.stdout.splitlines()
+    col = header.split(",").index("pred_on_err_limit_median")
+    got = np.array([float(r.split(",")[col]) for r in rows]).reshape(expected.shape)
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
 def test_bad_config_subprocess(env, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(TINY.read_text().replace("[model]", "[model]\ndepht = 3"))

@@ -61,6 +61,15 @@ def read_results(path: str, *, shard_ok: bool = False) -> Any:
     return ds
 
 
+def read_results_to_reduce(args: argparse.Namespace, *, shard_ok: bool = False) -> Any:
+    """:func:`read_results` of ``args.results``, then the CLI's JAX settings (cache, devices)
+    with float64 for a float64 file: its teachers are redrawn in the sweep's dtype for the
+    theory columns (NaN otherwise, :func:`dlnsim.reduce.per_run`)."""
+    ds = read_results(args.results, shard_ok=shard_ok)
+    setup_jax(args, x64=ds.attrs.get("dtype") == "float64")
+    return ds
+
+
 def shard_note(ds: Any) -> str:
     """What a shard file holds, in words."""
     from dlnsim.storage import shard_runs

@@ -14,7 +14,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dlnsim.cli._common import INTERRUPTED, SWEEP_METRIC, Fail, cache_line, error, read_results, setup_jax, shard_note
+from dlnsim.cli._common import (
+    INTERRUPTED,
+    SWEEP_METRIC,
+    Fail,
+    cache_line,
+    error,
+    read_results_to_reduce,
+    setup_jax,
+    shard_note,
+)
 from dlnsim.cli.plot import pick_axes
 from dlnsim.cli.progress import Reporter
 
@@ -233,7 +242,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    ds = read_results(args.results, shard_ok=True)
+    ds = read_results_to_reduce(args, shard_ok=True)
     table = _summary_text(ds, args.table_format, eps1=args.eps1, eps3=args.eps3)
     if "shard" in ds.attrs:
         note = f"{args.results} is {shard_note(ds)} (merge the shards for the whole sweep)"

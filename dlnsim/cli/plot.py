@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 
-from dlnsim.cli._common import IMAGE_FORMATS, PLOT_FUNCS, SWEEP_METRIC, Fail, read_results
+from dlnsim.cli._common import IMAGE_FORMATS, PLOT_FUNCS, SWEEP_METRIC, Fail, read_results_to_reduce
 
 # The options each kind uses; any other given is refused rather than silently ignored.
 _OPTIONS = {"heatmap": ("x", "y", "metric", "sigma"), "curves": ("metric", "sigma"), "offsubspace": (), "noise": ()}
@@ -144,7 +144,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if unused:
         takes = ", ".join(k for k, v in _OPTIONS.items() if unused[0] in v)
         raise Fail(f"--{unused[0]} does not apply to --kind {args.kind} (it does to {takes})")
-    ds = read_results(args.results)
+    ds = read_results_to_reduce(args)
     stem = Path(args.results).stem
     plotting = _plotting()
     if args.kind == "heatmap":
