@@ -45,6 +45,7 @@ _API: dict[str, str | None] = {
     "sweep": "dlnsim.grid",
     "theory": None,
     "train": "dlnsim.training",
+    "use_compile_cache": "dlnsim.compile_cache",
     "use_cpu_cores": "dlnsim.devices",
 }
 
@@ -76,6 +77,7 @@ if TYPE_CHECKING:
         TrainConfig as TrainConfig,
     )
     from dlnsim.configfile import ConfigError as ConfigError, dumps_config as dumps_config, load_config as load_config
+    from dlnsim.compile_cache import use_compile_cache as use_compile_cache
     from dlnsim.devices import use_cpu_cores as use_cpu_cores
     from dlnsim.grid import sweep as sweep
     from dlnsim.hparams import HParams as HParams

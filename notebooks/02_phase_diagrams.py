@@ -30,6 +30,9 @@ from dlnsim.plotting import show
 jax.config.update("jax_cpu_enable_async_dispatch", False)
 # On a CPU: one JAX device per core, so the sweeps below use every core (before any JAX computation).
 dlnsim.use_cpu_cores()
+# JAX's persistent compilation cache (~/.cache/dlnsim/jax; DLNSIM_COMPILE_CACHE=off turns it off):
+# after a kernel restart, programs compiled before are loaded from disk instead of compiled again.
+dlnsim.use_compile_cache()
 
 SMOKE = os.environ.get("DLNSIM_SMOKE", "0") == "1"
 OUT = tempfile.mkdtemp(prefix="dlnsim_nb02_")

@@ -30,6 +30,9 @@ from dlnsim.plotting import show
 # Synchronous CPU dispatch: building these notebooks once hung in an asynchronously dispatched computation
 # (cf. jax-ml/jax#25861); the cost is negligible here.
 jax.config.update("jax_cpu_enable_async_dispatch", False)
+# JAX's persistent compilation cache (~/.cache/dlnsim/jax; DLNSIM_COMPILE_CACHE=off turns it off):
+# after a kernel restart, programs compiled before are loaded from disk instead of compiled again.
+dlnsim.use_compile_cache()
 
 SMOKE = os.environ.get("DLNSIM_SMOKE", "0") == "1"
 PAPER_SIZES = False  # True: d=200, m=100, width 400 (meant for a GPU)

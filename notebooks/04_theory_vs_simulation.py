@@ -29,6 +29,10 @@ import dlnsim.plotting
 from dlnsim import theory
 from dlnsim.plotting import show
 
+# JAX's persistent compilation cache (~/.cache/dlnsim/jax; DLNSIM_COMPILE_CACHE=off turns it off):
+# after a kernel restart, programs compiled before are loaded from disk instead of compiled again.
+dlnsim.use_compile_cache()
+
 SMOKE = os.environ.get("DLNSIM_SMOKE", "0") == "1"
 OUT = tempfile.mkdtemp(prefix="dlnsim_nb04_")
 

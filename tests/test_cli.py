@@ -173,28 +173,6 @@ def test_the_sweeps_filled_the_compile_cache(env, runs):
     assert entries == {p.name.removesuffix("-atime") for p in cache.glob("*-atime")}
 
 
-def test_compile_cache_choice(monkeypatch, tmp_path):
-    """--compile-cache, else $DLNSIM_COMPILE_CACHE, else $XDG_CACHE_HOME/dlnsim/jax (else
-    ~/.cache/dlnsim/jax); "off" in either place turns it off."""
-    from dlnsim.cli._common import compile_cache
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv("DLNSIM_COMPILE_CACHE")
-    assert compile_cache(None) == (tmp_path / "xdg" / "dlnsim" / "jax", "default")
-    monkeypatch.setenv("DLNSIM_COMPILE_CACHE", "")  # empty: as unset
-    assert compile_cache(None) == (tmp_path / "xdg" / "dlnsim" / "jax", "default")
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert compile_cache(None)[0] == tmp_path / "home" / ".cache" / "dlnsim" / "jax"
-    monkeypatch.setenv("DLNSIM_COMPILE_CACHE", str(tmp_path / "env"))
-    assert compile_cache(None) == (tmp_path / "env", f"DLNSIM_COMPILE_CACHE={tmp_path / 'env'}")
-    assert compile_cache(str(tmp_path / "flag")) == (tmp_path / "flag", f"--compile-cache {tmp_path / 'flag'}")
-    assert compile_cache("Off")[0] is None and compile_cache("~/c")[0] == tmp_path / "home" / "c"
-    monkeypatch.setenv("DLNSIM_COMPILE_CACHE", "off")
-    assert compile_cache(None) == (None, "DLNSIM_COMPILE_CACHE=off")
-    assert compile_cache(str(tmp_path / "flag"))[0] == tmp_path / "flag"  # the flag wins
-
-
 def test_the_default_compile_cache_is_on_and_optional(env, tmp_path):
     """With nothing set the CLI caches under $XDG_CACHE_HOME; a default place that cannot be
     created is a note, not an error (an explicit one is an error: test_unwritable_output_paths...)."""

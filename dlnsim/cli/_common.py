@@ -4,17 +4,15 @@ the jax.config settings."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
+from dlnsim import compile_cache
+from dlnsim.compile_cache import ENV as CACHE_ENV
+
 DEFAULT_OUT = "results/sweep.nc"
-CACHE_ENV = "DLNSIM_COMPILE_CACHE"
-CACHE_OFF = ("off", "none", "no", "false", "0")  # --compile-cache / DLNSIM_COMPILE_CACHE values that turn it off
-# The cache keeps at most this much; JAX evicts the least recently used programs first. The
-# built-in sweep's four groups take about 1 MB, a paper-size group a few MB.
-CACHE_MAX_BYTES = 2**30
 INTERRUPTED = 130  # exit code after Ctrl-C (128 + SIGINT, as shells report it)
 # The phase-diagram picture written by `dlnsim sweep`: the noisy test error at the largest
 # test sigma (the quantity of the paper's Figure 1). Small weight decay leaves E P_perp large,
@@ -78,38 +76,13 @@ def shard_note(ds: Any) -> str:
     return f"shard {ds.attrs['shard']} of a sweep: {done} of its {ds.diverged.size} runs, the others NaN"
 
 
-def default_cache_dir() -> Path | None:
-    """Where the CLI keeps JAX's persistent compilation cache unless told otherwise:
-    ``$XDG_CACHE_HOME/dlnsim/jax``, by default ``~/.cache/dlnsim/jax`` (None without a
-    home directory)."""
-    try:
-        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    except RuntimeError:  # no $HOME and no password-database entry
-        return None
-    return Path(base) / "dlnsim" / "jax"
-
-
-def compile_cache(given: str | None) -> tuple[Path | None, str]:
-    """The compilation cache directory (None: off) and what chose it: ``--compile-cache``,
-    else ``$DLNSIM_COMPILE_CACHE`` (unset or empty: not given), else the default; the
-    value ``off`` (or none, no, false, 0) turns the cache off."""
-    if given:
-        value, source = given, f"--compile-cache {given}"
-    elif os.environ.get(CACHE_ENV):
-        value = os.environ[CACHE_ENV]
-        source = f"{CACHE_ENV}={value}"
-    else:
-        return default_cache_dir(), "default"
-    return (None if value.strip().lower() in CACHE_OFF else Path(value).expanduser()), source
-
-
 def cache_line(cache: Path | None) -> str:
     """The compilation cache in words, for ``dlnsim info``."""
     if cache is None:
         return f"off (turn it on with --compile-cache DIR or {CACHE_ENV}=DIR)"
     used = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file())
     return (
-        f"{cache} ({used / 1e6:.1f} MB of at most {CACHE_MAX_BYTES / 2**30:.0f} GiB; "
+        f"{cache} ({used / 1e6:.1f} MB of at most {compile_cache.MAX_BYTES / 2**30:.0f} GiB; "
         f"--compile-cache off or {CACHE_ENV}=off turns it off)"
     )
 
@@ -132,21 +105,15 @@ def setup_jax(args: argparse.Namespace, *, x64: bool = False) -> Path | None:
             "(XLA_FLAGS=--xla_force_host_platform_device_count or jax_num_cpu_devices), and kept",
             file=sys.stderr,
         )
-    cache, source = compile_cache(getattr(args, "compile_cache", None))
-    if cache is not None:
+    given = getattr(args, "compile_cache", None)
+    with warnings.catch_warnings(record=True) as notes:  # a default place that cannot be created
+        warnings.simplefilter("always")
         try:
-            cache.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            reason = e.strerror or str(e)
-            if source != "default":
-                raise Fail(f"{source}: cannot be the compilation cache directory ({reason})") from None
-            print(f"dlnsim: note: no compilation cache: cannot create {cache} ({reason})", file=sys.stderr)
-            cache = None
-    if cache is not None:
-        jax.config.update("jax_compilation_cache_dir", str(cache))
-        # Cache every program: a sweep's groups each compile in seconds, below JAX's 1 s default.
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
+            cache = compile_cache.use_compile_cache(given)
+        except ValueError as e:
+            raise Fail(f"--compile-cache {e}" if given else str(e)) from None
+    for note in notes:
+        print(f"dlnsim: note: {note.message}", file=sys.stderr)
     if x64:
         jax.config.update("jax_enable_x64", True)
     # JAX's CPU async dispatch can lose a wake-up and hang forever with idle threads
