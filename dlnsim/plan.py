@@ -1,10 +1,10 @@
 """Planning a sweep: its static groups, their chunks of runs, shards and teachers.
 
-Pure Python over the config (nothing is compiled or computed here): a *group* is one value
-combination of the static axes (depth, width, problem sizes; one compiled program each),
-a *chunk* a batch of a group's runs trained by one call (sized to a memory budget by
-:mod:`dlnsim.devices`), a *shard* every n-th chunk, a run's *teacher* the problem draw it
-trains on. :mod:`dlnsim.grid` trains the chunks.
+Python over the config (no training here; JAX only for a teacher's key and the devices'
+memory): a *group* is one value combination of the static axes (depth, width, problem
+sizes; one compiled program each), a *chunk* a batch of a group's runs trained by one call
+(sized to a memory budget by :mod:`dlnsim.devices`), a *shard* every n-th chunk, a run's
+*teacher* the problem draw it trains on. :mod:`dlnsim.grid` trains the chunks.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class Chunk(NamedTuple):
 
 
 def run_values(cfg: SweepConfig, flat: int) -> dict[str, Any]:
+    """The grid values of run ``flat`` (its C-order index into the grid), axis by axis."""
     idx = np.unravel_index(flat, cfg.shape) if cfg.grid else ()
     return {axis: values[i] for (axis, values), i in zip(cfg.grid.items(), idx)}
 
