@@ -4,7 +4,7 @@ A sweep compiles one program per static group (seconds each on a CPU, tens of se
 GPU at the paper's sizes) and the same program serves every traced value: step sizes,
 weight decays, seeds, noise. With the cache on, a later process that needs a program
 compiled before loads it from disk instead: the built-in ``dlnsim sweep`` took 32 s the
-first time and 11-12 s after, also with a new step size and weight-decay grid (2 AMD EPYC
+first time and 11-12 s after, also with a new step size and weight-decay grid (2 Intel Xeon
 cores, 2026-12-08). The ``dlnsim`` commands turn it on; in a notebook or script call
 :func:`use_compile_cache` right after the imports.
 

@@ -48,7 +48,7 @@ def _seed_stats(da: xr.DataArray, valid: xr.DataArray | None) -> xr.DataArray:
     """:data:`STATS` of ``da`` over ``seed`` (NaN ignored; masked where not ``valid``), on a
     new leading ``stat`` dim. In NumPy on the values: the same numbers as xarray's reductions
     (nan-aware, linear quartiles), 3.5x faster (32 variables of the built-in sweep: 0.13 s
-    instead of 0.45 s)."""
+    instead of 0.45 s on 2 Intel Xeon cores, 2026-12-08)."""
     if valid is not None:
         da = da.where(valid)
     da = da.astype(float)
