@@ -12,6 +12,8 @@ Where: ``path`` if given, else ``$DLNSIM_COMPILE_CACHE``, else
 ``$XDG_CACHE_HOME/dlnsim/jax`` (by default ``~/.cache/dlnsim/jax``); ``off`` (or none,
 no, false, 0) in either place turns it off. At most :data:`MAX_BYTES`: JAX evicts the least
 recently used programs first (its size cap needs the ``filelock`` package, a dependency).
+Turning the cache on first mends what a process killed while writing an entry can leave
+(:func:`repair`: an entry without its access time would make every later write fail).
 XLA checks that a cached CPU program suits the machine that loads it (one that does not is
 compiled again), so a cache shared by nodes of different CPUs is safe but helps only nodes
 of one kind.
@@ -57,6 +59,35 @@ def resolve(path: str | os.PathLike[str] | None = None) -> tuple[Path | None, st
     return (None if value.strip().lower() in OFF else Path(value).expanduser()), source
 
 
+def repair(directory: Path) -> int:
+    """Mends what a process killed while JAX wrote an entry can leave; returns how many
+    entries it mended. JAX writes an entry (``KEY-cache``) and then its access time
+    (``KEY-atime``, read to evict) as two plain writes, under ``.lockfile``: an entry
+    without its time makes every later eviction, hence every later write, fail (a warning
+    per compile), so it gets the time 0 (evicted first); an empty entry (killed before any
+    byte) is never rewritten, so it is removed. Done under JAX's own lock; skipped if another
+    process holds it for 10 s."""
+    import filelock
+
+    try:
+        with filelock.FileLock(directory / ".lockfile", timeout=10):
+            mended = 0
+            for entry in directory.glob("*-cache"):
+                key = entry.name.removesuffix("-cache")
+                atime = directory / f"{key}-atime"
+                if entry.stat().st_size == 0:
+                    entry.unlink()
+                    atime.unlink(missing_ok=True)
+                elif not atime.exists():
+                    atime.write_bytes((0).to_bytes(8, "little"))
+                else:
+                    continue
+                mended += 1
+            return mended
+    except (filelock.Timeout, OSError):
+        return 0
+
+
 def enable(directory: Path) -> None:
     """Points JAX's persistent compilation cache at ``directory`` (which must exist), for
     every program however fast it compiled, capped at :data:`MAX_BYTES`."""
@@ -96,5 +127,6 @@ def use_compile_cache(path: str | os.PathLike[str] | None = None) -> Path | None
             raise ValueError(f"{source} cannot be the compilation cache directory ({reason})") from None
         warnings.warn(f"no compilation cache: cannot create {directory} ({reason})", stacklevel=2)
         return None
+    repair(directory)
     enable(directory)
     return directory

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from dlnsim.compile_cache import resolve, use_compile_cache
+from dlnsim.compile_cache import repair, resolve, use_compile_cache
 
 
 def test_the_choice_of_directory(monkeypatch, tmp_path):
@@ -44,6 +44,22 @@ def test_a_place_that_cannot_be_created(monkeypatch, tmp_path):
     assert use_compile_cache("off") is None
 
 
+def test_repair_mends_what_a_killed_write_leaves(tmp_path):
+    """An entry without its access time (every later write would fail) gets time 0; an empty
+    entry (never rewritten, unreadable) goes; whole entries are left as they are."""
+    (tmp_path / "a-cache").write_bytes(b"program")  # killed before its time was written
+    (tmp_path / "b-cache").write_bytes(b"")  # killed before any byte
+    (tmp_path / "b-atime").write_bytes((5).to_bytes(8, "little"))
+    (tmp_path / "c-cache").write_bytes(b"program")
+    (tmp_path / "c-atime").write_bytes((7).to_bytes(8, "little"))
+    assert repair(tmp_path) == 2
+    assert int.from_bytes((tmp_path / "a-atime").read_bytes(), "little") == 0
+    assert not (tmp_path / "b-cache").exists() and not (tmp_path / "b-atime").exists()
+    assert (tmp_path / "c-cache").read_bytes() == b"program"
+    assert int.from_bytes((tmp_path / "c-atime").read_bytes(), "little") == 7
+    assert repair(tmp_path) == 0
+
+
 def test_use_compile_cache_fills_the_default_place(tmp_path):
     """In a fresh process (jax.config is global): the default place is made, and a program
     compiled after the call lands in it, under the size cap (JAX keeps an access time per
@@ -57,3 +73,14 @@ def test_use_compile_cache_fills_the_default_place(tmp_path):
     assert res.stdout.strip() == str(cache)
     entries = {p.name.removesuffix("-cache") for p in cache.glob("*-cache")}
     assert entries and entries == {p.name.removesuffix("-atime") for p in cache.glob("*-atime")}
+    # A process killed between an entry and its access time: JAX's eviction, hence every
+    # write, would fail ("Error writing persistent compilation cache entry", a warning per
+    # compile) but for the repair when the cache is turned on.
+    for atime in cache.glob("*-atime"):
+        atime.unlink()
+    code = code.replace("2 * x + 1", "3 * x + 1")
+    res = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0 and "persistent compilation cache" not in res.stderr, res.stderr
+    assert len(list(cache.glob("*-cache"))) == len(entries) + 1
