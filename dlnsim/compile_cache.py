@@ -13,7 +13,8 @@ Where: ``path`` if given, else ``$DLNSIM_COMPILE_CACHE``, else
 no, false, 0) in either place turns it off. At most :data:`MAX_BYTES`: JAX evicts the least
 recently used programs first (its size cap needs the ``filelock`` package, a dependency).
 Turning the cache on first mends what a process killed while writing an entry can leave
-(:func:`repair`: an entry without its access time would make every later write fail).
+(:func:`repair`: an entry cut short would fail every read and never be rewritten, one
+without its access time would make every later write fail).
 XLA checks that a cached CPU program suits the machine that loads it (one that does not is
 compiled again), so a cache shared by nodes of different CPUs is safe but helps only nodes
 of one kind.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import zlib
 from pathlib import Path
 
 ENV = "DLNSIM_COMPILE_CACHE"
@@ -59,23 +61,77 @@ def resolve(path: str | os.PathLike[str] | None = None) -> tuple[Path | None, st
     return (None if value.strip().lower() in OFF else Path(value).expanduser()), source
 
 
+_STAMP = ".dlnsim-checked"  # its time: when repair last read the entries written before it
+_SLACK_NS = 2 * 10**9  # entries up to 2 s older than the stamp are read again (coarse file times)
+_ZSTD = b"\x28\xb5\x2f\xfd"  # a zstd frame's magic number (JAX's compression with zstd)
+
+
+def _zstd_decompress():
+    """A zstd decompressor (Python >= 3.14, or the zstandard package), or None."""
+    try:
+        from compression import zstd  # Python >= 3.14
+
+        return zstd.decompress, zstd.ZstdError
+    except ImportError:
+        pass
+    try:
+        import zstandard
+    except ImportError:
+        return None
+    return zstandard.ZstdDecompressor().decompress, zstandard.ZstdError
+
+
+def readable(entry: Path) -> bool:
+    """Whether an entry holds a whole compressed program: JAX compresses each one with zlib,
+    or with zstd where Python or the zstandard package has it. A format that cannot be
+    checked here counts as readable; an empty file does not."""
+    data = entry.read_bytes()
+    if not data:
+        return False
+    if data[:1] == b"\x78":  # a zlib header (deflate, 32 KiB window)
+        stream = zlib.decompressobj()
+        try:
+            stream.decompress(data)
+        except zlib.error:
+            return False
+        return stream.eof  # a stream cut short decodes without error, but does not end
+    zstd = _zstd_decompress()
+    if data[:4] != _ZSTD[: len(data)] or zstd is None:
+        return True
+    decompress, error = zstd
+    try:
+        decompress(data)
+    except error:
+        return False
+    return True
+
+
 def repair(directory: Path) -> int:
     """Mends what a process killed while JAX wrote an entry can leave; returns how many
-    entries it mended. JAX writes an entry (``KEY-cache``) and then its access time
-    (``KEY-atime``, read to evict) as two plain writes, under ``.lockfile``: an entry
-    without its time makes every later eviction, hence every later write, fail (a warning
-    per compile), so it gets the time 0 (evicted first); an empty entry (killed before any
-    byte) is never rewritten, so it is removed. Done under JAX's own lock; skipped if another
-    process holds it for 10 s."""
+    entries it mended. JAX writes an entry (``KEY-cache``, a compressed program) and then
+    its access time (``KEY-atime``, read to evict) as two plain writes, under
+    ``.lockfile``:
+
+    - an entry cut short (empty, or a compressed stream that does not end) fails every
+      read, with a warning and a compile each time, and is never rewritten: it is removed;
+    - an entry without its time makes every later eviction, hence every later write, fail
+      (a warning per compile): it gets the time 0 (evicted first).
+
+    Entries are read once: those written since the last repair (the time of the file
+    ``.dlnsim-checked``), a few milliseconds per MB. Done under JAX's own lock; skipped if
+    another process holds it for 10 s.
+    """
     import filelock
 
+    stamp = directory / _STAMP
     try:
         with filelock.FileLock(directory / ".lockfile", timeout=10):
+            checked = stamp.stat().st_mtime_ns - _SLACK_NS if stamp.exists() else None
             mended = 0
             for entry in directory.glob("*-cache"):
                 key = entry.name.removesuffix("-cache")
                 atime = directory / f"{key}-atime"
-                if entry.stat().st_size == 0:
+                if (checked is None or entry.stat().st_mtime_ns >= checked) and not readable(entry):
                     entry.unlink()
                     atime.unlink(missing_ok=True)
                 elif not atime.exists():
@@ -83,6 +139,7 @@ def repair(directory: Path) -> int:
                 else:
                     continue
                 mended += 1
+            stamp.touch()  # now, in the file system's clock: later entries are newer
             return mended
     except (filelock.Timeout, OSError):
         return 0
