@@ -27,13 +27,24 @@
 # default 210: the suite took 169 s on an H200 on 2026-11-27 and has grown since),
 # TEST_WORKERS (default 3/4 of the cores, at most 12), BENCH_TIMEOUT (seconds per size; default
 # 180 for the paper sizes, 90 for the small ones), PROBE_AFTER (seconds: the touches probe
-# runs only if the check has taken less, default 400), PROBE_TIMEOUT (default 75).
+# runs only if the check has taken less, default 400), PROBE_TIMEOUT (default 75), PYTEST_ARGS
+# (the tests to run instead of the whole suite, as pytest words).
 # OUTDIR receives 10 files (some remote runners return no more).
+#
+# DRY_RUN=1 runs the script's own steps on any machine in under a minute, for the tests
+# (tests/test_benchmarks.py): no install, no GPU needed, the tests of PYTEST_ARGS (default
+# tests/test_random.py) in one process, and the benchmarks at their toy sizes (--tiny).
 
 set -u
 OUT="${1:?usage: bash benchmarks/gpu_check.sh OUTDIR}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python3}"
+DRY="${DRY_RUN:-0}"
+if [ "$DRY" = 1 ]; then
+  SKIP_INSTALL=1 SIZES=tiny TEST_WORKERS="${TEST_WORKERS:-0}" TINY=--tiny
+else
+  SIZES="paper small" TINY=
+fi
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 LOG="$OUT/gpu_check.log"
@@ -85,30 +96,36 @@ except ImportError:
 EOF
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$OUT/environment.txt" 2>&1
 
-if ! has_gpu_jax; then
+if [ "$DRY" = 1 ]; then
+  say "dry run (DRY_RUN=1): toy sizes on $("$PY" -c 'import jax; print(jax.default_backend())' 2>/dev/null)"
+elif ! has_gpu_jax; then
   say "FAILED: JAX has no GPU backend (see $LOG). Install jax[cuda12] matching your jax version and rerun."
   exit 2
 fi
 
 # ---------------------------------------------------------------- 2. tests on the GPU
-say "running the test suite on the GPU (timeout ${TEST_TIMEOUT:-210} s)"
+say "running the test suite (timeout ${TEST_TIMEOUT:-210} s)"
 # xdist workers share the GPU (conftest.py turns off JAX's memory preallocation): 3/4 of the
 # cores, 1 to 12 (the suite is compile-bound: host cores, not the GPU, set its pace; it took
 # 169 s on 8 workers when it had 270 tests, and has 439 now).
 WORKERS="${TEST_WORKERS:-$(( $(nproc) * 3 / 4 ))}"
 [ "$WORKERS" -gt 12 ] && WORKERS=12
-[ "$WORKERS" -lt 1 ] && WORKERS=1
-timeout "${TEST_TIMEOUT:-210}" "$PY" -m pytest -q -n "$WORKERS" -p no:cacheprovider -p no:benchmark -rfE >"$OUT/tests.txt" 2>&1
+[ "$WORKERS" -lt 1 ] && [ "$DRY" != 1 ] && WORKERS=1
+# shellcheck disable=SC2086  # PYTEST_ARGS is a list of words
+timeout "${TEST_TIMEOUT:-210}" "$PY" -m pytest -q -n "$WORKERS" -p no:cacheprovider -p no:benchmark -rfE \
+  ${PYTEST_ARGS:-$([ "$DRY" = 1 ] && echo tests/test_random.py)} >"$OUT/tests.txt" 2>&1
 TEST_RC=$?
 tail -n 3 "$OUT/tests.txt" | tee -a "$LOG"
 [ $TEST_RC = 124 ] && say "tests TIMED OUT (partial results in tests.txt)"
 
 # ---------------------------------------------------------------- 3. throughput
 BENCH_RC=0
-for size in paper small; do
+for size in $SIZES; do
   limit="${BENCH_TIMEOUT:-$([ "$size" = paper ] && echo 180 || echo 90)}"
   say "throughput benchmark, $size sizes (timeout $limit s)"
-  timeout "$limit" "$PY" benchmarks/throughput.py --sizes "$size" --out "$OUT/throughput_$size.json" \
+  [ "$size" = tiny ] && which=--tiny || which="--sizes $size"
+  # shellcheck disable=SC2086  # $which is an option and its value
+  timeout "$limit" "$PY" benchmarks/throughput.py $which --out "$OUT/throughput_$size.json" \
     >"$OUT/throughput_$size.txt" 2>>"$LOG"
   rc=$?
   [ $rc != 0 ] && { BENCH_RC=$rc; say "throughput $size failed (rc $rc)"; }
@@ -119,7 +136,7 @@ done
 # weight touches, the way to the H100 paper-size target). Last: it must not cost the figures above.
 if [ $(( $(date +%s) - START )) -lt "${PROBE_AFTER:-400}" ]; then
   say "touches probe (timeout ${PROBE_TIMEOUT:-75} s)"
-  timeout "${PROBE_TIMEOUT:-75}" "$PY" benchmarks/touches.py --out "$OUT/touches.json" >"$OUT/touches.txt" 2>&1 \
+  timeout "${PROBE_TIMEOUT:-75}" "$PY" benchmarks/touches.py $TINY --out "$OUT/touches.json" >"$OUT/touches.txt" 2>&1 \
     || say "touches probe stopped (rc $?; what it measured is in touches.json)"
 else
   say "no time left for the touches probe (PROBE_AFTER=${PROBE_AFTER:-400} s)"
@@ -129,7 +146,7 @@ fi
 say "summary"
 {
   echo "== tests (rc $TEST_RC)"; tail -n 1 "$OUT/tests.txt"
-  for size in paper small; do
+  for size in $SIZES; do
     echo "== throughput $size"
     # The table comes at the end; the figures of a run cut short are in the log, method by method.
     [ -s "$OUT/throughput_$size.txt" ] && cat "$OUT/throughput_$size.txt" || grep -F "[$size]   " "$LOG"

@@ -1,7 +1,8 @@
-"""The throughput benchmark runs at toy sizes and writes valid JSON with every field.
+"""The GPU check runs its steps at toy sizes, and the throughput benchmark writes valid JSON
+with every field.
 
-Runs the script as a subprocess (as a user would), so the test session's float64 setting
-does not leak into it. Torch fields must be numbers when torch is installed and null when
+Runs the scripts as subprocesses (as a user would), so the test session's float64 setting
+does not leak into them. Torch fields must be numbers when torch is installed and null when
 it is not (CI does not install the ``bench`` extra).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,10 @@ from pathlib import Path
 import jax
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import touches  # noqa: E402
+
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 METHODS = (
@@ -64,17 +70,45 @@ def _positive(v) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
 
-def test_throughput_tiny_writes_complete_json(tmp_path):
-    out = tmp_path / "bench.json"
+GPU_CHECK_FILES = [
+    "environment.txt",
+    "gpu_check.log",
+    "summary.txt",
+    "tests.txt",
+    "throughput_tiny.json",
+    "throughput_tiny.txt",
+    "touches.json",
+    "touches.txt",
+]
+
+
+def test_gpu_check_dry_run_writes_complete_json(tmp_path):
+    """benchmarks/gpu_check.sh as a lent GPU machine runs it once, at toy sizes on this
+    machine (DRY_RUN=1): its tests, the throughput benchmark and the touches probe run and
+    write their files, the throughput JSON has every field and the probe every variant.
+    Run as subprocesses (as a user would), so the test session's float64 setting does not
+    leak into the benchmarks."""
+    out = tmp_path / "gpu"
+    env = {**os.environ, "DRY_RUN": "1", "PYTHON": sys.executable, "PYTEST_ARGS": "tests/test_random.py"}
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "throughput.py"), "--tiny", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=180,
+        ["bash", str(BENCH / "gpu_check.sh"), str(out)], env=env, capture_output=True, text=True, timeout=300
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "dlnsim_reduced" in proc.stdout  # the table was printed
-    res = json.loads(out.read_text())
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == GPU_CHECK_FILES
+    summary = (out / "summary.txt").read_text()
+    assert "== tests (rc 0)" in summary and " passed" in summary
+    assert "dlnsim_reduced" in summary and "== touches probe" in summary  # the tables were printed
+
+    touched = json.loads((out / "touches.json").read_text())
+    assert touched["bandwidth"]["bytes_per_s"] > 0
+    variants = touched["sizes"]["tiny"]["variants"]
+    assert set(variants) == set(touches.VARIANTS)
+    for name, e in variants.items():
+        assert e["network_steps_per_s"] > 0 and e["compile_s"] > 0, name
+        assert e["fusions"] > 0 and e["fraction_of_3_touch_bound"] > 0, name
+        assert e["max_rel_diff_vs_fused"] < 1e-5, name  # float32: the same step
+
+    res = json.loads((out / "throughput_tiny.json").read_text())
 
     assert res["schema"] == "dlnsim-throughput/1"
     assert res["dtype"] == "float32" and res["precision"] == "highest"

@@ -3,8 +3,6 @@ compute the very GD step of ``dlnsim.backward.gd_step``, and the script writes i
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -66,22 +64,3 @@ def test_every_variant_trains_as_the_fused_step(variant):
     np.testing.assert_allclose(ours[1], ref[1], rtol=1e-12)
     for a, b in zip(ours[0], ref[0]):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * float(jnp.max(jnp.abs(b))))
-
-
-def test_touches_tiny_writes_json(tmp_path):
-    out = tmp_path / "touches.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "touches.py"), "--tiny", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    res = json.loads(out.read_text())
-    assert res["bandwidth"]["bytes_per_s"] > 0
-    variants = res["sizes"]["tiny"]["variants"]
-    assert set(variants) == set(touches.VARIANTS)
-    for name, e in variants.items():
-        assert e["network_steps_per_s"] > 0 and e["compile_s"] > 0, name
-        assert e["fusions"] > 0 and e["fraction_of_3_touch_bound"] > 0, name
-        assert e["max_rel_diff_vs_fused"] < 1e-5, name  # float32: the same step
