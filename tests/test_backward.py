@@ -30,6 +30,9 @@ from dlnsim.model import init_params
 from dlnsim.step import step_kind
 from dlnsim.training import init_key
 
+# Results that depend on the JAX backend: benchmarks/gpu_check.sh runs these first on a GPU.
+pytestmark = pytest.mark.device
+
 step_mod = importlib.import_module("dlnsim.step")
 
 SMALL = ProblemConfig(d=24, m=12, s=3, n_train=40, n_test=50)

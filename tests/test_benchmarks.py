@@ -84,19 +84,20 @@ GPU_CHECK_FILES = [
 
 def test_gpu_check_dry_run_writes_complete_json(tmp_path):
     """benchmarks/gpu_check.sh as a lent GPU machine runs it once, at toy sizes on this
-    machine (DRY_RUN=1): its tests, the throughput benchmark and the touches probe run and
-    write their files, the throughput JSON has every field and the probe every variant.
+    machine (DRY_RUN=1): its tests (the backend's, then the others), the throughput benchmark
+    and the touches probe run and write their files, the throughput JSON has every field and the probe every variant.
     Run as subprocesses (as a user would), so the test session's float64 setting does not
     leak into the benchmarks."""
     out = tmp_path / "gpu"
-    env = {**os.environ, "DRY_RUN": "1", "PYTHON": sys.executable, "PYTEST_ARGS": "tests/test_random.py"}
+    env = {**os.environ, "DRY_RUN": "1", "PYTHON": sys.executable}  # tests of one file of each part
     proc = subprocess.run(
         ["bash", str(BENCH / "gpu_check.sh"), str(out)], env=env, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert sorted(p.name for p in out.iterdir()) == GPU_CHECK_FILES
     summary = (out / "summary.txt").read_text()
-    assert "== tests (rc 0)" in summary and " passed" in summary
+    assert "== tests (rc 0)\n[device] 8 passed" in summary  # tests/test_random.py
+    assert "\n[not device] " in summary and summary.count(" passed") == 2
     assert "dlnsim_reduced" in summary and "== touches probe" in summary  # the tables were printed
 
     touched = json.loads((out / "touches.json").read_text())

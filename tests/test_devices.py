@@ -13,6 +13,9 @@ import dlnsim
 from dlnsim import ModelConfig, ProblemConfig, SweepConfig, TrainConfig, devices
 from dlnsim import plan as plan_mod
 
+# Results that depend on the JAX backend: benchmarks/gpu_check.sh runs these first on a GPU.
+pytestmark = pytest.mark.device
+
 PROBLEM = ProblemConfig(d=16, m=8, s=2, n_train=24, n_test=20)
 GRID = {"seed": [0, 1, 2], "weight_decay": [0.0, 1e-3, 1e-2]}
 

@@ -14,6 +14,9 @@ from dlnsim import plan as plan_mod
 from dlnsim.config import problem_and_model
 from dlnsim.configfile import load_config_text
 
+# Results that depend on the JAX backend: benchmarks/gpu_check.sh runs these first on a GPU.
+pytestmark = pytest.mark.device
+
 PROBLEM = ProblemConfig(d=16, m=8, s=2, n_train=24, n_test=20)
 TRAIN64 = TrainConfig(steps=100, log_every=50, dtype="float64")
 RTOL64 = 1e-10  # tolerance table: float64

@@ -20,6 +20,9 @@ from dlnsim import HParams, ModelConfig, ProblemConfig, TrainConfig, onchip
 from dlnsim.step import TrainState, make_step, training_data
 from dlnsim.training import init_key
 
+# Results that depend on the JAX backend: benchmarks/gpu_check.sh runs these first on a GPU.
+pytestmark = pytest.mark.device
+
 
 def _fn(w, v, flag, k):
     """A per-network function with odd shapes, a scalar, a bool and an int."""

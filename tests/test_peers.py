@@ -20,6 +20,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import peers
 
+# Results that depend on the JAX backend: benchmarks/gpu_check.sh runs these first on a GPU.
+pytestmark = pytest.mark.device
+
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 LR, WD, STEPS = 0.05, 0.5, 6
 SHAPES = peers.layer_shapes(d=6, m=4, depth=3, width=5)

@@ -13,6 +13,9 @@ from jax.extend.core import ClosedJaxpr, Jaxpr
 import dlnsim
 from dlnsim import grid, plan, problem
 
+# Results that depend on the JAX backend: benchmarks/gpu_check.sh runs these first on a GPU.
+pytestmark = pytest.mark.device
+
 HIGHEST = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
 
 

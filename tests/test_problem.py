@@ -9,6 +9,9 @@ import dlnsim
 from dlnsim import ModelConfig, ProblemConfig
 from dlnsim.step import _data_loss
 
+# Results that depend on the JAX backend: benchmarks/gpu_check.sh runs these first on a GPU.
+pytestmark = pytest.mark.device
+
 F64 = dict(rtol=1e-10, atol=0)
 
 

@@ -7,6 +7,9 @@ import pytest
 
 from dlnsim._random import normal
 
+# Results that depend on the JAX backend: benchmarks/gpu_check.sh runs these first on a GPU.
+pytestmark = pytest.mark.device
+
 
 @pytest.mark.parametrize("shape", [(7,), (40, 10), (3, 5, 2), (1, 1)])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])

@@ -16,6 +16,9 @@ from dlnsim import theory
 from dlnsim.metrics import noise_error_mc
 from dlnsim.training import init_key
 
+# Results that depend on the JAX backend: benchmarks/gpu_check.sh runs these first on a GPU.
+pytestmark = pytest.mark.device
+
 LR, WD = 0.05, 1e-2
 
 

@@ -20,6 +20,9 @@ from dlnsim.backward import gd_step  # noqa: E402
 from dlnsim.model import init_params  # noqa: E402
 from dlnsim.problem import reduce_data  # noqa: E402
 
+# Results that depend on the JAX backend: benchmarks/gpu_check.sh runs these first on a GPU.
+pytestmark = pytest.mark.device
+
 
 def _data64():
     """The reduced training data (m = 6, d = 10, 3 columns) of a small problem, in float64

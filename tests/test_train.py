@@ -9,6 +9,9 @@ import dlnsim
 from dlnsim import HParams, ModelConfig, ProblemConfig, TrainConfig
 from dlnsim.step import TrainState, _frozen, training_data
 
+# Results that depend on the JAX backend: benchmarks/gpu_check.sh runs these first on a GPU.
+pytestmark = pytest.mark.device
+
 SMALL = ProblemConfig(d=24, m=12, s=3, n_train=40, n_test=50)
 # Tolerance table (STYLE.md Tests): float32 ~1e-5 relative, float64 ~1e-10.
 RTOL = {"float32": 1e-5, "float64": 1e-10}
