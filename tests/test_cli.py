@@ -751,3 +751,56 @@ def test_a_run_larger_than_a_device_exits_2_in_one_line(tmp_path, capsys):
     assert cli.main(args) == 2
     _one_error(capsys, "one run (depth=2) needs about", "more than a device's")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dry_run_plans_without_computing_or_writing(tmp_path, capsys):
+    """--dry-run: a row per compiled program (its step, runs, chunks, memory estimate, runs
+    still to compute), the totals, a shard's slice and what an interrupted run left; nothing
+    is written, and a real run's refusal (another sweep's chunks) is its error."""
+    from dlnsim import devices
+    from dlnsim.plan import group_configs
+
+    out = tmp_path / "sub" / "r.nc"
+    cfg = load_config(TINY)  # 2 groups (depth 1, 2), 4 chunks of 2 runs, 40 steps
+
+    def rows(*extra):
+        assert cli.main(["sweep", str(TINY), "-o", str(out), "--dry-run", *extra]) == 0
+        text = capsys.readouterr().out
+        return text, [line.split() for line in text.splitlines() if line.startswith("depth=")]
+
+    def mb(group, runs=1):
+        per_run = devices.run_bytes(*group_configs(cfg, group), cfg.train, raw=False)
+        return f"{per_run * runs / 1e6:.3g}"
+
+    text, table = rows()
+    assert text.startswith("dry run: nothing is computed or written\n8 runs (2 depth x 2 weight_decay x 2 seed values)")
+    assert table == [
+        ["depth=1", "blocked", "4", "2", "2", mb(0), "MB", mb(0, 2), "MB", "4"],
+        ["depth=2", "blocked", "4", "2", "2", mb(1), "MB", mb(1, 2), "MB", "4"],
+    ]
+    assert "2 compiled programs, 4 chunks; 320 network-steps to compute" in text
+    assert list(tmp_path.iterdir()) == []
+
+    text, table = rows("--shard", "1/2")  # chunks 1 and 3: one of each group
+    assert text.splitlines()[1].startswith("shard 1/2: 2 chunks, 4 of 8 runs")
+    assert [r[2] for r in table] == ["2", "2"] and "2 compiled programs, 2 chunks; 160 network-steps" in text
+
+    def stop_after_first(ev):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cfg, out, progress=stop_after_first)
+    text, table = rows()
+    assert [r[-1] for r in table] == ["2", "4"] and "; 240 network-steps to compute" in text
+    assert f"2 of the 8 runs are in finished chunks in {chunk_dir(out)}: a run takes them" in text
+    text, table = rows("--force")  # recomputes them
+    assert [r[-1] for r in table] == ["4", "4"] and "finished chunks" not in text
+
+    assert cli.main(["sweep", str(TINY), "-o", str(out), "--dry-run", "--set", "train.steps=50"]) == 2
+    _one_error(capsys, f"{chunk_dir(out)} holds results of a different sweep", "train.steps: 40 there, 50 here")
+    assert cli.main(["sweep", str(TINY), "-o", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    text, table = rows()
+    assert table == [] and text.endswith(
+        f"{out} already holds this sweep: the command would read it back and compute nothing\n"
+    )

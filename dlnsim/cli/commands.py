@@ -24,6 +24,7 @@ from dlnsim.cli._common import (
     setup_jax,
     shard_note,
 )
+from dlnsim.cli.dry_run import dry_run
 from dlnsim.cli.plot import pick_axes
 from dlnsim.cli.progress import Reporter
 
@@ -95,6 +96,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             holds_sweep(final, text)
     except (OutputPathError, ExistingResultsError) as e:
         raise Fail(str(e)) from None
+    if args.dry_run:
+        return dry_run(cfg, chunks, out, shard, args.force)
     quiet = args.quiet
     if not quiet:
         mine = sum(len(c.runs) for c in chunks)

@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="overwrite results of a different (or the same) sweep at RESULTS"
     )
     s.add_argument("--quiet", "-q", action="store_true", help="no progress output (the summary is still printed)")
+    s.add_argument(
+        "--dry-run",
+        "-n",
+        action="store_true",
+        help="print what the sweep would compute (its compiled programs, chunks, memory per run, runs already "
+        "on disk) and stop: nothing is computed or written",
+    )
     batching = s.add_mutually_exclusive_group()
     batching.add_argument(
         "--chunk-size", type=int, metavar="N", help="runs per compiled batch (same as --set sweep.chunk_size=N)"

@@ -26,7 +26,7 @@ from dlnsim.storage.chunks import chunk_dir, has_chunks
 from dlnsim.storage.files import ENGINE, OutputPathError, check_output, make_dirs, open_results
 from dlnsim.storage.shards import merge_shards, shard_runs
 from dlnsim.storage.identity import ExistingResultsError, holds_sweep, resumes_forced
-from dlnsim.storage.sweep import VOLATILE_ATTRS, Progress, run_sweep
+from dlnsim.storage.sweep import VOLATILE_ATTRS, Progress, run_sweep, runs_on_disk
 
 __all__ = [
     "ENGINE",
@@ -43,5 +43,6 @@ __all__ = [
     "open_results",
     "resumes_forced",
     "run_sweep",
+    "runs_on_disk",
     "shard_runs",
 ]

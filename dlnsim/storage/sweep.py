@@ -110,6 +110,42 @@ def _attrs(cfg: SweepConfig, chunks: list[Chunk], stored: list[Stored]) -> dict[
     return attrs
 
 
+def _holds(out: Path, text: str) -> bool:
+    """Whether ``out`` holds the sweep of config text ``text`` (a rerun reads it back).
+
+    Raises:
+      ExistingResultsError: ``out`` or its chunk directory belongs to another sweep (unless
+        an interrupted ``--force`` run of this sweep is to replace it).
+    """
+    if resumes_forced(out, text):
+        return False
+    partial = partial_config(out)
+    if holds_sweep(out, text):  # raises for another sweep's file
+        return True
+    if partial is not None and not same_sweep(partial, text):
+        raise refuse(chunk_dir(out), partial, text)
+    return False
+
+
+def runs_on_disk(
+    cfg: SweepConfig, out_path: str | Path, *, force: bool = False, shard: tuple[int, int] | None = None
+) -> set[int] | None:
+    """What :func:`run_sweep` with these arguments would not compute, found without
+    computing or writing anything: None where ``out_path`` already holds the sweep (it is
+    read back), else the runs held by the finished chunk files it would take (any chunk
+    plan's; none with ``force``).
+
+    Raises:
+      ExistingResultsError: where :func:`run_sweep` would refuse ``out_path``.
+    """
+    out = Path(out_path)
+    if force:
+        return set()
+    if _holds(out, dumps_config(cfg) + (SHARD_LINE.format(*shard) if shard else "")):
+        return None
+    return set(finished_runs(chunk_dir(out), run_shapes(cfg)))
+
+
 def run_sweep(
     cfg: SweepConfig,
     out_path: str | Path,
@@ -149,24 +185,18 @@ def run_sweep(
     text = dumps_config(cfg) + (SHARD_LINE.format(*shard) if shard else "")
     all_chunks = plan(cfg)
     chunks = shard_chunks(all_chunks, shard)
-    resume_forced = False
     if force:  # recompute; an old file at out stays until the new one replaces it (atomically)
         _remove_dir(side)
-    else:
-        # An interrupted --force run of this sweep is resumed and replaces whatever out holds.
-        resume_forced = resumes_forced(out, text)
-        if not resume_forced:
-            partial = partial_config(out)
-            mine = partial is not None and same_sweep(partial, text)
-            if holds_sweep(out, text):  # raises for another sweep's file
-                # Chunks of this sweep are leftovers of a run killed after writing its file.
-                _remove_leftovers(out, side, keep_chunks=partial is not None and not mine)
-                try:
-                    return open_results(out)[0], len(chunks)
-                except (OSError, KeyError, ValueError) as e:  # its config's, but not its data's layout
-                    raise not_results(out, " ".join(str(e).split())) from None
-            if partial is not None and not mine:
-                raise refuse(side, partial, text)
+    elif _holds(out, text):
+        # Chunks of this sweep are leftovers of a run killed after writing its file.
+        partial = partial_config(out)
+        _remove_leftovers(out, side, keep_chunks=partial is not None and not same_sweep(partial, text))
+        try:
+            return open_results(out)[0], len(chunks)
+        except (OSError, KeyError, ValueError) as e:  # its config's, but not its data's layout
+            raise not_results(out, " ".join(str(e).split())) from None
+    # An interrupted --force run of this sweep is resumed and replaces whatever out holds.
+    resume_forced = not force and resumes_forced(out, text)
     check_fits_device(cfg)  # a run larger than a device: refused before any work
     # Padding comes from the whole plan, so a shard runs the very programs a single run does.
     pad = batch_shape(cfg, all_chunks)
