@@ -118,7 +118,7 @@ def repair(directory: Path) -> int:
       (a warning per compile): it gets the time 0 (evicted first).
 
     Entries are read once: those written since the last repair (the time of the file
-    ``.dlnsim-checked``), a few milliseconds per MB. Done under JAX's own lock; skipped if
+    ``.dlnsim-checked``), about 10 ms per MB. Done under JAX's own lock; skipped if
     another process holds it for 10 s.
     """
     import filelock
