@@ -55,7 +55,7 @@ def describe(cfg: Any, chunks: list[Any], out: Path, shard: tuple[int, int] | No
 
     from dlnsim import devices
     from dlnsim.config import static_combinations
-    from dlnsim.plan import group_configs, noisy
+    from dlnsim.plan import batch_shape, group_configs, noisy, plan
     from dlnsim.step import data_columns, step_kind, uses_raw_data
     from dlnsim.storage import chunk_dir
 
@@ -74,6 +74,7 @@ def describe(cfg: Any, chunks: list[Any], out: Path, shard: tuple[int, int] | No
         return "\n".join(lines)
 
     combos = static_combinations(cfg)
+    pad = batch_shape(cfg, plan(cfg))  # each group's compiled batch, the same for every shard
     header = ("group", "step", "runs", "chunks", "runs/chunk", "memory/run", "memory/chunk", "to compute")
     rows = []
     for g in sorted({c.group for c in chunks}):
@@ -91,7 +92,7 @@ def describe(cfg: Any, chunks: list[Any], out: Path, shard: tuple[int, int] | No
                 str(len(mine)),
                 str(widest),
                 _mb(per_run),
-                _mb(per_run * devices.pad_to_devices(widest)),
+                _mb(per_run * pad[g].runs),
                 str(sum(r not in done for c in mine for r in c.runs)),
             )
         )

@@ -110,6 +110,11 @@ def _attrs(cfg: SweepConfig, chunks: list[Chunk], stored: list[Stored]) -> dict[
     return attrs
 
 
+def _identity(cfg: SweepConfig, shard: tuple[int, int] | None) -> str:
+    """The text that names the sweep (a shard's with its slice) in its chunk directory and file."""
+    return dumps_config(cfg) + (SHARD_LINE.format(*shard) if shard else "")
+
+
 def _holds(out: Path, text: str) -> bool:
     """Whether ``out`` holds the sweep of config text ``text`` (a rerun reads it back).
 
@@ -141,7 +146,7 @@ def runs_on_disk(
     out = Path(out_path)
     if force:
         return set()
-    if _holds(out, dumps_config(cfg) + (SHARD_LINE.format(*shard) if shard else "")):
+    if _holds(out, _identity(cfg, shard)):
         return None
     return set(finished_runs(chunk_dir(out), run_shapes(cfg)))
 
@@ -182,7 +187,7 @@ def run_sweep(
     """
     out = check_output(out_path)
     side = chunk_dir(out)
-    text = dumps_config(cfg) + (SHARD_LINE.format(*shard) if shard else "")
+    text = _identity(cfg, shard)
     all_chunks = plan(cfg)
     chunks = shard_chunks(all_chunks, shard)
     if force:  # recompute; an old file at out stays until the new one replaces it (atomically)
