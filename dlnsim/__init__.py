@@ -22,6 +22,8 @@ _API: dict[str, str | None] = {
     "Metrics": "dlnsim.metrics",
     "ModelConfig": "dlnsim.config",
     "Problem": "dlnsim.problem",
+    "Progress": "dlnsim.grid",
+    "ProgressBar": "dlnsim.cli.progress",
     "ProblemConfig": "dlnsim.config",
     "Run": "dlnsim.training",
     "SweepConfig": "dlnsim.config",
@@ -79,7 +81,8 @@ if TYPE_CHECKING:
     from dlnsim.configfile import ConfigError as ConfigError, dumps_config as dumps_config, load_config as load_config
     from dlnsim.compile_cache import use_compile_cache as use_compile_cache
     from dlnsim.devices import use_cpu_cores as use_cpu_cores
-    from dlnsim.grid import sweep as sweep
+    from dlnsim.cli.progress import ProgressBar as ProgressBar
+    from dlnsim.grid import Progress as Progress, sweep as sweep
     from dlnsim.hparams import HParams as HParams
     from dlnsim.metrics import Metrics as Metrics
     from dlnsim.model import end_to_end as end_to_end, forward as forward, init_params as init_params

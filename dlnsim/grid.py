@@ -53,6 +53,21 @@ class ChunkResult(NamedTuple):
     seconds: float  # wall time of the chunk, compile included
 
 
+class Progress(NamedTuple):
+    """Reported to the ``progress`` callback of :func:`sweep` and
+    :func:`~dlnsim.storage.run_sweep` after every chunk (:class:`dlnsim.ProgressBar` shows it)."""
+
+    chunk: Chunk  # the chunk just finished
+    n_chunks: int  # chunks to run: the whole plan's, or a shard's
+    runs_done: int  # runs finished so far, loaded ones included
+    n_runs: int  # runs of those chunks
+    skipped: bool  # True: loaded from an earlier, interrupted run; False: computed now
+    seconds: float  # compute time of this chunk (0 when skipped)
+    steps: int  # optimiser steps per run
+    computed: int  # runs of this chunk computed now (the others were on disk)
+    to_compute: int  # runs of later chunks still to compute (runs on disk excluded)
+
+
 @functools.partial(jax.jit, static_argnames=("problem_cfg", "dtype", "raw", "noisy"))
 def _make_problems(keys, noises, *, problem_cfg, dtype, raw, noisy):
     """Draws each distinct problem of a chunk once and prepares its training data.
@@ -156,13 +171,15 @@ def run_chunk(cfg: SweepConfig, chunk: Chunk, pad: dict[int, BatchShape] | None 
 def sweep(
     cfg: SweepConfig,
     *,
-    on_chunk: Callable[[Chunk, ChunkResult], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> xr.Dataset:
     """Runs every run of the grid and returns the metrics as an ``xarray.Dataset``.
 
     Args:
       cfg: the sweep.
-      on_chunk: called after each chunk (progress reporting, persistence).
+      progress: called with a :class:`Progress` after every chunk, for example a
+        :class:`dlnsim.ProgressBar` (a bar in a notebook or on a terminal). To keep
+        finished chunks on disk, use :func:`dlnsim.run_sweep`.
 
     Returns:
       The dataset of :func:`dlnsim.results.assemble`, with the config in its attributes.
@@ -180,9 +197,14 @@ def sweep(
     check_fits_device(cfg)
     pad = batch_shape(cfg, chunks)
     results = []
+    done = 0
     for chunk in chunks:
         res = run_chunk(cfg, chunk, pad)
         results.append(res)
-        if on_chunk is not None:
-            on_chunk(chunk, res)
+        n = len(chunk.runs)
+        done += n
+        if progress is not None:
+            left = cfg.n_runs - done
+            event = Progress(chunk, len(chunks), done, cfg.n_runs, False, res.seconds, cfg.train.steps, n, left)
+            progress(event)
     return assemble(cfg, chunks, results, attrs=run_attrs(cfg))

@@ -94,7 +94,8 @@ show(fig)
 #
 # `SweepConfig` names a grid. Step size, weight decay and seeds are *traced* axes: all runs are trained
 # together by one compiled program (`vmap`). Depth, width and the problem sizes are *static* axes (one
-# compiled program per value). `sweep` returns an `xarray.Dataset` with every metric over the grid and the steps.
+# compiled program per value). `sweep` returns an `xarray.Dataset` with every metric over the grid and the steps;
+# `progress=dlnsim.ProgressBar(cfg)` draws a bar as the chunks finish (runs, network-steps per second, ETA).
 
 # %%
 if SMOKE:
@@ -102,7 +103,7 @@ if SMOKE:
 else:
     grid = {"seed": [0, 1, 2], "weight_decay": [0.0, 1e-3, 1e-2, 1e-1], "lr": [0.02, 0.05]}
 sweep_cfg = dlnsim.SweepConfig(problem=problem_cfg, model=model, train=train_cfg, grid=grid)
-ds = dlnsim.sweep(sweep_cfg)
+ds = dlnsim.sweep(sweep_cfg, progress=dlnsim.ProgressBar(sweep_cfg))
 print(f"{sweep_cfg.n_runs} runs; dims: {dict(ds.sizes)}")
 
 # %% [markdown]

@@ -69,7 +69,7 @@ depth_cfg = dlnsim.SweepConfig(
     hparams={"lr": 0.05},
     grid={"depth": depths, "weight_decay": weight_decays, "seed": seeds},
 )
-ds_depth = dlnsim.sweep(depth_cfg)
+ds_depth = dlnsim.sweep(depth_cfg, progress=dlnsim.ProgressBar(depth_cfg))
 path = dlnsim.plotting.phase_diagram(ds_depth, x="weight_decay", y="depth", metric="on_err", path=f"{OUT}/depth.png")
 show(path, width=650)
 
@@ -136,7 +136,7 @@ lr_cfg = dlnsim.SweepConfig(
     train=train_cfg,
     grid={"lr": lrs, "weight_decay": weight_decays, "seed": seeds},
 )
-ds_lr = dlnsim.sweep(lr_cfg)
+ds_lr = dlnsim.sweep(lr_cfg, progress=dlnsim.ProgressBar(lr_cfg))
 path = dlnsim.plotting.phase_diagram(ds_lr, x="weight_decay", y="lr", metric="on_err", path=f"{OUT}/lr.png")
 show(path, width=650)
 n_div = int(ds_lr["diverged"].sum())
@@ -162,7 +162,7 @@ sizes_cfg = dlnsim.SweepConfig(
     hparams={"lr": 0.05, "weight_decay": 0.1},
     grid={"m_over_d": ratios_m, "s_over_m": ratios_s, "seed": seeds},
 )
-ds_sizes = dlnsim.sweep(sizes_cfg)
+ds_sizes = dlnsim.sweep(sizes_cfg, progress=dlnsim.ProgressBar(sizes_cfg))
 path = dlnsim.plotting.phase_diagram(ds_sizes, x="m_over_d", y="s_over_m", metric="noise_err",
                                      path=f"{OUT}/sizes.png", select={"sigma": 0.5})
 show(path, width=650)

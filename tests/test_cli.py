@@ -20,7 +20,7 @@ import xarray as xr
 
 import dlnsim
 from dlnsim import cli
-from dlnsim.cli.progress import Reporter
+from dlnsim.cli.progress import ProgressBar
 from dlnsim.configfile import dumps_config, load_config
 from dlnsim.storage import VOLATILE_ATTRS, Progress, chunk_dir, open_results, run_sweep
 
@@ -313,7 +313,7 @@ def test_progress_bar_on_a_terminal():
     cfg = load_config(TINY)
     chunks = plan(cfg)
     stream = Tty()
-    rep = Reporter(cfg, chunks, stream=stream)
+    rep = ProgressBar(cfg, chunks, stream=stream)
     runs = 0
     for i, c in enumerate(chunks):
         runs += len(c.runs)
@@ -338,7 +338,7 @@ def test_progress_of_a_shard_counts_its_own_chunks_and_runs():
     chunks = shard_chunks(plan(cfg), (1, 2))
     assert [c.index for c in chunks] == [1, 3]
     for stream in (io.StringIO(), Tty()):
-        rep = Reporter(cfg, chunks, stream=stream)
+        rep = ProgressBar(cfg, chunks, stream=stream)
         done = 0
         for c in chunks:
             done += len(c.runs)
@@ -349,22 +349,56 @@ def test_progress_of_a_shard_counts_its_own_chunks_and_runs():
         assert "chunk 1/2" in text or stream.isatty()  # the bar shows the latest chunk only
 
 
-def test_eta_counts_only_the_runs_still_to_compute(monkeypatch):
+def test_eta_counts_only_the_runs_still_to_compute():
     """After a change of chunk plan, runs on disk inside later chunks cost nothing: 2 runs
     computed in 10 s and 2 of the 6 runs left still to compute make an ETA of 10 s, not 30 s."""
-    from dlnsim.cli import progress as progress_mod
     from dlnsim.plan import plan
 
     cfg = load_config(TINY)
     chunks = plan(cfg)
-    clock = iter([100.0, 110.0])
-    monkeypatch.setattr(progress_mod.time, "perf_counter", lambda: next(clock))
     stream = io.StringIO()
-    rep = Reporter(cfg, chunks, stream=stream)
+    rep = ProgressBar(cfg, chunks, stream=stream)
     c = chunks[0]
     rep(Progress(c, len(chunks), len(c.runs), cfg.n_runs, False, 10.0, cfg.train.steps, computed=2, to_compute=2))
     rate = 2 * cfg.train.steps / 10
     assert f"2/8 runs, {rate:.3g} net-steps/s, ETA 0:10" in stream.getvalue()
+
+
+def test_rate_is_per_second_of_computing():
+    """The rate divides by the chunks' compute time, not by the time since the bar was made
+    (a notebook may make it cells earlier) and not counting loaded chunks: 2 chunks of 2 runs
+    in 4 s and 6 s, and one loaded, make 4 runs x steps / 10 s."""
+    from dlnsim.plan import plan
+
+    cfg = load_config(TINY)
+    chunks = plan(cfg)
+    stream = io.StringIO()
+    rep = ProgressBar(cfg, chunks, stream=stream)
+    steps = cfg.train.steps
+    for i, (c, secs, computed) in enumerate(zip(chunks[:3], (4.0, 0.0, 6.0), (2, 0, 2))):
+        rep(Progress(c, 4, 2 * (i + 1), cfg.n_runs, computed == 0, secs, steps, computed=computed, to_compute=2))
+    last = stream.getvalue().splitlines()[-1]
+    assert f"6/8 runs, {4 * steps / 10:.3g} net-steps/s, ETA 0:05" in last, last
+
+
+def test_bar_in_a_notebook_cell_closes_itself_after_the_last_chunk():
+    """A Jupyter cell's stream is no terminal but draws bars; the bar is closed (drawn in
+    full) after the last chunk without a call of close(), and closing again does nothing."""
+    from dlnsim.plan import plan
+
+    class OutStream(io.StringIO):  # ipykernel.iostream.OutStream: isatty() is False
+        pass
+
+    OutStream.__module__ = "ipykernel.iostream"
+    cfg = load_config(TINY)
+    stream = OutStream()
+    rep = ProgressBar(cfg, stream=stream)  # the whole plan's chunks by default
+    assert rep.bar is not None and rep.n_chunks == 4
+    for i, c in enumerate(chunks := plan(cfg)):
+        rep(Progress(c, 4, 2 * (i + 1), 8, False, 0.5, cfg.train.steps, computed=2, to_compute=6 - 2 * i))
+        assert (rep.bar is None) == (i == len(chunks) - 1)
+    rep.close()
+    assert "8/8 runs" in stream.getvalue() and "chunk 4/4" in stream.getvalue()
 
 
 def test_max_memory_flag_sets_the_chunk_budget(tmp_path):

@@ -84,6 +84,23 @@ def test_chunk_size_does_not_change_results(chunk_size):
     _assert_runs_equal(whole, chunked)
 
 
+def test_progress_reports_every_chunk_once_in_order():
+    """Two depth groups of 5 runs in chunks of at most 3: four events, counting up to the
+    10 runs; a sweep that reports progress returns the same results as one that does not."""
+    cfg = _cfg({"depth": [1, 2], "seed": [0, 1, 2, 3, 4]}, chunk_size=3)
+    events = []
+    ds = dlnsim.sweep(cfg, progress=events.append)
+    chunks = plan_mod.plan(cfg)
+    assert [ev.chunk for ev in events] == chunks and len(chunks) == 4
+    sizes = [len(c.runs) for c in chunks]
+    assert [ev.runs_done for ev in events] == list(np.cumsum(sizes))
+    assert [ev.to_compute for ev in events] == [10 - d for d in np.cumsum(sizes)]
+    assert [ev.computed for ev in events] == sizes
+    assert all(ev.n_chunks == 4 and ev.n_runs == 10 and ev.steps == 100 and not ev.skipped for ev in events)
+    assert all(ev.seconds > 0 for ev in events)
+    _assert_runs_equal(ds, dlnsim.sweep(cfg))
+
+
 def test_teacher_per_seed_draws_distinct_teachers():
     shared = dlnsim.sweep(_cfg({"seed": [0, 1]}))
     own = dlnsim.sweep(_cfg({"seed": [0, 1]}, teacher_per_seed=True))

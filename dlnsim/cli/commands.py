@@ -26,7 +26,7 @@ from dlnsim.cli._common import (
 )
 from dlnsim.cli.dry_run import dry_run
 from dlnsim.cli.plot import pick_axes
-from dlnsim.cli.progress import Reporter
+from dlnsim.cli.progress import ProgressBar
 
 # The options of `dlnsim sweep` that only --distributed uses.
 _CLUSTER_OPTIONS = {"coordinator": "--coordinator", "num_processes": "--num-processes", "process_id": "--process-id"}
@@ -109,7 +109,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    reporter = None if quiet else Reporter(cfg, chunks)
+    reporter = None if quiet else ProgressBar(cfg, chunks)
     start = time.perf_counter()
     try:
         ds, skipped = run_sweep(cfg, out, force=args.force, progress=reporter, shard=shard)

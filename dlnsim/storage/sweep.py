@@ -23,14 +23,14 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from dlnsim.config import SweepConfig, static_combinations
 from dlnsim.configfile import dumps_config
-from dlnsim.grid import run_chunk
+from dlnsim.grid import Progress, run_chunk
 from dlnsim.plan import Chunk, batch_shape, check_fits_device, plan, shard_chunks
 from dlnsim.results import assemble, run_attrs, run_shapes
 from dlnsim.storage.chunks import Stored, add_runs, chunk_dir, finished_runs, gather, save_chunk
@@ -52,20 +52,6 @@ VOLATILE_ATTRS = ("start_time", "end_time", "group_wall_seconds")
 # The random part of a temporary's name (tempfile.mkstemp: 8 characters), so that the
 # temporaries of r.nc are not confused with those of r.nc.bak.
 _RANDOM = "?" * 8
-
-
-class Progress(NamedTuple):
-    """Reported to the ``progress`` callback of :func:`run_sweep` after every chunk."""
-
-    chunk: Chunk  # the chunk just finished
-    n_chunks: int  # chunks to run: the whole plan's, or a shard's
-    runs_done: int  # runs finished so far, loaded ones included
-    n_runs: int  # runs of those chunks
-    skipped: bool  # True: loaded from an earlier, interrupted run; False: computed now
-    seconds: float  # compute time of this chunk (0 when skipped)
-    steps: int  # optimiser steps per run
-    computed: int  # runs of this chunk computed now (the others were on disk)
-    to_compute: int  # runs of later chunks still to compute (runs on disk excluded)
 
 
 def _remove_leftovers(out: Path, side: Path, keep_chunks: bool = False) -> None:
